@@ -1,0 +1,32 @@
+"""Shared fixtures: the read-only shared data folder and small images made on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irec.paths import data_root
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``$IREC_DATA`` (``../shared/data`` in CI). Tests that need it fail loudly if it is absent."""
+    root = data_root()
+    if not (root / "kodak").is_dir():
+        pytest.fail(f"shared test data not found at {root}; set IREC_DATA to ../shared/data")
+    return root
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _writable_cache(tmp_path_factory, monkeypatch):
+    """Every test gets a private writable cache unless CI set one."""
+    if "IREC_CACHE" not in os.environ:
+        monkeypatch.setenv("IREC_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
