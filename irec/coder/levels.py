@@ -1,0 +1,257 @@
+"""Incremental coding of a hierarchy of latent levels into one container, and the public entry points.
+
+Paper, section 3 and ../shared/docs/irec-method.md section 2, step 7: the codecs code 2 to 24 levels in
+generative order, and each level's prior (and posterior) depends on the *coded* samples of the levels above.
+:class:`LatentEncoder` therefore takes one level at a time and returns its coded sample;
+:class:`LatentDecoder`, given each level's prior in turn, returns the same sample. Both halves are written
+side by side below, in mirrored order.
+
+Side information per level: the step counts K_b (their minimum and span as header varints, then each
+K_b - K_min under a triangular categorical model in the ANS stream); then the indices, uniform over N.
+Standalone files (:func:`compress_latent`) also record each level's shape; codecs, whose model fixes the
+shapes, leave them out (``describe_shapes=False``) because header bytes matter on 32x32 images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from irec.coder import randomness
+from irec.coder.bitstream import ByteReader, ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
+from irec.coder.params import SAMPLERS, CoderParams
+from irec.coder.schedule import BlockLayout, block_layout, step_counts
+from irec.coder.search import reconstruct, search
+
+MAGIC = b"iRL"  # standalone latent files
+VERSION = 1
+MAX_STEPS = 1 << 24  # sanity bound on K_b read from a file
+MAX_DIMS = 1 << 34  # sanity bound on a level's size read from a file
+
+
+@dataclass(frozen=True)
+class LevelStats:
+    """What coding one level cost and how faithful its sample is."""
+
+    n_dims: int  # latent dimensions
+    n_blocks: int  # blocks after the near-equal split
+    n_steps: int  # sum of K_b over blocks
+    kl_nats: float  # analytic KL(q || p), the ideal rate
+    index_bits: float  # sum K_b * log2(N): the indices' ideal fixed-length cost
+    log_ratio_nats: float  # log q(z) / p(z) of the coded sample z; minus kl_nats is the sample's bias
+
+    @property
+    def kl_bits(self) -> float:
+        return self.kl_nats / math.log(2)
+
+
+def _validate(q_loc, q_scale, p_loc, p_scale) -> None:
+    tensors = {"q_loc": q_loc, "q_scale": q_scale, "p_loc": p_loc, "p_scale": p_scale}
+    for name, x in tensors.items():
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+        if x.shape != p_loc.shape:
+            raise ValueError(f"shape mismatch: {name} has shape {tuple(x.shape)}, p_loc {tuple(p_loc.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains non-finite values (nan or inf)")
+    for name in ("q_scale", "p_scale"):
+        if not (tensors[name] > 0).all():
+            raise ValueError(f"{name} must be strictly positive everywhere")
+    if p_loc.numel() == 0:
+        raise ValueError("cannot code an empty latent")
+
+
+def _flat64(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().to("cpu", torch.float64).reshape(-1)
+
+
+def _prior_scale32(p_scale: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
+    """s_p in float32 and the block layout, as encoder and decoder both use it."""
+    return layout.gather(p_scale.detach().to("cpu", torch.float32).reshape(-1), pad=1.0)
+
+
+def _finish_sample(p_loc: torch.Tensor, total: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
+    """z = mu_p + S in p_loc's dtype, shape and device (same operations on both sides)."""
+    flat = layout.scatter(total).to(p_loc.dtype)
+    return (p_loc.detach().to("cpu").reshape(-1) + flat).reshape(p_loc.shape).to(p_loc.device)
+
+
+def _step_probabilities(span: int, count: int) -> np.ndarray:
+    """Triangular categorical over K_b - K_min in [0, span], from integers only (portable)."""
+    k = np.arange(span + 1)
+    weights = np.minimum(k + 1, span + 1 - k).astype(np.float64)
+    return np.broadcast_to(weights / weights.sum(), (count, span + 1))
+
+
+class LatentEncoder:
+    """Codes levels one at a time (generative order); :meth:`finish` writes header and symbols."""
+
+    def __init__(self, params: CoderParams, describe_shapes: bool = True) -> None:
+        self.params = params
+        self.describe_shapes = describe_shapes
+        self.stats: list[LevelStats] = []
+        self._levels: list[tuple[tuple[int, ...], np.ndarray, np.ndarray]] = []  # shape, K_b, indices
+
+    def encode_level(self, q_loc, q_scale, p_loc, p_scale) -> torch.Tensor:
+        """Code one level; returns its coded sample z (what the decoder will rebuild), shaped like p_loc."""
+        _validate(q_loc, q_scale, p_loc, p_scale)
+        if self.params.sampler == "pfr":
+            raise ValueError("the pfr reference sampler codes standalone latents only (see irec.coder.pfr)")
+        level = len(self._levels)
+        layout = block_layout(p_loc.numel(), self.params.block_size, randomness.permutation(self.params.seed, level, p_loc.numel()))
+        q_mu, q_s, p_mu, p_s = (_flat64(x) for x in (q_loc, q_scale, p_loc, p_scale))
+        kl = torch.log(p_s / q_s) + (q_s**2 + (q_mu - p_mu) ** 2) / (2 * p_s**2) - 0.5
+        n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_block)
+        p_scale32 = _prior_scale32(p_scale, layout)
+        indices = search(
+            self.params, level, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
+            layout.gather(p_s**2, 1.0), p_scale32, n_steps,
+        )
+        z = _finish_sample(p_loc, reconstruct(self.params, level, layout, p_scale32, n_steps, indices), layout)
+        zz = _flat64(z)
+        log_ratio = (torch.log(p_s / q_s) - 0.5 * ((zz - q_mu) / q_s) ** 2 + 0.5 * ((zz - p_mu) / p_s) ** 2).sum()
+        self.stats.append(LevelStats(
+            n_dims=p_loc.numel(), n_blocks=layout.n_blocks, n_steps=int(n_steps.sum()), kl_nats=float(kl.sum()),
+            index_bits=float(n_steps.sum() * math.log2(self.params.n_candidates)), log_ratio_nats=float(log_ratio),
+        ))
+        self._levels.append((tuple(p_loc.shape), n_steps, indices))
+        return z
+
+    def write_header(self, w: ByteWriter) -> None:
+        """Coder parameters and per-level side information (mirrored by :class:`LatentDecoder`)."""
+        w.varint(self.params.n_candidates)
+        w.varint(self.params.block_size)
+        w.varint(self.params.seed)
+        w.varint(SAMPLERS.index(self.params.sampler))
+        w.varint(len(self._levels))
+        for shape, n_steps, _ in self._levels:
+            if self.describe_shapes:
+                w.varint(len(shape))
+                for n in shape:
+                    w.varint(n)
+            w.varint(int(n_steps.min()))
+            if len(n_steps) > 1:  # the decoder knows the block count from the shape
+                w.varint(int(n_steps.max() - n_steps.min()))
+
+    def write_symbols(self, s: SymbolWriter) -> None:
+        """Each level's step counts, then its indices, in decoding order."""
+        for level, (_, n_steps, indices) in enumerate(self._levels):
+            span = int(n_steps.max() - n_steps.min())
+            if span:
+                s.push_categorical(n_steps - n_steps.min(), _step_probabilities(span, len(n_steps)), f"level{level}/steps")
+            chosen = np.concatenate([indices[b, :k] for b, k in enumerate(n_steps)])
+            s.push_uniform(chosen, self.params.n_candidates, f"level{level}/indices")
+
+
+class LatentDecoder:
+    """Mirror of :class:`LatentEncoder`: reads the header, then rebuilds one level per prior given.
+
+    ``shapes``: the levels' shapes when the file does not record them (codecs know them from the model and
+    the image size); ``None`` reads them from the file.
+    """
+
+    def __init__(self, r: ByteReader, shapes: list[tuple[int, ...]] | None = None) -> None:
+        n_candidates = r.varint(limit=2**24 - 1)
+        block_size = r.varint(limit=MAX_DIMS)
+        seed = r.varint(limit=2**63 - 1)
+        sampler = SAMPLERS[r.varint(limit=len(SAMPLERS) - 1)]
+        n_levels = r.varint(limit=1 << 16)
+        if n_candidates < 2 or block_size < 1:
+            raise CorruptStreamError("malformed header: impossible coder parameters")
+        if shapes is not None and len(shapes) != n_levels:
+            raise CorruptStreamError(f"the file holds {n_levels} latent levels, the model expects {len(shapes)}")
+        # Decoding needs only N, the block size and the seed; Omega is not recorded (any value with this N will do).
+        omega = math.log(n_candidates + 0.5)
+        self.params = CoderParams(kl_per_block=omega, block_size=block_size, seed=seed, sampler=sampler)
+        self._levels: list[tuple[tuple[int, ...], int, int]] = []  # shape, K_min, span
+        for level in range(n_levels):
+            if shapes is None:
+                shape = tuple(r.varint(limit=MAX_DIMS) for _ in range(r.varint(limit=16)))
+            else:
+                shape = tuple(shapes[level])
+            n_dims = math.prod(shape)
+            if not 0 < n_dims <= MAX_DIMS:
+                raise CorruptStreamError(f"malformed header: level {level} has {n_dims} dimensions")
+            k_min = r.varint(limit=MAX_STEPS)
+            span = r.varint(limit=MAX_STEPS) if math.ceil(n_dims / block_size) > 1 else 0
+            self._levels.append((shape, k_min, span))
+        self._symbols: SymbolReader | None = None
+        self._next = 0
+
+    @property
+    def n_levels(self) -> int:
+        return len(self._levels)
+
+    def attach(self, s: SymbolReader) -> None:
+        """Give the decoder the symbol stream that follows the header."""
+        self._symbols = s
+
+    def decode_level(self, p_loc: torch.Tensor, p_scale: torch.Tensor) -> torch.Tensor:
+        """Rebuild the next level's coded sample from its prior (the decoder's own p_loc and p_scale)."""
+        if self._symbols is None:
+            raise RuntimeError("attach() the symbol stream before decoding")
+        if self._next >= len(self._levels):
+            raise ValueError(f"the file holds only {len(self._levels)} latent levels")
+        _validate(p_loc, p_scale, p_loc, p_scale)
+        level, (shape, k_min, span) = self._next, self._levels[self._next]
+        if tuple(p_loc.shape) != shape:
+            raise ValueError(
+                f"latent level {level} was coded with shape {shape}, but the prior given has shape "
+                f"{tuple(p_loc.shape)}: wrong model or wrong image size?"
+            )
+        layout = block_layout(p_loc.numel(), self.params.block_size, randomness.permutation(self.params.seed, level, p_loc.numel()))
+        n_steps = np.full(layout.n_blocks, k_min, dtype=np.int64)
+        if span:
+            n_steps += self._symbols.pull_categorical(_step_probabilities(span, layout.n_blocks))
+        chosen = self._symbols.pull_uniform(int(n_steps.sum()), self.params.n_candidates)
+        indices = np.zeros((layout.n_blocks, int(n_steps.max(initial=0))), dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(n_steps)])
+        for b, k in enumerate(n_steps):
+            indices[b, :k] = chosen[starts[b] : starts[b] + k]
+        self._next += 1
+        return _finish_sample(p_loc, reconstruct(self.params, level, layout, _prior_scale32(p_scale, layout), n_steps, indices), layout)
+
+
+# ------------------------------------------------------------------------------------------- public entry points
+def compress_latent(
+    q_loc: torch.Tensor, q_scale: torch.Tensor, p_loc: torch.Tensor, p_scale: torch.Tensor, *,
+    kl_per_block: float = 3.0, n_beams: int = 10, extra_samples: float = 1.0, block_size: int = 1000,
+    seed: int = 0, sampler: str = "beam",
+) -> tuple[bytes, torch.Tensor]:
+    """Code a sample of N(q_loc, q_scale^2) against the prior N(p_loc, p_scale^2), tensors of any shape.
+
+    Returns the self-describing bytes and the coded sample z, which :func:`decompress_latent` rebuilds exactly.
+    """
+    params = CoderParams(kl_per_block=kl_per_block, n_beams=n_beams, extra_samples=extra_samples,
+                         block_size=block_size, seed=seed, sampler=sampler)
+    if sampler == "pfr":
+        from irec.coder import pfr
+
+        return pfr.compress_latent(q_loc, q_scale, p_loc, p_scale, params)
+    encoder = LatentEncoder(params, describe_shapes=True)
+    z = encoder.encode_level(q_loc, q_scale, p_loc, p_scale)
+    header, symbols = ByteWriter(), SymbolWriter()
+    encoder.write_header(header)
+    encoder.write_symbols(symbols)
+    payload, _ = symbols.finish()
+    return seal(MAGIC, VERSION, header.getvalue(), payload), z
+
+
+def decompress_latent(data: bytes, p_loc: torch.Tensor, p_scale: torch.Tensor) -> torch.Tensor:
+    """Rebuild the coded sample of :func:`compress_latent` from its bytes and the same prior."""
+    if bytes(data[:3]) == b"iRP":
+        from irec.coder import pfr
+
+        return pfr.decompress_latent(data, p_loc, p_scale)
+    r = unseal(data, MAGIC, VERSION, "irec latent")
+    decoder = LatentDecoder(r)
+    if decoder.n_levels != 1:
+        raise CorruptStreamError(f"a standalone latent file holds one level, this one {decoder.n_levels}")
+    symbols = SymbolReader(r.rest())
+    decoder.attach(symbols)
+    return decoder.decode_level(p_loc, p_scale)

@@ -1,0 +1,63 @@
+"""Coder parameters and the paper's named presets.
+
+Paper, section 3 and appendix; the original README maps ``n_beams`` = B, ``extra_samples`` = 1+epsilon,
+``kl_per_partition`` = Omega (called ``kl_per_block`` here). See ../shared/docs/irec-method.md section 2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+SAMPLERS = ("beam", "greedy", "sample", "pfr")
+
+
+@dataclass(frozen=True)
+class CoderParams:
+    """Settings of the relative entropy coder. Only ``n_candidates``, ``block_size`` and ``seed`` reach the file."""
+
+    kl_per_block: float = 3.0  # Omega: nats of KL carried by each auxiliary step (paper: 3)
+    n_beams: int = 10  # B: beams kept by the search (paper: 20 lossless, 10 lossy); greedy forces 1
+    extra_samples: float = 1.0  # 1+epsilon: N = floor(exp(extra_samples * kl_per_block)) candidates per step
+    block_size: int = 1000  # dimensions per block, before the near-equal split (paper: 1000)
+    seed: int = 0  # seed of the shared randomness (and of the encoder's Gumbel noise for "sample")
+    sampler: str = "beam"  # "beam" (iREC), "greedy" (B = 1), "sample" (Gumbel-top-B), "pfr" (exact reference)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if not (math.isfinite(self.kl_per_block) and self.kl_per_block > 0):
+            raise ValueError(f"kl_per_block (Omega) must be a positive number of nats, got {self.kl_per_block}")
+        if not (math.isfinite(self.extra_samples) and self.extra_samples > 0):
+            raise ValueError(f"extra_samples (1+eps) must be positive, got {self.extra_samples}")
+        if self.n_beams < 1:
+            raise ValueError(f"n_beams (B) must be at least 1, got {self.n_beams}")
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be at least 1, got {self.block_size}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+        if self.sampler != "pfr" and not 2 <= self.n_candidates < 2**24:
+            raise ValueError(
+                f"exp(extra_samples * kl_per_block) = {math.exp(self.extra_samples * self.kl_per_block):.3g} gives "
+                f"{self.n_candidates} candidates per step; it must be in [2, 2**24)"
+            )
+
+    @property
+    def n_candidates(self) -> int:
+        """N = floor(exp((1 + eps) * Omega)), the number of candidates per step."""
+        return int(math.floor(math.exp(self.extra_samples * self.kl_per_block)))
+
+    @property
+    def beams(self) -> int:
+        """The number of beams actually kept (1 for the greedy sampler)."""
+        return 1 if self.sampler == "greedy" else self.n_beams
+
+    def with_(self, **changes) -> "CoderParams":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+# The paper's settings (irec-method.md section 2, table): seed 42 and blocks of 1000 dimensions throughout.
+PAPER_LOSSLESS = CoderParams(kl_per_block=3.0, n_beams=20, extra_samples=1.2, block_size=1000, seed=42)
+PAPER_LOSSY = CoderParams(kl_per_block=3.0, n_beams=10, extra_samples=1.0, block_size=1000, seed=42)
+PRESETS = {"paper-lossless": PAPER_LOSSLESS, "paper-lossy": PAPER_LOSSY}

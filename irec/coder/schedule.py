@@ -1,0 +1,111 @@
+"""Blocks, step counts and the auxiliary-variable variance schedule of iREC.
+
+Paper, section 3.2 and appendix (auxiliary variables), and ../shared/docs/irec-method.md section 2, steps 1-3:
+
+- the flattened latent is permuted by a seeded permutation and cut into blocks of about ``block_size``
+  dimensions (here of near-equal sizes, differing by at most one, so that all blocks batch together);
+- block b takes ``K_b = ceil(KL_b / kl_per_block)`` steps (KL in nats, as in the paper);
+- the step with ``n`` auxiliary variables still to go, counting itself, takes the fraction
+  ``r_n = n ** -0.7864636765648174`` of the remaining prior variance; the last step takes all that is left.
+
+The schedule depends only on the integer K, so it is computed once per K in float64 by the standard library
+on the CPU and shared by the encoder and the decoder as float32 *square roots* of the step fractions (``math.sqrt``
+is correctly rounded). A candidate's standard deviation is then ``s_p * sqrt(c_t)``, one float32 product, exact
+on every device; no tensor square root is taken, because torch's CPU sqrt is not correctly rounded.
+
+A block whose KL is zero (q == p) takes no step at all: its sample is drawn from p with the shared randomness, an exact sample of q at
+zero bits (``z = p_loc`` would not be a sample).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# The power law fitted by the original authors to their learned per-step variance ratios.
+SCHEDULE_EXPONENT = 0.7864636765648174
+# KL_b at or below this many nats counts as zero (q equals p up to float rounding).
+ZERO_KL_NATS = 1e-9
+
+
+@functools.cache
+def _fractions(n_steps: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(step fractions c_t, cumulative fractions C_t) of the prior variance for a block of ``n_steps`` steps."""
+    remaining = 1.0
+    step, cumulative = [], []
+    for t in range(n_steps):
+        n_left = n_steps - t
+        take = remaining if n_left == 1 else remaining * n_left ** -SCHEDULE_EXPONENT
+        remaining -= take
+        step.append(take)
+        cumulative.append(1.0 - remaining if n_left > 1 else 1.0)
+    return tuple(step), tuple(cumulative)
+
+
+def schedule_tables(n_steps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded per-block schedules: float32 sqrt(c[b, t]) of the step fractions and float64 cumulative fractions.
+
+    Blocks with zero steps get the single step (c = 1, C = 1) that draws their prior sample.
+    """
+    width = max(1, int(n_steps.max(initial=0)))
+    step = np.zeros((len(n_steps), width), dtype=np.float64)
+    cumulative = np.ones((len(n_steps), width), dtype=np.float64)
+    for b, k in enumerate(n_steps):
+        c, cc = _fractions(max(1, int(k)))
+        step[b, : len(c)] = [math.sqrt(x) for x in c]
+        cumulative[b, : len(cc)] = cc
+    return torch.from_numpy(step.astype(np.float32)), torch.from_numpy(cumulative)
+
+
+def step_counts(kl_blocks: np.ndarray, kl_per_block: float) -> np.ndarray:
+    """K_b = ceil(KL_b / kl_per_block), zero for blocks whose KL is zero."""
+    kl = np.asarray(kl_blocks, dtype=np.float64)
+    counts = np.ceil(kl / kl_per_block - 1e-12).astype(np.int64)
+    return np.where(kl <= ZERO_KL_NATS, 0, np.maximum(counts, 1))
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """How one level's flattened, permuted dimensions fall into near-equal blocks."""
+
+    n_dims: int  # number of latent dimensions of the level
+    sizes: np.ndarray  # int64 [n_blocks], dimensions per block (differ by at most one)
+    index: torch.Tensor  # int64 [n_blocks, width]: position in the flat latent, n_dims for padding
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def width(self) -> int:
+        return int(self.index.shape[1])
+
+    def gather(self, flat: torch.Tensor, pad: float) -> torch.Tensor:
+        """[n_blocks, width] view of a flat latent, padded with ``pad``."""
+        padded = torch.cat([flat, flat.new_full((1,), pad)])
+        return padded[self.index]
+
+    def scatter(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`gather`: the flat latent from its [n_blocks, width] block layout."""
+        flat = blocks.new_empty(self.n_dims + 1)
+        flat[self.index.reshape(-1)] = blocks.reshape(-1)
+        return flat[: self.n_dims]
+
+
+def block_layout(n_dims: int, block_size: int, perm: np.ndarray) -> BlockLayout:
+    """Cut ``perm`` (a permutation of range(n_dims)) into ceil(n_dims / block_size) near-equal blocks."""
+    n_blocks = max(1, math.ceil(n_dims / block_size))
+    base, extra = divmod(n_dims, n_blocks)
+    sizes = np.full(n_blocks, base, dtype=np.int64)
+    sizes[:extra] += 1
+    width = int(sizes.max())
+    index = np.full((n_blocks, width), n_dims, dtype=np.int64)
+    start = 0
+    for b, size in enumerate(sizes):
+        index[b, :size] = perm[start : start + size]
+        start += size
+    return BlockLayout(n_dims=n_dims, sizes=sizes, index=torch.from_numpy(index))

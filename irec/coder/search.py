@@ -1,0 +1,198 @@
+"""The batched iREC search over auxiliary variables, and the decoder's reconstruction.
+
+Paper, section 3 (iREC with beam search) and ../shared/docs/irec-method.md sections 2 (steps 4-8) and 4.
+Per dimension, with prior N(mu_p, s_p^2) and posterior N(mu_q, s_q^2), the partial sum S_t = a_1 + ... + a_t
+has cumulative prior variance V_t = C_t s_p^2, and the score of S_t is the cumulative log importance weight
+
+    log q~_t(S_t) - log p~_t(S_t),   p~_t = N(0, V_t),
+    q~_t = N((mu_q - mu_p) C_t,  s_q^2 C_t^2 + s_p^2 C_t (1 - C_t)),
+
+which equals log q(z)/p(z) at the last step. Writing u = 1/V_t - 1/var(q~_t) and l = mean(q~_t)/var(q~_t), the
+score of beam b extended by candidate a_c is, up to a constant per block and step,
+
+    f(S_b) + g(a_c) + sum_d u_d S_bd a_cd,   f(S) = sum 0.5 u S^2 + l S,   g(a) = sum 0.5 u a^2 + l a.
+
+All blocks of a level are searched by one compiled kernel, in parallel over blocks and without any Python
+loop over blocks or steps; within a block, each step generates the N candidates from the shared randomness
+and scores them against all beams without storing them (the beam x candidate cross term is a small matrix
+product), then top-B selection keeps the beams. A block's search is serial and deterministic, so the chosen
+indices do not depend on the thread count. Samplers:
+
+- ``beam``: keep the B best (beam, candidate) pairs by cumulative score (iREC); ``greedy`` is B = 1;
+- ``sample``: Gumbel-top-B on the incremental log-weights score_t(b, c) - score_{t-1}(b), i.e. sequential
+  importance resampling whose intermediate targets are the marginals q~_t, with encoder-side Gumbel noise
+  from the counter-based generator under a key of its own (the original drew normal noise and produced NaNs).
+
+The decoder regenerates only the chosen candidate of each step and adds them up in the same order with the
+same float32 products and sums (no square root, no fused multiply-add); the encoder returns exactly that reconstruction, so encoder
+and decoder agree bit for bit. :func:`reconstruct_torch` is the same decoder in torch operations, for any
+device; tests check that both agree.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+from irec.coder import randomness
+from irec.coder.params import CoderParams
+from irec.coder.schedule import BlockLayout, schedule_tables
+
+
+_SHIFT = np.uint64(64 - randomness.TABLE_BITS)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, scores):
+    """scores[b * n_cand + c] = f(S_b) + g(a_c) + <u S_b, a_c> up to a constant (encoder side only)."""
+    weighted = np.empty((n_valid, dims), dtype=np.float32)
+    beam_term = np.empty(n_valid, dtype=np.float64)
+    for b in range(n_valid):
+        acc = 0.0
+        for d in range(dims):
+            s = beams[b, d]
+            weighted[b, d] = u[d] * s
+            acc += (0.5 * u[d] * s + l[d]) * s
+        beam_term[b] = acc
+    a = np.empty(dims, dtype=np.float32)
+    for c in range(n_cand):
+        for d in range(dims):
+            a[d] = table[randomness._word(key, c, dims, d) >> _SHIFT] * std[d]
+        g = np.float32(0.0)
+        for d in range(dims):
+            g += a[d] * (np.float32(0.5) * u[d] * a[d] + l[d])
+        for b in range(n_valid):
+            cross = np.float32(0.0)
+            for d in range(dims):
+                cross += weighted[b, d] * a[d]
+            scores[b * n_cand + c] = beam_term[b] + g + cross
+
+
+@numba.njit(cache=True)
+def _search_block(seed, level, block, dims, n_steps, n_beams, n_cand, sample, table, q_mean, q_var, p_var,
+                  p_scale32, root_fraction, cumulative, out):
+    beams = np.zeros((n_beams, dims), dtype=np.float32)
+    extended = np.zeros((n_beams, dims), dtype=np.float32)
+    score = np.zeros(n_beams, dtype=np.float64)
+    parents = np.zeros((n_steps, n_beams), dtype=np.int64)
+    choices = np.zeros((n_steps, n_beams), dtype=np.int64)
+    scores = np.empty(n_beams * n_cand, dtype=np.float64)
+    std = np.empty(dims, dtype=np.float32)
+    u = np.empty(dims, dtype=np.float32)
+    l = np.empty(dims, dtype=np.float32)
+    n_valid = 1
+    for t in range(n_steps):
+        rho = cumulative[t]
+        for d in range(dims):
+            v = p_var[d] * rho
+            var = q_var[d] * rho * rho + p_var[d] * rho * (1.0 - rho)
+            u[d] = 1.0 / v - 1.0 / var
+            l[d] = q_mean[d] * rho / var
+            std[d] = p_scale32[d] * root_fraction[t]
+        key = randomness._key(seed, level, block, t)
+        _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, scores)
+        n_pairs = n_valid * n_cand
+        ranking = scores[:n_pairs].copy()
+        if sample:
+            gkey = randomness._gumbel_key(seed, level, block, t)
+            for j in range(n_pairs):
+                uniform = ((randomness._word(gkey, 0, n_pairs, j) >> np.uint64(11)) + 0.5) / 9007199254740992.0
+                ranking[j] = scores[j] - score[j // n_cand] - np.log(-np.log(uniform))
+        order = np.argsort(-ranking, kind="mergesort")
+        n_keep = min(n_beams, n_pairs)
+        for k in range(n_keep):
+            j = order[k]
+            parent, choice = j // n_cand, j % n_cand
+            parents[t, k], choices[t, k] = parent, choice
+            for d in range(dims):
+                eps = table[randomness._word(key, choice, dims, d) >> _SHIFT]
+                extended[k, d] = beams[parent, d] + eps * std[d]
+        for k in range(n_keep):
+            score[k] = scores[order[k]]
+            beams[k, :] = extended[k, :]
+        n_valid = n_keep
+    current = 0  # beam 0 is the best (beam) or the Gumbel-max draw (sample) of the last step
+    for t in range(n_steps - 1, -1, -1):
+        out[t] = choices[t, current]
+        current = parents[t, current]
+
+
+@numba.njit(parallel=True, cache=True)
+def _search(seed, level, sizes, n_steps, n_beams, n_cand, sample, table, q_mean, q_var, p_var, p_scale32,
+            root_fraction, cumulative, out):
+    for i in numba.prange(sizes.shape[0]):
+        if n_steps[i] > 0:
+            dims = sizes[i]
+            _search_block(seed, level, i, dims, n_steps[i], n_beams, n_cand, sample, table, q_mean[i, :dims],
+                          q_var[i, :dims], p_var[i, :dims], p_scale32[i, :dims], root_fraction[i], cumulative[i], out[i])
+
+
+@numba.njit(parallel=True, cache=True)
+def _reconstruct(seed, level, sizes, n_steps, table, p_scale32, root_fraction, indices, out):
+    for i in numba.prange(sizes.shape[0]):
+        dims = sizes[i]
+        for t in range(max(1, n_steps[i])):  # zero-KL blocks: candidate 0 of step 0 at c_0 = 1
+            key = randomness._key(seed, level, i, t)
+            choice = indices[i, t] if n_steps[i] > 0 else 0
+            root = root_fraction[i, t]
+            for d in range(dims):
+                std = p_scale32[i, d] * root
+                step = table[randomness._word(key, choice, dims, d) >> _SHIFT] * std
+                out[i, d] = out[i, d] + step
+
+
+def reconstruct(
+    params: CoderParams, level: int, layout: BlockLayout, p_scale: torch.Tensor, n_steps: np.ndarray,
+    indices: np.ndarray,
+) -> torch.Tensor:
+    """The decoder: sum of the chosen candidates, [n_blocks, width] float32 (add mu_p afterwards).
+
+    ``p_scale`` is s_p in float32 and the block layout; candidate j of step t is ``eps_j * (s_p * sqrt(c_t))``.
+    ``indices[b, t]`` is block b's candidate at step t < n_steps[b]. Zero-KL blocks (n_steps 0) take candidate 0 of step 0 at the full prior variance: a free
+    sample of p = q.
+    """
+    root_fraction, _ = schedule_tables(n_steps)
+    out = np.zeros((layout.n_blocks, layout.width), dtype=np.float32)
+    indices = np.ascontiguousarray(indices if indices.shape[1] else np.zeros((layout.n_blocks, 1)), dtype=np.int64)
+    _reconstruct(np.uint64(params.seed), np.uint64(level), layout.sizes, n_steps, randomness.normal_table(),
+                 p_scale.numpy(), root_fraction.numpy(), indices, out)
+    return torch.from_numpy(out)
+
+
+def reconstruct_torch(
+    params: CoderParams, level: int, layout: BlockLayout, p_scale: torch.Tensor, n_steps: np.ndarray,
+    indices: np.ndarray, device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """:func:`reconstruct` in torch operations on any device (one step of all blocks at a time)."""
+    root_fraction, _ = schedule_tables(n_steps)
+    blocks = np.arange(layout.n_blocks)
+    p_scale, root_fraction = p_scale.to(device), root_fraction.to(device)
+    total = torch.zeros(layout.n_blocks, layout.width, dtype=torch.float32, device=device)
+    for t in range(max(1, int(n_steps.max(initial=0)))):
+        active = torch.from_numpy((t < n_steps) | ((n_steps == 0) & (t == 0))).to(device)
+        keys = randomness.block_keys(params.seed, level, blocks, np.full(layout.n_blocks, t))
+        chosen = np.where(t < n_steps, indices[:, min(t, indices.shape[1] - 1)] if indices.shape[1] else 0, 0)
+        eps = randomness.normals_torch(keys, chosen[:, None], layout.sizes, layout.width, device)[:, 0]
+        step = eps * (p_scale * root_fraction[:, t : t + 1])
+        total = torch.where(active[:, None], total + step, total)
+    return total.cpu()
+
+
+def search(
+    params: CoderParams, level: int, layout: BlockLayout, q_mean: torch.Tensor, q_var: torch.Tensor,
+    p_var: torch.Tensor, p_scale32: torch.Tensor, n_steps: np.ndarray,
+) -> np.ndarray:
+    """The encoder's search. Returns the chosen candidate indices, int64 [n_blocks, max(n_steps)].
+
+    ``q_mean`` is mu_q - mu_p and ``q_var``, ``p_var`` are s_q^2 and s_p^2, all [n_blocks, width] float64 in
+    the block layout; ``p_scale32`` is the decoder's float32 s_p.
+    """
+    root_fraction, cumulative = schedule_tables(n_steps)
+    out = np.zeros((layout.n_blocks, int(n_steps.max(initial=0))), dtype=np.int64)
+    _search(
+        np.uint64(params.seed), np.uint64(level), layout.sizes, n_steps, params.beams, params.n_candidates,
+        params.sampler == "sample", randomness.normal_table(), q_mean.numpy(), q_var.numpy(), p_var.numpy(),
+        p_scale32.numpy(), root_fraction.numpy(), cumulative.numpy(), out,
+    )
+    return out

@@ -1,0 +1,1 @@
+"""irec test suite (run with ./run_tests.sh)."""

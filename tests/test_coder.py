@@ -1,0 +1,201 @@
+"""The REC coder end to end: round trips for every sampler, fresh-process decoding, rates and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from irec.coder import (
+    CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, compress_latent, decompress_latent,
+)
+from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
+from irec.coder.synthetic import synthetic_pair
+from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
+
+ITERATIVE = ["beam", "greedy", "sample"]
+
+
+def _pair(shape=(4, 9, 7), kl=60.0, seed=0):
+    return synthetic_pair(shape, kl, 1.0 if math.prod(shape) < 10 else 0.2, seed)
+
+
+@pytest.mark.parametrize("sampler", ITERATIVE)
+@pytest.mark.parametrize("shape,block_size,seed", [((252,), 100, 0), ((4, 9, 7), 1000, 3), ((2, 3, 5, 7), 64, 11), ((1,), 10, 5)])
+def test_decompress_latent_rebuilds_the_encoders_sample_exactly(sampler, shape, block_size, seed):
+    pair = _pair(shape, kl=max(3.0, 0.2 * math.prod(shape)), seed=seed)
+    assert_roundtrip(
+        lambda: compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, block_size=block_size,
+                                seed=seed, sampler=sampler),
+        lambda data: decompress_latent(data, pair.p_loc, pair.p_scale),
+    )
+
+
+def test_a_file_encoded_with_two_threads_decodes_identically_in_a_fresh_single_thread_process(tmp_path):
+    torch.set_num_threads(2)
+    pair = _pair((8, 16, 16), kl=400.0, seed=7)
+    results = {}
+    for sampler in ITERATIVE:
+        data, z = compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, sampler=sampler, seed=7)
+        results[sampler] = (data, z)
+    script = (
+        "from irec.coder import decompress_latent\n"
+        "out = {k: decompress_latent(d, inputs['p_loc'], inputs['p_scale']) for k, d in inputs['files'].items()}\n"
+        "torch.save(out, OUTPUT)\n"
+    )
+    inputs = {"files": {k: d for k, (d, _) in results.items()}, "p_loc": pair.p_loc, "p_scale": pair.p_scale}
+    decoded = decode_in_fresh_process(script, inputs, tmp_path, threads=1)
+    for sampler, (_, z) in results.items():
+        assert_identical(z, decoded[sampler])
+
+
+def test_the_chosen_indices_do_not_depend_on_the_thread_count(tmp_path):
+    pair = _pair((8, 16, 16), kl=300.0, seed=2)
+    data, _ = compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, seed=2)
+    script = (
+        "from irec.coder import compress_latent\n"
+        "p = inputs['pair']\n"
+        "torch.save(compress_latent(p.q_loc, p.q_scale, p.p_loc, p.p_scale, seed=2)[0], OUTPUT)\n"
+    )
+    assert decode_in_fresh_process(script, {"pair": pair}, tmp_path, threads=1) == data
+
+
+def test_the_real_rate_is_close_to_the_number_of_steps_times_log2_n():
+    pair = _pair((16, 32, 32), kl=3000.0, seed=1)
+    encoder = LatentEncoder(CoderParams(seed=1))
+    encoder.encode_level(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale)
+    symbols = SymbolWriter()
+    encoder.write_symbols(symbols)
+    payload, bits = symbols.finish()
+    stats = encoder.stats[0]
+    assert stats.n_steps >= math.ceil(stats.kl_nats / 3.0)
+    # uniform coding is exact up to the ANS coder's start-up state (at most 64 bits)
+    assert stats.index_bits - 1 <= bits["level0/indices"] <= stats.index_bits + 64
+    assert 8 * len(payload) < stats.index_bits + bits.get("level0/steps", 0) + 64 + 32
+    assert stats.kl_nats == pytest.approx(pair.kl_nats(), rel=1e-9)
+
+
+def test_levels_code_incrementally_into_one_container_and_decode_in_order():
+    params = CoderParams(n_beams=4, seed=9, block_size=200)
+    pairs = [_pair((3, 8, 8), 40.0, seed=s) for s in range(3)]
+    encoder = LatentEncoder(params, describe_shapes=False)
+    coded = []
+    for pair in pairs:
+        # each level's prior depends on the coded sample of the level above, as in the codecs
+        shift = coded[-1].mean() if coded else 0.0
+        coded.append(encoder.encode_level(pair.q_loc + shift, pair.q_scale, pair.p_loc + shift, pair.p_scale))
+    header, symbols = ByteWriter(), SymbolWriter()
+    encoder.write_header(header)
+    encoder.write_symbols(symbols)
+    payload, _ = symbols.finish()
+
+    decoder = LatentDecoder(ByteReader(header.getvalue()), shapes=[p.p_loc.shape for p in pairs])
+    decoder.attach(SymbolReader(payload))
+    decoded = []
+    for pair in pairs:
+        shift = decoded[-1].mean() if decoded else 0.0
+        decoded.append(decoder.decode_level(pair.p_loc + shift, pair.p_scale))
+    for z, zz in zip(coded, decoded):
+        assert_identical(z, zz)
+
+
+def test_a_block_with_zero_kl_takes_no_index_and_is_a_sample_of_the_prior_not_its_mean():
+    p_loc, p_scale = torch.zeros(500), torch.ones(500)
+    data, z = compress_latent(p_loc, p_scale, p_loc, p_scale, block_size=100)
+    assert_identical(z, decompress_latent(data, p_loc, p_scale))
+    assert not torch.equal(z, p_loc)
+    assert 0.8 < z.std().item() < 1.2
+    assert len(data) < 40  # header and checksum only: no index was sent
+
+
+def test_mixed_zero_and_nonzero_kl_blocks_round_trip():
+    pair = _pair((600,), kl=100.0, seed=4)
+    q_loc, q_scale = pair.q_loc.clone(), pair.q_scale.clone()
+    q_loc[:300], q_scale[:300] = pair.p_loc[:300], pair.p_scale[:300]
+    assert_roundtrip(
+        lambda: compress_latent(q_loc, q_scale, pair.p_loc, pair.p_scale, block_size=10, seed=4),
+        lambda data: decompress_latent(data, pair.p_loc, pair.p_scale),
+    )
+
+
+def test_float64_tensors_keep_their_dtype_through_the_round_trip():
+    pair = _pair((50,), kl=20.0)
+    q = [x.double() for x in (pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale)]
+    data, z = compress_latent(*q)
+    assert z.dtype == torch.float64
+    assert_identical(z, decompress_latent(data, q[2], q[3]))
+
+
+def test_beam_search_codes_a_sample_with_a_higher_weight_than_greedy_search():
+    pair = _pair((2000,), kl=300.0, seed=5)
+    ratio = {}
+    for sampler in ("beam", "greedy"):
+        encoder = LatentEncoder(CoderParams(sampler=sampler, n_beams=10, seed=5))
+        encoder.encode_level(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale)
+        ratio[sampler] = encoder.stats[0].log_ratio_nats
+    assert ratio["beam"] > ratio["greedy"]
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(q_scale=torch.zeros(10)), "strictly positive"),
+        (dict(p_scale=-torch.ones(10)), "strictly positive"),
+        (dict(q_scale=torch.full((10,), float("inf"))), "non-finite"),
+        (dict(q_loc=torch.full((10,), float("nan"))), "non-finite"),
+        (dict(q_loc=torch.zeros(11)), "shape mismatch"),
+        (dict(p_loc=torch.zeros(10, dtype=torch.int64)), "floating-point"),
+    ],
+)
+def test_bad_tensors_raise_a_value_error_that_names_the_problem(change, message):
+    args = dict(q_loc=torch.zeros(10), q_scale=torch.ones(10), p_loc=torch.zeros(10), p_scale=torch.ones(10))
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        compress_latent(**args)
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [(dict(sampler="annealed"), "unknown sampler"), (dict(kl_per_block=0.0), "kl_per_block"),
+     (dict(kl_per_block=0.1), "candidates"), (dict(n_beams=0), "n_beams"), (dict(block_size=0), "block_size")],
+)
+def test_bad_coder_parameters_raise_a_value_error(params, message):
+    with pytest.raises(ValueError, match=message):
+        compress_latent(torch.zeros(3), torch.ones(3), torch.zeros(3), torch.ones(3), **params)
+
+
+def test_decoding_with_a_prior_of_another_shape_is_a_clear_error():
+    pair = _pair((4, 5))
+    data, _ = compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale)
+    with pytest.raises(ValueError, match="wrong model"):
+        decompress_latent(data, pair.p_loc.reshape(5, 4), pair.p_scale.reshape(5, 4))
+
+
+def test_decoding_a_truncated_file_raises_a_clear_error():
+    pair = _pair((300,), kl=100.0)
+    data, _ = compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale)
+    for cut in (0, 3, 10, len(data) // 2, len(data) - 1):
+        with pytest.raises(CorruptStreamError):
+            decompress_latent(data[:cut], pair.p_loc, pair.p_scale)
+
+
+def test_a_foreign_file_is_refused_by_its_magic():
+    with pytest.raises(CorruptStreamError, match="not an irec latent file"):
+        decompress_latent(b"\x89PNG\r\n\x1a\n" + bytes(40), torch.zeros(3), torch.ones(3))
+
+
+def test_the_numba_and_torch_decoders_agree_bit_for_bit():
+    from irec.coder import randomness
+    from irec.coder.schedule import block_layout
+    from irec.coder.search import reconstruct, reconstruct_torch
+
+    params = CoderParams(seed=3)
+    layout = block_layout(1234, 100, randomness.permutation(3, 0, 1234))
+    rng = np.random.default_rng(0)
+    n_steps = rng.integers(0, 6, layout.n_blocks)
+    indices = rng.integers(0, params.n_candidates, (layout.n_blocks, int(n_steps.max())))
+    p_scale = layout.gather(torch.rand(1234) + 0.5, pad=1.0)
+    assert_identical(reconstruct(params, 0, layout, p_scale, n_steps, indices),
+                     reconstruct_torch(params, 0, layout, p_scale, n_steps, indices))
