@@ -21,8 +21,10 @@ def git_commit() -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout.strip()
+        # Untracked files count too when they are code (irec/, notebooks/, tests/): they may have made the number.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", "irec", "notebooks", "tests",
+             "pyproject.toml", "run_all.sh"],
             cwd=REPO, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

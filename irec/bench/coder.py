@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Targets from issue 3, on a 2-core CPU, at B=10, N=20.
 TARGETS = {"a": {"encode_s": 0.5, "decode_s": 0.1}, "b": {"encode_s": 5.0, "decode_s": 0.5}}
-SETTINGS = {"B=10,N=20": dict(n_beams=10, extra_samples=1.0), "B=20,N=36": dict(n_beams=20, extra_samples=1.2)}
+SETTINGS = {"B10N20": dict(n_beams=10, extra_samples=1.0), "B20N36": dict(n_beams=20, extra_samples=1.2)}
 SAMPLERS = ("beam", "greedy", "sample")
 
 
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated samplers")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {list(SETTINGS)}")
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration (first = cold)")
+    parser.add_argument("--pfr-trials", type=int, default=1000, help="trials of the exact PFR yardstick (0: skip)")
     parser.add_argument("--out", default=str(RESULTS / "bench" / "coder.csv"), help="CSV to write")
     args = parser.parse_args(argv)
 
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         for setting in args.settings.split(","):
             for sampler in args.samplers.split(","):
                 row = bench_one(name, levels, setting, sampler, args.repeats)
-                row["target_encode_s"] = TARGETS[key]["encode_s"] if setting == "B=10,N=20" else math.nan
-                row["target_decode_s"] = TARGETS[key]["decode_s"] if setting == "B=10,N=20" else math.nan
+                row["target_encode_s"] = TARGETS[key]["encode_s"] if setting == "B10N20" else math.nan
+                row["target_decode_s"] = TARGETS[key]["decode_s"] if setting == "B10N20" else math.nan
                 rows.append(row)
                 log.info("%s %s %s: %.2f s / %.2f s", name, setting, sampler, row["encode_s"], row["decode_s"])
     df = pd.DataFrame(rows)
@@ -118,5 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             "target_decode_s", "encode_peak_mib", "decode_peak_mib"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
         sys.stdout.write(df[show].to_string(index=False) + "\n")
+    if args.pfr_trials:
+        from irec.coder.pfr import pfr_trials
+
+        pfr = pfr_trials((1, 4, 8, 12), args.pfr_trials, seed=0)
+        pfr.to_csv(out.with_name(out.stem + "-pfr.csv"), index=False)
+        cols = ["kl_bits", "dims", "n_trials", "mean_index_bits", "ans_bits", "bound_bits", "log_ratio_bits", "ks_pvalue"]
+        sys.stdout.write("\nExact reference (PFR), bits per block; bound = KL + log2(KL+1) + 4 (issue 3 target):\n")
+        sys.stdout.write(pfr[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
     sys.stdout.write(f"\nrows written to {out} ({provenance.device_description()}, commit {provenance.git_commit()})\n")
     return 0

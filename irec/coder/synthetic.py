@@ -64,7 +64,7 @@ def synthetic_pair(shape: tuple[int, ...], kl_nats: float, active_fraction: floa
 
 def cifar_rvae_workload(seed: int = 0, kl_nats: float = 6000.0) -> list[GaussianPair]:
     """24 levels of 32x16x16 carrying ``kl_nats`` in all (the lossless RVAE on a CIFAR-10 image)."""
-    return [synthetic_pair((32, 16, 16), kl_nats / 24, 0.1, seed * 100 + level) for level in range(24)]
+    return [synthetic_pair((32, 16, 16), kl_nats / 24, 0.03, seed * 100 + level) for level in range(24)]
 
 
 def kodak_lossy_workload(seed: int = 0, kl_nats: float = 110_000.0) -> GaussianPair:

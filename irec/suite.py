@@ -1,0 +1,147 @@
+"""The reproducibility suite: execute the numbered notebooks with papermill, in order, resumably.
+
+``./run_all.sh [--profile smoke|cpu|paper] [--only STEP ...] [--train] [--force]`` calls :func:`main`.
+Each notebook in ``notebooks/`` is one step, named by its number (``03``) or its name (``baselines``). An
+executed copy goes to ``results/executed/<profile>/``; a step that finished is recorded in a small JSON
+marker beside it (parameters, seconds, commit) and skipped on a re-run with the same parameters unless
+``--force``, so an interrupted run loses nothing. A failing step stops the run and names the notebook and
+the cell that failed. Every run appends to ``results/logs/run_all-<profile>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from irec import provenance
+from irec.paths import NOTEBOOKS, RESULTS
+
+log = logging.getLogger("irec.suite")
+
+PROFILES = ("smoke", "cpu", "paper")
+PROFILE_HELP = {
+    "smoke": "tiny models and a few images: a check that everything runs (minutes; CI runs it)",
+    "cpu": "the default: committed CPU checkpoints, all of Kodak, >= 1,000 CIFAR-10 test images",
+    "paper": "the paper's settings (model sizes, training steps, data): for a GPU",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook of the suite."""
+
+    number: str  # two-digit run-order prefix, e.g. "03"
+    name: str  # the rest of the file name, e.g. "baselines"
+    path: Path  # the source notebook (committed without outputs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.number}_{self.name}"
+
+
+def discover(folder: Path = NOTEBOOKS) -> list[Step]:
+    """The numbered notebooks ``NN_name.ipynb`` in run order."""
+    steps = []
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        number, name = path.stem.split("_", 1)
+        steps.append(Step(number, name, path))
+    return steps
+
+
+def select(steps: list[Step], only: list[str] | None) -> list[Step]:
+    """The steps named by number or name (all when ``only`` is empty); unknown names are an error."""
+    if not only:
+        return steps
+    chosen = []
+    for key in only:
+        match = [s for s in steps if key in (s.number, s.name, s.label, s.number.lstrip("0"))]
+        if not match:
+            known = ", ".join(s.label for s in steps)
+            raise ValueError(f"unknown step {key!r}; the steps are: {known}")
+        chosen.extend(m for m in match if m not in chosen)
+    return sorted(chosen, key=lambda s: s.number)
+
+
+def _marker(out_dir: Path, step: Step) -> Path:
+    return out_dir / f"{step.label}.done.json"
+
+
+def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool) -> float | None:
+    """Execute one notebook; returns its seconds, or None when skipped as already done."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(step.path))
+    parameters = {k: v for k, v in {"profile": profile, "train": train}.items() if k in declared}
+    marker = _marker(out_dir, step)
+    if not force and marker.exists() and json.loads(marker.read_text()).get("parameters") == parameters:
+        log.info("[%s] already done (delete %s or pass --force to redo)", step.label, marker.name)
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / step.path.name
+    marker.unlink(missing_ok=True)
+    start = time.perf_counter()
+    log.info("[%s] running %s", step.label, step.path.name)
+    try:
+        papermill.execute_notebook(
+            str(step.path), str(output), parameters=parameters, kernel_name="python3", cwd=str(step.path.parent),
+            progress_bar=False, log_output=False,
+        )
+    except papermill.PapermillExecutionError as err:
+        raise RuntimeError(
+            f"step {step.label} failed in cell In [{err.exec_count}] (index {err.cell_index} of the executed "
+            f"notebook) with {err.ename}: {err.evalue}; the executed notebook with the traceback is {output}"
+        ) from err
+    seconds = time.perf_counter() - start
+    marker.write_text(json.dumps({"parameters": parameters, "seconds": round(seconds, 1), **provenance.stamp()}, indent=1))
+    log.info("[%s] done in %.1f s", step.label, seconds)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run_all.sh",
+        description="Run the irec reproducibility suite: execute the numbered notebooks with papermill, in order. "
+        "Finished steps are skipped on a re-run (an interrupted run resumes where it stopped).",
+        epilog="Profiles: " + "; ".join(f"{k}: {v}" for k, v in PROFILE_HELP.items()),
+    )
+    parser.add_argument("--profile", choices=PROFILES, default="cpu", help="which settings to run (default: cpu)")
+    parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (number or name)")
+    parser.add_argument("--train", action="store_true", help="retrain models instead of using committed checkpoints")
+    parser.add_argument("--force", action="store_true", help="re-run steps that already finished")
+    parser.add_argument("--list", action="store_true", help="list the steps and exit")
+    args = parser.parse_args(argv)
+
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(logs / f"run_all-{args.profile}.log")],
+    )
+    steps = discover()
+    if args.list:
+        sys.stdout.write("".join(f"{s.label}\n" for s in steps))
+        return 0
+    try:
+        chosen = select(steps, args.only)
+    except ValueError as err:
+        parser.error(str(err))
+    out_dir = RESULTS / "executed" / args.profile
+    log.info("profile %s, %d step(s), commit %s", args.profile, len(chosen), provenance.git_commit())
+    total = time.perf_counter()
+    for step in chosen:
+        try:
+            run_step(step, args.profile, args.train, out_dir, args.force)
+        except RuntimeError as err:
+            log.error("%s", err)
+            return 1
+    log.info("all %d step(s) done in %.1f s; executed notebooks in %s", len(chosen), time.perf_counter() - total, out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

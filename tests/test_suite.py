@@ -1,0 +1,76 @@
+"""run_all.sh's runner: step selection, resuming, and failures that name the notebook and cell."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import nbformat
+import pytest
+
+from irec import suite
+from irec.paths import NOTEBOOKS
+
+
+def _notebook(path, *cells, parameters='profile: str = "cpu"  # profile'):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_the_committed_notebooks_are_numbered_and_stripped_of_outputs():
+    steps = suite.discover()
+    assert [s.number for s in steps] == sorted(s.number for s in steps) and steps
+    for step in steps:
+        nb = nbformat.read(step.path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{step.path.name} needs exactly one parameters cell"
+        assert "profile" in tagged[0].source
+        assert nb.cells[0].cell_type == "markdown"
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{step.path.name} has outputs"
+
+
+def test_steps_are_selected_by_number_or_name_and_unknown_ones_are_named(tmp_path):
+    for name in ("00_first", "03_third", "05_fifth"):
+        _notebook(tmp_path / f"{name}.ipynb")
+    steps = suite.discover(tmp_path)
+    assert [s.label for s in suite.select(steps, ["fifth", "00"])] == ["00_first", "05_fifth"]
+    assert [s.label for s in suite.select(steps, ["3"])] == ["03_third"]
+    with pytest.raises(ValueError, match="unknown step 'nine'.*00_first, 03_third, 05_fifth"):
+        suite.select(steps, ["nine"])
+
+
+def test_a_finished_step_is_skipped_on_a_rerun_unless_forced(tmp_path, caplog):
+    counter = tmp_path / "count.txt"
+    code = f"from pathlib import Path\np = Path({str(counter)!r})\np.write_text(str(int(p.read_text() or 0) + 1) if p.exists() else '1')"
+    _notebook(tmp_path / "01_count.ipynb", code)
+    (step,) = suite.discover(tmp_path)
+    out = tmp_path / "executed"
+    assert suite.run_step(step, "smoke", False, out, force=False) is not None
+    assert suite.run_step(step, "smoke", False, out, force=False) is None
+    assert counter.read_text() == "1"
+    assert suite.run_step(step, "cpu", False, out, force=False) is not None  # other parameters: runs again
+    assert suite.run_step(step, "cpu", False, out, force=True) is not None
+    assert counter.read_text() == "3"
+    marker = json.loads((out / "01_count.done.json").read_text())
+    assert marker["parameters"] == {"profile": "cpu"} and "git_commit" in marker
+
+
+def test_a_failing_step_names_the_notebook_and_the_cell_and_leaves_no_done_marker(tmp_path):
+    _notebook(tmp_path / "02_broken.ipynb", "x = 1", "raise ValueError('boom')")
+    (step,) = suite.discover(tmp_path)
+    with pytest.raises(RuntimeError, match=r"step 02_broken failed in cell In \[4\] \(index 3 .*ValueError: boom"):
+        suite.run_step(step, "smoke", False, tmp_path / "executed", force=False)
+    assert not (tmp_path / "executed" / "02_broken.done.json").exists()
+    assert (tmp_path / "executed" / "02_broken.ipynb").exists()
+
+
+def test_the_runner_lists_the_committed_steps(capsys):
+    assert suite.main(["--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed == [s.label for s in suite.discover(NOTEBOOKS)]
