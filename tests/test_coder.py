@@ -199,3 +199,24 @@ def test_the_numba_and_torch_decoders_agree_bit_for_bit():
     p_scale = layout.gather(torch.rand(1234) + 0.5, pad=1.0)
     assert_identical(reconstruct(params, 0, layout, p_scale, n_steps, indices),
                      reconstruct_torch(params, 0, layout, p_scale, n_steps, indices))
+
+
+def test_select_chooses_among_the_final_beams_and_the_choice_decodes_exactly():
+    pair = _pair((3000,), kl=600.0, seed=8)
+    encoder = LatentEncoder(CoderParams(n_beams=6, seed=8, block_size=500))
+    seen = []
+
+    def farthest_from_zero(zs):
+        seen.extend(zs)
+        return max(range(len(zs)), key=lambda k: zs[k].abs().sum().item())
+
+    z = encoder.encode_level(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, select=farthest_from_zero)
+    assert len(seen) == 6 and len({float(x.sum()) for x in seen}) > 1
+    assert z.abs().sum() == max(x.abs().sum() for x in seen)
+    header, symbols = ByteWriter(), SymbolWriter()
+    encoder.write_header(header)
+    encoder.write_symbols(symbols)
+    payload, _ = symbols.finish()
+    decoder = LatentDecoder(ByteReader(header.getvalue()), shapes=[pair.p_loc.shape])
+    decoder.attach(SymbolReader(payload))
+    assert_identical(z, decoder.decode_level(pair.p_loc, pair.p_scale))

@@ -97,8 +97,13 @@ class LatentEncoder:
         self.stats: list[LevelStats] = []
         self._levels: list[tuple[tuple[int, ...], np.ndarray, np.ndarray]] = []  # shape, K_b, indices
 
-    def encode_level(self, q_loc, q_scale, p_loc, p_scale) -> torch.Tensor:
-        """Code one level; returns its coded sample z (what the decoder will rebuild), shaped like p_loc."""
+    def encode_level(self, q_loc, q_scale, p_loc, p_scale, select=None) -> torch.Tensor:
+        """Code one level; returns its coded sample z (what the decoder will rebuild), shaped like p_loc.
+
+        ``select``: optional ``callable(list of candidate z) -> index`` choosing among the final beams (the
+        k-th candidate takes every block's k-th beam), e.g. by the reconstruction error a decoder network
+        gives; by default the best beam by score (or the sampler's draw) is kept, as in the paper.
+        """
         _validate(q_loc, q_scale, p_loc, p_scale)
         if self.params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only (see irec.coder.pfr)")
@@ -112,7 +117,13 @@ class LatentEncoder:
             self.params, level, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
             layout.gather(p_s**2, 1.0), p_scale32, n_steps,
         )
-        z = _finish_sample(p_loc, reconstruct(self.params, level, layout, p_scale32, n_steps, indices), layout)
+        candidates = range(indices.shape[1] if select is not None else 1)
+        zs = [_finish_sample(p_loc, reconstruct(self.params, level, layout, p_scale32, n_steps, indices[:, k]), layout)
+              for k in candidates]
+        chosen = int(select(zs)) if select is not None else 0
+        if not 0 <= chosen < len(zs):
+            raise ValueError(f"select returned {chosen}, not an index into {len(zs)} candidates")
+        z, indices = zs[chosen], indices[:, chosen]
         zz = _flat64(z)
         log_ratio = (torch.log(p_s / q_s) - 0.5 * ((zz - q_mu) / q_s) ** 2 + 0.5 * ((zz - p_mu) / p_s) ** 2).sum()
         self.stats.append(LevelStats(
@@ -127,7 +138,7 @@ class LatentEncoder:
         w.varint(self.params.n_candidates)
         w.varint(self.params.block_size)
         w.varint(self.params.seed)
-        w.varint(SAMPLERS.index(self.params.sampler))
+        w.varint(2 * SAMPLERS.index(self.params.sampler) + int(self.describe_shapes))
         w.varint(len(self._levels))
         for shape, n_steps, _ in self._levels:
             if self.describe_shapes:
@@ -151,16 +162,19 @@ class LatentEncoder:
 class LatentDecoder:
     """Mirror of :class:`LatentEncoder`: reads the header, then rebuilds one level per prior given.
 
-    ``shapes``: the levels' shapes when the file does not record them (codecs know them from the model and
-    the image size); ``None`` reads them from the file.
+    ``shapes``: the levels' shapes, required when the file does not record them (codecs know them from the
+    model and the image size) and checked against the file when it does; ``None`` reads them from the file.
     """
 
     def __init__(self, r: ByteReader, shapes: list[tuple[int, ...]] | None = None) -> None:
         n_candidates = r.varint(limit=2**24 - 1)
         block_size = r.varint(limit=MAX_DIMS)
         seed = r.varint(limit=2**63 - 1)
-        sampler = SAMPLERS[r.varint(limit=len(SAMPLERS) - 1)]
+        flags = r.varint(limit=2 * len(SAMPLERS) - 1)
+        sampler, described = SAMPLERS[flags // 2], bool(flags % 2)
         n_levels = r.varint(limit=1 << 16)
+        if shapes is None and not described:
+            raise ValueError("this latent stream does not record its shapes: pass the shapes the model gives")
         if n_candidates < 2 or block_size < 1:
             raise CorruptStreamError("malformed header: impossible coder parameters")
         if shapes is not None and len(shapes) != n_levels:
@@ -170,8 +184,11 @@ class LatentDecoder:
         self.params = CoderParams(kl_per_block=omega, block_size=block_size, seed=seed, sampler=sampler)
         self._levels: list[tuple[tuple[int, ...], int, int]] = []  # shape, K_min, span
         for level in range(n_levels):
-            if shapes is None:
+            if described:
                 shape = tuple(r.varint(limit=MAX_DIMS) for _ in range(r.varint(limit=16)))
+                if shapes is not None and tuple(shapes[level]) != shape:
+                    raise ValueError(f"latent level {level} was coded with shape {shape}, the model gives "
+                                     f"{tuple(shapes[level])}: wrong model or wrong image size?")
             else:
                 shape = tuple(shapes[level])
             n_dims = math.prod(shape)

@@ -112,10 +112,12 @@ def _search_block(seed, level, block, dims, n_steps, n_beams, n_cand, sample, ta
             score[k] = scores[order[k]]
             beams[k, :] = extended[k, :]
         n_valid = n_keep
-    current = 0  # beam 0 is the best (beam) or the Gumbel-max draw (sample) of the last step
-    for t in range(n_steps - 1, -1, -1):
-        out[t] = choices[t, current]
-        current = parents[t, current]
+    # Final beam k in rank order: 0 is the best (beam) or the Gumbel-max draw (sample) of the last step.
+    for k in range(out.shape[0]):
+        current = k if k < n_valid else 0
+        for t in range(n_steps - 1, -1, -1):
+            out[k, t] = choices[t, current]
+            current = parents[t, current]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -183,13 +185,14 @@ def search(
     params: CoderParams, level: int, layout: BlockLayout, q_mean: torch.Tensor, q_var: torch.Tensor,
     p_var: torch.Tensor, p_scale32: torch.Tensor, n_steps: np.ndarray,
 ) -> np.ndarray:
-    """The encoder's search. Returns the chosen candidate indices, int64 [n_blocks, max(n_steps)].
+    """The encoder's search. Returns the candidate indices of every final beam, int64
+    [n_blocks, beams, max(n_steps)], beams in rank order (0: the best, or the sampler's draw).
 
     ``q_mean`` is mu_q - mu_p and ``q_var``, ``p_var`` are s_q^2 and s_p^2, all [n_blocks, width] float64 in
     the block layout; ``p_scale32`` is the decoder's float32 s_p.
     """
     root_fraction, cumulative = schedule_tables(n_steps)
-    out = np.zeros((layout.n_blocks, int(n_steps.max(initial=0))), dtype=np.int64)
+    out = np.zeros((layout.n_blocks, params.beams, int(n_steps.max(initial=0))), dtype=np.int64)
     _search(
         np.uint64(params.seed), np.uint64(level), layout.sizes, n_steps, params.beams, params.n_candidates,
         params.sampler == "sample", randomness.normal_table(), q_mean.numpy(), q_var.numpy(), p_var.numpy(),

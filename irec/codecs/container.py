@@ -1,0 +1,89 @@
+"""The irec image file: one container for the latents and pixels of a lossless or lossy iREC codec.
+
+Paper, section 3 (what is sent) and ../shared/docs/irec-method.md section 4 (a compact header with a magic
+number, a format version, a model fingerprint, the image shape, the coder parameters and a checksum):
+
+    magic "iRC" | version | kind | model fingerprint (4 bytes) | pinned flags | height | width
+    | latent header (irec.coder.LatentEncoder.write_header) | one ANS stream (latents, then pixels) | crc32
+
+Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field is a varint or a few raw bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from irec.coder import ByteReader, ByteWriter, CorruptStreamError, LatentEncoder, SymbolWriter, seal, unseal
+
+MAGIC = b"iRC"
+VERSION = 1
+KINDS = ("lossless", "lossy")
+FINGERPRINT_BYTES = 4  # the first bytes of the model weights' sha256
+MAX_SIDE = 1 << 16
+
+# What the encoder pinned so that the decoder's network outputs are bit-identical (bit flags).
+PIN_ONE_THREAD = 1  # torch.set_num_threads(1) around every network evaluation
+PIN_DETERMINISTIC = 2  # torch.use_deterministic_algorithms(True)
+PIN_FLOAT32 = 4  # networks evaluated in float32 on the CPU, batch size 1
+
+
+class WrongModelError(ValueError):
+    """The file was written with another model than the one given."""
+
+
+@dataclass(frozen=True)
+class CodecHeader:
+    """The codec's own header fields."""
+
+    kind: str  # "lossless" or "lossy"
+    fingerprint: bytes  # FINGERPRINT_BYTES bytes identifying the model's weights
+    pinned: int  # PIN_* flags
+    height: int  # true image height (before padding)
+    width: int  # true image width
+
+    def write(self, w: ByteWriter) -> None:
+        w.varint(KINDS.index(self.kind))
+        w.raw(self.fingerprint[:FINGERPRINT_BYTES])
+        w.varint(self.pinned)
+        w.varint(self.height)
+        w.varint(self.width)
+
+    @classmethod
+    def read(cls, r: ByteReader) -> "CodecHeader":
+        kind = KINDS[r.varint(limit=len(KINDS) - 1)]
+        fingerprint = r.raw(FINGERPRINT_BYTES)
+        pinned = r.varint(limit=255)
+        height, width = r.varint(limit=MAX_SIDE), r.varint(limit=MAX_SIDE)
+        if not (height and width):
+            raise CorruptStreamError("malformed header: empty image")
+        return cls(kind, fingerprint, pinned, height, width)
+
+    def check_model(self, fingerprint: bytes, name: str) -> None:
+        """Raise :class:`WrongModelError` unless ``fingerprint`` is the file's model."""
+        if fingerprint[:FINGERPRINT_BYTES] != self.fingerprint:
+            raise WrongModelError(
+                f"this file was written with the {self.kind} model whose fingerprint starts "
+                f"{self.fingerprint.hex()}, not with {name} ({fingerprint[:FINGERPRINT_BYTES].hex()}): "
+                "pass the right --model, or let irec find it among the shipped and cached models"
+            )
+
+
+def pack(header: CodecHeader, latents: LatentEncoder, symbols: SymbolWriter) -> tuple[bytes, dict[str, float]]:
+    """The file's bytes, and the bits spent per part: 'header' (all framing bytes) and each symbol label."""
+    w = ByteWriter()
+    header.write(w)
+    latents.write_header(w)
+    payload, bits = symbols.finish()
+    data = seal(MAGIC, VERSION, w.getvalue(), payload)
+    return data, {"header": 8.0 * (len(data) - len(payload)), **bits}
+
+
+def unpack(data: bytes) -> tuple[CodecHeader, ByteReader]:
+    """Check the framing and read the codec header; the reader continues with the latent header."""
+    r = unseal(data, MAGIC, VERSION, "irec image")
+    return CodecHeader.read(r), r
+
+
+def peek_header(data: bytes) -> CodecHeader:
+    """The codec header of a file (checksum verified), e.g. to find its model before decoding."""
+    return unpack(data)[0]
