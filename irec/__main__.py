@@ -15,6 +15,7 @@ import sys
 # sets ``func(args) -> int`` as the default.
 COMMAND_MODULES = [
     "irec.baselines",
+    "irec.cli_codec",
 ]
 
 

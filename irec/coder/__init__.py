@@ -11,11 +11,13 @@ with :mod:`irec.coder.bitstream` for their own headers and symbols.
 """
 
 from irec.coder.bitstream import ByteReader, ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
-from irec.coder.levels import LatentDecoder, LatentEncoder, LevelStats, compress_latent, decompress_latent
+from irec.coder.levels import (
+    LatentDecoder, LatentEncoder, LevelStats, compress_latent, decompress_latent, read_coder_params,
+)
 from irec.coder.params import PAPER_LOSSLESS, PAPER_LOSSY, PRESETS, SAMPLERS, CoderParams
 
 __all__ = [
     "ByteReader", "ByteWriter", "CoderParams", "CorruptStreamError", "LatentDecoder", "LatentEncoder",
     "LevelStats", "PAPER_LOSSLESS", "PAPER_LOSSY", "PRESETS", "SAMPLERS", "SymbolReader", "SymbolWriter",
-    "compress_latent", "decompress_latent", "seal", "unseal",
+    "compress_latent", "decompress_latent", "read_coder_params", "seal", "unseal",
 ]

@@ -159,6 +159,24 @@ class LatentEncoder:
             s.push_uniform(chosen, self.params.n_candidates, f"level{level}/indices")
 
 
+def read_coder_params(r: ByteReader) -> tuple[CoderParams, bool, int]:
+    """The start of a latent header: (coder parameters, whether shapes are recorded, number of levels).
+
+    Decoding needs only N, the block size and the seed; Omega and B are not recorded, so the returned
+    parameters carry an Omega that gives this N and the default B.
+    """
+    n_candidates = r.varint(limit=2**24 - 1)
+    block_size = r.varint(limit=MAX_DIMS)
+    seed = r.varint(limit=2**63 - 1)
+    flags = r.varint(limit=2 * len(SAMPLERS) - 1)
+    n_levels = r.varint(limit=1 << 16)
+    if n_candidates < 2 or block_size < 1:
+        raise CorruptStreamError("malformed header: impossible coder parameters")
+    params = CoderParams(kl_per_block=math.log(n_candidates + 0.5), block_size=block_size, seed=seed,
+                         sampler=SAMPLERS[flags // 2])
+    return params, bool(flags % 2), n_levels
+
+
 class LatentDecoder:
     """Mirror of :class:`LatentEncoder`: reads the header, then rebuilds one level per prior given.
 
@@ -167,21 +185,12 @@ class LatentDecoder:
     """
 
     def __init__(self, r: ByteReader, shapes: list[tuple[int, ...]] | None = None) -> None:
-        n_candidates = r.varint(limit=2**24 - 1)
-        block_size = r.varint(limit=MAX_DIMS)
-        seed = r.varint(limit=2**63 - 1)
-        flags = r.varint(limit=2 * len(SAMPLERS) - 1)
-        sampler, described = SAMPLERS[flags // 2], bool(flags % 2)
-        n_levels = r.varint(limit=1 << 16)
+        self.params, described, n_levels = read_coder_params(r)
         if shapes is None and not described:
             raise ValueError("this latent stream does not record its shapes: pass the shapes the model gives")
-        if n_candidates < 2 or block_size < 1:
-            raise CorruptStreamError("malformed header: impossible coder parameters")
         if shapes is not None and len(shapes) != n_levels:
             raise CorruptStreamError(f"the file holds {n_levels} latent levels, the model expects {len(shapes)}")
-        # Decoding needs only N, the block size and the seed; Omega is not recorded (any value with this N will do).
-        omega = math.log(n_candidates + 0.5)
-        self.params = CoderParams(kl_per_block=omega, block_size=block_size, seed=seed, sampler=sampler)
+        block_size = self.params.block_size
         self._levels: list[tuple[tuple[int, ...], int, int]] = []  # shape, K_min, span
         for level in range(n_levels):
             if described:

@@ -1,0 +1,214 @@
+"""The iREC paper's lossless table (Table 1, single-image bits per dimension), regenerated.
+
+Flamich, Havasi & Hernandez-Lobato, NeurIPS 2020, Section 5 and Table 1: PNG, WebP, FLIF, IDF, LBB, BitSwap,
+HiLLoC, iREC and the ELBO of the paper's RVAE on CIFAR-10, ImageNet32 and Kodak. Each dataset gets two
+columns: "measured here" (only from this project's result CSVs) and "paper (published)" (only from
+``irec/published/lossless_table.csv``); a published number never fills a measured cell.
+
+Measured sources, relative to the results folder: classical codecs ``baselines/<dataset>.csv`` (via
+:func:`irec.results.lossless_summary`), iREC and its ELBO ``lossless/<dataset>.csv`` (columns ``bpd``: real
+file bits, ``elbo_bpd``: the model's negative ELBO); the smoke profile reads ``<dataset>-smoke.csv``.
+Cells are mean per-image bits per dimension, formatted to three decimals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from irec import provenance
+from irec.paths import RESULTS
+from irec.results import MEASURED, ResultsFormatError, load_published_lossless, lossless_summary, read_rows
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of the paper's Table 1 and where its measured cells come from."""
+
+    label: str  # row label in the regenerated table
+    paper_method: str  # the method's name in irec/published/lossless_table.csv
+    codec: str  # classical codec measured here (irec.classical), "" when not a classical codec
+    measured_column: str  # column of lossless/<dataset>.csv holding the measurement, "" when none
+
+
+ROWS: tuple[TableRow, ...] = (
+    TableRow("PNG", "PNG", "png", ""),
+    TableRow("WebP", "WebP", "webp-lossless", ""),
+    TableRow("JPEG XL lossless (FLIF stand-in)", "FLIF", "jpegxl-lossless", ""),
+    TableRow("IDF", "IDF", "", ""),
+    TableRow("LBB", "LBB", "", ""),
+    TableRow("BitSwap", "BitSwap", "", ""),
+    TableRow("HiLLoC", "HiLLoC", "", ""),
+    TableRow("iREC", "iREC", "", "bpd"),
+    TableRow("ELBO of the RVAE", "RVAE ELBO", "", "elbo_bpd"),
+)
+DATASETS: dict[str, str] = {"cifar10": "CIFAR-10", "imagenet32": "ImageNet32", "kodak": "Kodak"}
+MEASURED_HERE = "measured here"
+PAPER = "paper (published)"
+NOT_RUN = "not run yet"
+NOT_OFFLINE = "not run (dataset not available offline)"
+PUBLISHED_ONLY = "published only"
+NOT_REPORTED = "not reported"
+# Other names of the measured columns (irec.codecs.lossless reports negative_elbo_bpd), used when the name is absent.
+COLUMN_ALIASES = {"elbo_bpd": "negative_elbo_bpd"}
+OFFLINE_UNAVAILABLE = ("imagenet32",)  # datasets without an offline copy: a missing CSV means it cannot run here
+
+
+@dataclass(frozen=True)
+class LosslessTable:
+    """The regenerated table (string cells) and what it was made from."""
+
+    cells: pd.DataFrame  # one row per method; columns "method", then "<dataset>: measured here" / ": paper (published)"
+    profile: str  # profile whose result files were read (smoke reads *-smoke.csv)
+    n_images: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> "baselines"/"irec" -> images
+    models: tuple[str, ...] = ()  # iREC models named in the lossless result files
+    git_commit: str = ""  # commit of the code that built the table (irec.provenance)
+
+    def caption(self) -> str:
+        """One paragraph: what the table is, its units, the profile, models, images per dataset and commit."""
+        counts = []
+        for key, name in DATASETS.items():
+            parts = [f"{n} ({source})" for source, n in self.n_images.get(key, {}).items()]
+            counts.append(f"{name}: {', '.join(parts) if parts else 'none'}")
+        models = ", ".join(self.models) if self.models else "no iREC model run yet"
+        return (
+            "Single-image lossless compression in bits per dimension (lower is better), as in Table 1 of Flamich "
+            "et al. (NeurIPS 2020). 'measured here': mean over images of per-image real file sizes from this "
+            "project's result CSVs; 'paper (published)': the paper's numbers (bits-back asymptotic cost in "
+            "parentheses, ELBO in brackets). JPEG XL lossless stands in for FLIF, which has no encoder here. "
+            f"Profile: {self.profile}. iREC models: {models}. Images measured: {'; '.join(counts)}. "
+            f"Code: git {self.git_commit}."
+        )
+
+
+def result_file(results_dir: Path, kind: str, dataset: str, profile: str) -> Path:
+    """``<results_dir>/<kind>/<dataset>.csv``, or ``<dataset>-smoke.csv`` for the smoke profile."""
+    return Path(results_dir) / kind / (f"{dataset}-smoke.csv" if profile == "smoke" else f"{dataset}.csv")
+
+
+def column(dataset_name: str, kind: str) -> str:
+    """The table column of a dataset's measured or published cells, e.g. ``"Kodak: measured here"``."""
+    return f"{dataset_name}: {kind}"
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _published_cell(published: pd.DataFrame, method: str, dataset: str) -> str:
+    rows = published[published["method"] == method].set_index("variant")[dataset]
+    value = {variant: float(v) for variant, v in rows.items() if not math.isnan(float(v))}
+    if "single_image" in value:
+        text = f"{value['single_image']:.2f}"
+        return f"{text} ({value['asymptotic']:.2f})" if "asymptotic" in value else text
+    if "elbo" in value:
+        return f"[{value['elbo']:.2f}]"
+    return NOT_REPORTED
+
+
+def _missing(dataset: str) -> str:
+    return NOT_OFFLINE if dataset in OFFLINE_UNAVAILABLE else NOT_RUN
+
+
+def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> LosslessTable:
+    """Build the table from the result CSVs under ``results_dir`` (``irec.paths.RESULTS`` when empty)."""
+    results_dir = Path(results_dir) if str(results_dir) else RESULTS
+    published = load_published_lossless()
+    measured: dict[tuple[str, str], str] = {}
+    n_images: dict[str, dict[str, int]] = {}
+    models: list[str] = []
+    for dataset in DATASETS:
+        baselines = result_file(results_dir, "baselines", dataset, profile)
+        summary = lossless_summary(read_rows(baselines), published) if baselines.is_file() else pd.DataFrame()
+        if not summary.empty:
+            n_images.setdefault(dataset, {})["baselines"] = int(summary["n_images"].max())
+        irec_path = result_file(results_dir, "lossless", dataset, profile)
+        irec_rows = read_rows(irec_path) if irec_path.is_file() else None
+        if irec_rows is not None:
+            irec_rows = irec_rows.rename(columns={old: new for new, old in COLUMN_ALIASES.items()
+                                                  if old in irec_rows.columns and new not in irec_rows.columns})
+            n_images.setdefault(dataset, {})["irec"] = int(
+                irec_rows["image"].nunique() if "image" in irec_rows.columns else len(irec_rows))
+            if "model" in irec_rows.columns:
+                models.extend(m for m in irec_rows["model"].astype(str).unique() if m not in models)
+        for row in ROWS:
+            if row.codec:
+                match = summary[summary["codec"] == row.codec] if not summary.empty else summary
+                if match.empty:
+                    cell = NOT_RUN if baselines.is_file() else _missing(dataset)
+                else:
+                    cell = _number(float(match.iloc[0][MEASURED]))
+                    if not bool(match.iloc[0]["all_bit_exact"]):
+                        cell += " (not bit-exact)"
+            elif row.measured_column:
+                if irec_rows is None:
+                    cell = _missing(dataset)
+                elif row.measured_column not in irec_rows.columns:
+                    raise ResultsFormatError(f"{irec_path} lacks the column {row.measured_column!r}; "
+                                             "an iREC lossless results file needs columns bpd and elbo_bpd "
+                                             "(or negative_elbo_bpd)")
+                else:
+                    cell = _number(float(irec_rows[row.measured_column].mean()))
+            else:
+                cell = PUBLISHED_ONLY
+            measured[(row.label, dataset)] = cell
+    records = []
+    for row in ROWS:
+        record = {"method": row.label}
+        for dataset, name in DATASETS.items():
+            record[column(name, MEASURED_HERE)] = measured[(row.label, dataset)]
+            record[column(name, PAPER)] = _published_cell(published, row.paper_method, dataset)
+        records.append(record)
+    return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), provenance.git_commit())
+
+
+def to_markdown(table: LosslessTable) -> str:
+    """A GitHub Markdown table under a caption paragraph."""
+    frame = table.cells
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in values) + " |" for values in frame.itertuples(index=False)]
+    return "\n".join([f"**Lossless compression (bits per dimension).** {table.caption()}", "", header, rule, *body, ""])
+
+
+def _tex(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def to_latex(table: LosslessTable) -> str:
+    """A booktabs ``table`` environment: two sub-columns per dataset, the caption from :meth:`caption`."""
+    frame = table.cells
+    groups = " & ".join(rf"\multicolumn{{2}}{{c}}{{{name}}}" for name in DATASETS.values())
+    rules = " ".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(DATASETS)))
+    subs = " & ".join([_tex(MEASURED_HERE), _tex(PAPER)] * len(DATASETS))
+    body = [" & ".join(_tex(str(v)) for v in values) + r" \\" for values in frame.itertuples(index=False)]
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\small",
+        rf"\caption{{{_tex(table.caption())}}}", r"\label{tab:lossless}",
+        r"\begin{tabular}{l" + "rr" * len(DATASETS) + "}", r"\toprule",
+        rf"method & {groups} \\", rules, rf" & {subs} \\", r"\midrule", *body,
+        r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
+    ])
+
+
+def write_table(table: LosslessTable, out_dir: str | Path = "") -> dict[str, Path]:
+    """Write ``lossless_table.{csv,md,tex}`` (``-smoke`` suffix for the smoke profile) under ``out_dir``.
+
+    ``out_dir`` defaults to ``results/tables``. The CSV starts with ``#`` comment lines holding the caption.
+    Returns the paths by format.
+    """
+    out_dir = Path(out_dir) if str(out_dir) else RESULTS / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "lossless_table-smoke" if table.profile == "smoke" else "lossless_table"
+    paths = {fmt: out_dir / f"{stem}.{fmt}" for fmt in ("csv", "md", "tex")}
+    with open(paths["csv"], "w", newline="") as f:
+        f.write(f"# {table.caption()}\n")
+        table.cells.to_csv(f, index=False)
+    paths["md"].write_text(to_markdown(table))
+    paths["tex"].write_text(to_latex(table))
+    return paths

@@ -1,0 +1,111 @@
+"""The irec compress / decompress / info commands, run through irec.__main__.main as a user would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from irec import paths
+from irec.__main__ import main
+from irec.checkpoint import save_model
+from irec.data import read_image, write_png
+from irec.models.rvae import RVAE, preset
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch, shared_data):
+    """A private cache, no shipped models, a smoke model file and a CIFAR-10 PNG."""
+    monkeypatch.setenv("IREC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(paths, "SHIPPED_MODELS", tmp_path / "shipped")
+    torch.manual_seed(0)
+    model_path = tmp_path / "smoke.pt"
+    fingerprint = save_model(RVAE(preset("smoke").model), model_path)
+    image = np.load(shared_data / "cifar10" / "cifar10_test.npz")["images"][3]
+    write_png(tmp_path / "in.png", image)
+    return tmp_path, model_path, fingerprint, image
+
+
+def test_compress_then_decompress_with_a_model_path_gives_the_image_back(setup, capsys):
+    tmp, model_path, _, image = setup
+    assert main(["compress", "--model", str(model_path), str(tmp / "in.png"), str(tmp / "x.irec")]) == 0
+    out = capsys.readouterr().out
+    assert "real" in out and "ideal" in out and "bpd" in out
+    assert main(["decompress", "--model", str(model_path), str(tmp / "x.irec"), str(tmp / "out.png")]) == 0
+    np.testing.assert_array_equal(read_image(tmp / "out.png"), image)
+
+
+def test_decompress_finds_a_cached_model_by_the_files_fingerprint(setup):
+    tmp, model_path, _, image = setup
+    cached = paths.cache_root() / "models" / "tiny.pt"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(model_path.read_bytes())
+    options = ["--n-beams", "3", "--seed", "5"]
+    assert main(["compress", "--model", "tiny", *options, str(tmp / "in.png"), str(tmp / "x.irec")]) == 0
+    assert main(["decompress", str(tmp / "x.irec"), str(tmp / "out.png")]) == 0
+    np.testing.assert_array_equal(read_image(tmp / "out.png"), image)
+
+
+def test_info_describes_a_file_and_lists_the_cached_models(setup, capsys):
+    tmp, model_path, fingerprint, _ = setup
+    main(["compress", "--model", str(model_path), "--block-size", "512", str(tmp / "in.png"), str(tmp / "x.irec")])
+    capsys.readouterr()
+    assert main(["info", str(tmp / "x.irec")]) == 0
+    out = capsys.readouterr().out
+    assert "lossless" in out and fingerprint[:8] in out and "512" in out and "32" in out
+    assert f"bytes: {(tmp / 'x.irec').stat().st_size}" in out
+    assert main(["info"]) == 0
+    assert "no shipped or cached models" in capsys.readouterr().out
+    (paths.cache_root() / "models").mkdir(parents=True, exist_ok=True)
+    (paths.cache_root() / "models" / "tiny.pt").write_bytes(model_path.read_bytes())
+    assert main(["info"]) == 0
+    assert "tiny" in capsys.readouterr().out
+
+
+def _save(path, array, mode=None):
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "rgba", "16-bit", "missing", "not an image"])
+def test_bad_png_inputs_exit_with_code_2_and_a_one_line_message(setup, capsys, kind):
+    tmp, model_path, _, _ = setup
+    bad = tmp / f"{kind}.png"
+    if kind == "grayscale":
+        _save(bad, np.zeros((8, 8), np.uint8))
+    elif kind == "rgba":
+        _save(bad, np.zeros((8, 8, 4), np.uint8))
+    elif kind == "16-bit":
+        _save(bad, np.full((8, 8), 40000, np.uint16))
+    elif kind == "not an image":
+        bad.write_bytes(b"hello")
+    assert main(["compress", "--model", str(model_path), str(bad), str(tmp / "x.irec")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("irec compress: error:") and "\n" not in err
+    assert not (tmp / "x.irec").exists()
+
+
+@pytest.mark.parametrize("problem", ["corrupt", "wrong model", "missing", "unknown model"])
+def test_bad_irec_inputs_exit_with_code_2_and_a_clear_message(setup, capsys, problem):
+    tmp, model_path, _, _ = setup
+    main(["compress", "--model", str(model_path), str(tmp / "in.png"), str(tmp / "x.irec")])
+    args = ["decompress", "--model", str(model_path), str(tmp / "x.irec"), str(tmp / "out.png")]
+    expected = {"corrupt": "checksum", "wrong model": "fingerprint", "missing": "no such file",
+                "unknown model": "no shipped or cached model"}[problem]
+    if problem == "corrupt":
+        data = bytearray((tmp / "x.irec").read_bytes())
+        data[20] ^= 1
+        (tmp / "x.irec").write_bytes(bytes(data))
+    elif problem == "wrong model":
+        torch.manual_seed(1)
+        save_model(RVAE(preset("smoke").model), tmp / "other.pt")
+        args[2] = str(tmp / "other.pt")
+    elif problem == "missing":
+        args[3] = str(tmp / "absent.irec")
+    else:
+        args = ["decompress", str(tmp / "x.irec"), str(tmp / "out.png")]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp / "out.png").exists()

@@ -1,0 +1,136 @@
+"""The lossless iREC codec (paper, section 3; irec-method.md sections 2 and 4): bit-exact round trips, real files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from irec.checkpoint import load_model, save_model
+from irec.codecs.container import WrongModelError
+from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec, pinned
+from irec.coder import CorruptStreamError
+from irec.models.rvae import RVAE, preset
+from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
+
+
+def make_model(seed: int) -> RVAE:
+    """An untrained smoke RVAE whose inference biases are perturbed, so that q differs from p (real latent bits)."""
+    torch.manual_seed(seed)
+    model = RVAE(preset("smoke").model)
+    with torch.no_grad():
+        for layer in model.up:
+            layer.conv1.bias.add_(0.5 * torch.randn_like(layer.conv1.bias))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "smoke.pt"
+    save_model(make_model(0), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def codec(saved_model) -> LosslessCodec:
+    model, fingerprint = load_model(saved_model)
+    return LosslessCodec(model, fingerprint)
+
+
+@pytest.fixture(scope="module")
+def cifar(shared_data) -> np.ndarray:
+    return np.load(shared_data / "cifar10" / "cifar10_test.npz")["images"][:2]
+
+
+def test_a_32x32_image_round_trips_bit_exactly(codec, cifar):
+    assert_roundtrip(lambda: (codec.compress(cifar[0]), cifar[0]), codec.decompress)
+    assert sum(codec.last_report.kl_bits) > 100  # the latents carry real information
+
+
+def test_an_odd_sized_image_round_trips_at_its_true_size(codec, cifar):
+    image = np.ascontiguousarray(cifar[1][:13, :21])
+    data = assert_roundtrip(lambda: (codec.compress(image), image), codec.decompress)
+    assert codec.last_report.n_subpixels == 13 * 21 * 3
+    assert codec.last_report.file_bytes == len(data)
+
+
+def test_the_report_parts_add_up_to_the_file_and_sit_near_the_ideal_rate(codec, cifar):
+    data, report = codec.compress_with_report(cifar[0])
+    assert report.total_bits == pytest.approx(8 * len(data), abs=1e-6)
+    assert report.stream_tail_bits >= 0 and report.header_bits > 0
+    assert len(report.latent_bits) == len(report.kl_bits) == codec.model.n_levels
+    assert report.pixel_bits == pytest.approx(report.pixel_ideal_bits, rel=0.01)
+    assert report.bpd == pytest.approx(8 * len(data) / (3 * 32 * 32))
+    assert report.bpd > report.ideal_bpd
+
+
+def test_a_file_written_with_two_threads_decodes_identically_in_a_fresh_single_thread_process(
+    codec, saved_model, cifar, tmp_path
+):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = codec.compress(cifar[0])
+    finally:
+        torch.set_num_threads(previous)
+    script = (
+        "from irec.checkpoint import load_model\n"
+        "from irec.codecs.lossless import LosslessCodec\n"
+        "model, fingerprint = load_model(inputs['model'])\n"
+        "torch.save(LosslessCodec(model, fingerprint).decompress(inputs['data']), OUTPUT)\n"
+    )
+    got = decode_in_fresh_process(script, {"model": str(saved_model), "data": data}, tmp_path, threads=1)
+    assert_identical(cifar[0], got)
+
+
+def test_the_same_image_always_gives_the_same_bytes(codec, cifar):
+    assert codec.compress(cifar[1]) == codec.compress(cifar[1])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip a payload byte", "drop the checksum", "empty"])
+def test_damaged_files_raise_a_corrupt_stream_error(codec, cifar, damage):
+    data = bytearray(codec.compress(cifar[0]))
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip a payload byte":
+        data[len(data) // 2] ^= 0x40
+    elif damage == "drop the checksum":
+        data = data[:-4]
+    else:
+        data = bytearray()
+    with pytest.raises(CorruptStreamError):
+        codec.decompress(bytes(data))
+
+
+def test_decoding_with_another_model_raises_wrong_model_error(codec, cifar, tmp_path):
+    save_model(make_model(1), tmp_path / "other.pt")
+    other = LosslessCodec(*load_model(tmp_path / "other.pt"))
+    with pytest.raises(WrongModelError, match="fingerprint"):
+        other.decompress(codec.compress(cifar[0]))
+
+
+def test_coder_settings_reach_the_file_and_still_round_trip(codec, cifar):
+    params = DEFAULT_PARAMS.with_(n_beams=4, extra_samples=1.0, block_size=300, seed=7)
+    small = LosslessCodec(codec.model, codec.fingerprint, params)
+    data = assert_roundtrip(lambda: (small.compress(cifar[1]), cifar[1]), small.decompress)
+    assert data != codec.compress(cifar[1])
+
+
+@pytest.mark.parametrize("image", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3))])
+def test_images_that_are_not_8bit_rgb_are_refused_with_a_clear_error(codec, image):
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        codec.compress(image)
+
+
+def test_a_non_rvae_model_is_refused(codec):
+    with pytest.raises(ValueError, match="RVAE"):
+        LosslessCodec(torch.nn.Linear(2, 2), codec.fingerprint)
+
+
+def test_pinning_restores_the_thread_count_and_the_determinism_flag():
+    previous, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with pinned():
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_grad_enabled()
+    assert torch.get_num_threads() == previous
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
