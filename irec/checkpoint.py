@@ -14,13 +14,13 @@ import dataclasses
 import hashlib
 import importlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from irec.fileio import atomic_write
 from irec.provenance import stamp
 
 MODEL_FORMAT = "irec-model-v1"  # the "format" field of a saved model
@@ -37,19 +37,9 @@ class ResumeMismatchError(CheckpointError):
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` through a temporary file and ``os.replace``; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -12,15 +12,21 @@ import dataclasses
 import importlib
 import inspect
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from irec import zoo
 from irec.codecs import CODECS
-from irec.codecs.container import FINGERPRINT_BYTES, PIN_DETERMINISTIC, PIN_FLOAT32, PIN_ONE_THREAD, peek_header, unpack
+from irec.codecs.container import (
+    FINGERPRINT_BYTES,
+    PIN_DETERMINISTIC,
+    PIN_FLOAT32,
+    PIN_ONE_THREAD,
+    peek_header,
+    unpack,
+)
 from irec.coder.levels import read_coder_params
 from irec.data import read_image, write_png
+from irec.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +67,8 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def _read_file(path: str) -> bytes:

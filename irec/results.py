@@ -14,13 +14,13 @@ import fcntl
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from irec.fileio import atomic_write
 from irec.paths import PACKAGE
 
 PUBLISHED_LOSSLESS = PACKAGE / "published" / "lossless_table.csv"
@@ -115,18 +115,11 @@ def _rewrite(path: Path, header: list[str], keys: list[str], cells: list[dict[st
     if header:
         with open(path, newline="") as f:
             old_rows = list(csv.DictReader(f))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be read by others
-        with os.fdopen(fd, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=fieldnames, restval="")
-            writer.writeheader()
-            writer.writerows(old_rows)
-            writer.writerows(cells)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=fieldnames, restval="")
+        writer.writeheader()
+        writer.writerows(old_rows)
+        writer.writerows(cells)
 
 
 def read_rows(path: str | os.PathLike) -> pd.DataFrame:

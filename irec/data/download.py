@@ -29,6 +29,7 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from irec import __version__
+from irec.fileio import atomic_write
 from irec.paths import cache_root, data_root
 
 log = logging.getLogger(__name__)
@@ -168,14 +169,8 @@ def verify_file(path: Path, remote: RemoteFile) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def http_get(url: str, out: BinaryIO, *, desc: str = "", timeout: float = 60.0) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar
@@ -20,6 +19,8 @@ from typing import BinaryIO, Literal, TypeVar
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from irec.fileio import atomic_write
 
 # Pillow modes with more than 8 bits per sample (or floating point): refused, never truncated.
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -157,17 +158,9 @@ def check_rgb_uint8(image: np.ndarray, what: str = "image") -> None:
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an (H, W, 3) uint8 RGB array as a PNG, atomically (temporary file in the same folder, then os.replace)."""
     check_rgb_uint8(image)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(image)).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as f:
+        Image.fromarray(np.ascontiguousarray(image)).save(f, format="PNG")
+    return Path(path)
 
 
 def pixel_sha256(image: np.ndarray) -> str:
