@@ -8,7 +8,8 @@ import torch
 
 from irec.checkpoint import load_model, save_model
 from irec.codecs.container import WrongModelError
-from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec, pinned
+from irec.codecs.container import pinned
+from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec
 from irec.coder import CorruptStreamError
 from irec.models.rvae import RVAE, preset
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process

@@ -11,9 +11,20 @@ Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
-from irec.coder import ByteReader, ByteWriter, CorruptStreamError, LatentEncoder, SymbolWriter, seal, unseal
+import torch
+
+from irec.coder import (
+    ByteReader,
+    ByteWriter,
+    CorruptStreamError,
+    LatentEncoder,
+    SymbolWriter,
+    seal,
+    unseal,
+)
 
 MAGIC = b"iRC"
 VERSION = 1
@@ -25,6 +36,26 @@ MAX_SIDE = 1 << 16
 PIN_ONE_THREAD = 1  # torch.set_num_threads(1) around every network evaluation
 PIN_DETERMINISTIC = 2  # torch.use_deterministic_algorithms(True)
 PIN_FLOAT32 = 4  # networks evaluated in float32 on the CPU, batch size 1
+
+
+@contextlib.contextmanager
+def pinned(model: torch.nn.Module | None = None):
+    """What PIN_ONE_THREAD | PIN_DETERMINISTIC promise: one intra-op thread, deterministic algorithms, no autograd
+    (and ``model`` in eval mode) around a network evaluation; the previous settings are restored on exit."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    training = model.training if model is not None else False
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    if model is not None:
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if model is not None:
+            model.train(training)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
 
 
 class WrongModelError(ValueError):

@@ -23,7 +23,6 @@ these PIN_* flags and the decoder refuses a file whose flags it would not reprod
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -33,9 +32,22 @@ import numpy as np
 import torch
 
 from irec.codecs.container import (
-    PIN_DETERMINISTIC, PIN_FLOAT32, PIN_ONE_THREAD, CodecHeader, pack, unpack,
+    PIN_DETERMINISTIC,
+    PIN_FLOAT32,
+    PIN_ONE_THREAD,
+    CodecHeader,
+    pack,
+    pinned,
+    unpack,
 )
-from irec.coder import CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, SymbolReader, SymbolWriter
+from irec.coder import (
+    CoderParams,
+    CorruptStreamError,
+    LatentDecoder,
+    LatentEncoder,
+    SymbolReader,
+    SymbolWriter,
+)
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
 from irec.models.rvae import RVAE
 
@@ -98,20 +110,6 @@ class LosslessReport:
         """Plain values for a result row (per-level tuples as lists)."""
         row = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
         return {**row, "bpd": self.bpd, "ideal_bpd": self.ideal_bpd}
-
-
-@contextlib.contextmanager
-def pinned():
-    """One intra-op thread, deterministic algorithms and no autograd; restores the previous settings on exit."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.set_num_threads(threads)
 
 
 def _cpu_float32(model: RVAE) -> RVAE:

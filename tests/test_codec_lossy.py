@@ -1,0 +1,191 @@
+"""The lossy iREC codec (irec.codecs.lossy): exact round trips, fresh processes, bad files, rate accounting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from irec.checkpoint import save_model, weights_fingerprint
+from irec.codecs.container import (
+    PIN_FLOAT32,
+    PIN_ONE_THREAD,
+    WrongModelError,
+    peek_header,
+)
+from irec.codecs.lossy import LossyCodec
+from irec.coder import PAPER_LOSSY, CorruptStreamError
+from irec.models.vae2 import TwoLevelVAE, preset
+from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
+
+SIZES = [(64, 64), (70, 100)]
+
+
+def _model(seed: int) -> TwoLevelVAE:
+    torch.manual_seed(seed)
+    return TwoLevelVAE(preset("smoke").config(0.01)).eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> TwoLevelVAE:
+    return _model(0)
+
+
+@pytest.fixture(scope="module")
+def codec(model) -> LossyCodec:
+    return LossyCodec(model, weights_fingerprint(model.state_dict()), PAPER_LOSSY)
+
+
+def _image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A smooth random image (a few gradients plus noise), so reconstructions differ between seeds."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([np.sin(6 * xx + c) * np.cos(4 * yy - c) for c in rng.uniform(0, 3, 3)], axis=-1)
+    return np.clip(127.5 + 100 * base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_decoding_gives_exactly_the_encoders_reconstruction_at_the_true_size(codec, size):
+    image = _image(size)
+    data = assert_roundtrip(lambda: (codec.encode(image).data, codec.encode(image).image), codec.decompress)
+    assert codec.decompress(data).shape == image.shape
+    header = peek_header(data)
+    assert (header.kind, header.height, header.width) == ("lossy", *size)
+    assert header.pinned & PIN_ONE_THREAD and header.pinned & PIN_FLOAT32
+
+
+def test_a_fresh_single_thread_process_decodes_a_two_thread_encoding_exactly(model, codec, tmp_path):
+    path = tmp_path / "model.pt"
+    fingerprint = save_model(model, path)
+    image = _image((70, 100), seed=3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        encoding = codec.encode(image)
+    finally:
+        torch.set_num_threads(threads)
+    script = (
+        "from irec.checkpoint import load_model\n"
+        "from irec.codecs.lossy import LossyCodec\n"
+        "model, fingerprint = load_model(inputs['path'])\n"
+        "torch.save(LossyCodec(model, fingerprint).decompress(inputs['data']), OUTPUT)\n"
+    )
+    decoded = decode_in_fresh_process(script, {"path": str(path), "data": encoding.data}, tmp_path, threads=1)
+    assert fingerprint == codec.fingerprint_hex
+    assert_identical(encoding.image, decoded)
+
+
+def test_the_thread_count_and_training_mode_are_restored_after_coding(model, codec):
+    threads = torch.get_num_threads()
+    model.train()
+    try:
+        codec.decompress(codec.compress(_image((64, 64))))
+        assert model.training and torch.get_num_threads() == threads
+    finally:
+        model.eval()
+
+
+@pytest.mark.parametrize("cut", [1, 4, 9])
+def test_decoding_a_truncated_file_raises_a_clear_error(codec, cut):
+    data = codec.compress(_image((64, 64)))
+    with pytest.raises(CorruptStreamError):
+        codec.decompress(data[:-cut])
+
+
+def test_decoding_a_corrupted_file_raises_a_clear_error(codec):
+    data = bytearray(codec.compress(_image((64, 64))))
+    data[len(data) // 2] ^= 0x10
+    with pytest.raises(CorruptStreamError, match="checksum"):
+        codec.decompress(bytes(data))
+
+
+def test_decoding_with_another_model_raises_wrong_model_error(codec):
+    other = _model(1)
+    data = codec.compress(_image((64, 64)))
+    with pytest.raises(WrongModelError, match="fingerprint"):
+        LossyCodec(other, weights_fingerprint(other.state_dict())).decompress(data)
+
+
+def test_the_report_splits_the_file_bits_exactly_into_header_z2_and_z1(codec):
+    image = _image((70, 100), seed=1)
+    data, report = codec.compress_with_report(image)
+    pixels = 70 * 100
+    parts = [report["bpp_header"], report["bpp_z2"], report["bpp_z1"]]
+    assert sum(parts) * pixels == pytest.approx(8 * len(data), abs=1e-9)
+    assert report["bpp"] == pytest.approx(8 * len(data) / pixels)
+    assert all(p > 0 for p in parts)
+    assert report["bpp_ideal"] == pytest.approx(report["bpp_ideal_z2"] + report["bpp_ideal_z1"])
+    assert report["exact"] is True and report["n_bytes"] == len(data)
+    assert np.isfinite([report["psnr"], report["psnr_float"], report["sample_psnr"], report["sample_psnr_float"]]).all()
+    assert abs(report["psnr"] - report["psnr_float"]) < 0.5  # rounding to uint8 barely moves PSNR
+
+
+def test_the_report_measures_ms_ssim_on_images_large_enough_for_five_scales(codec):
+    _, report = codec.compress_with_report(_image((192, 192), seed=2))
+    assert 0 < report["ms_ssim"] <= 1 and report["ms_ssim_db"] == pytest.approx(-10 * np.log10(1 - report["ms_ssim"]))
+    assert 0 < report["sample_ms_ssim"] <= 1
+
+
+def test_the_decoder_takes_the_seed_from_the_file_not_from_its_own_params(model, codec):
+    fingerprint = weights_fingerprint(model.state_dict())
+    encoding = LossyCodec(model, fingerprint, PAPER_LOSSY.with_(seed=7)).encode(_image((64, 64)))
+    assert encoding.seed == 7
+    assert_identical(encoding.image, codec.decompress(encoding.data))
+
+
+@pytest.mark.parametrize("image_seed", [0, 1, 2])
+def test_choosing_the_final_sample_by_mse_never_reconstructs_worse_than_best_q(model, codec, image_seed):
+    image = _image((64, 128), seed=image_seed)
+    by_mse = LossyCodec(model, codec.fingerprint_hex, PAPER_LOSSY, final="mse", n_seeds=3)
+    chosen = by_mse.encode(image)
+
+    def mse(x: np.ndarray) -> float:
+        return float(np.mean((x.astype(np.float64) - image) ** 2))
+
+    assert mse(chosen.image) <= mse(codec.encode(image).image)
+    assert chosen.seed in (42, 43, 44)
+    assert_identical(chosen.image, codec.decompress(chosen.data))
+
+
+@pytest.mark.parametrize("image_seed", [0, 3])
+def test_choosing_among_the_final_beams_by_mse_keeps_the_rate_and_never_reconstructs_worse(model, codec, image_seed):
+    image = _image((64, 128), seed=image_seed)
+    by_beams = LossyCodec(model, codec.fingerprint_hex, PAPER_LOSSY, final="beams")
+    chosen, default = by_beams.encode(image), codec.encode(image)
+
+    def mse(x: np.ndarray) -> float:
+        return float(np.mean((x.astype(np.float64) - image) ** 2))
+
+    assert mse(chosen.image) <= mse(default.image)
+    assert [s.n_steps for s in chosen.stats] == [s.n_steps for s in default.stats]  # same indices, same rate
+    assert abs(len(chosen.data) - len(default.data)) <= 8
+    assert_identical(chosen.image, codec.decompress(chosen.data))
+
+
+def test_choosing_the_final_sample_by_rd_loss_never_costs_more_than_best_q(model, codec):
+    image = _image((64, 128), seed=4)
+    by_rd = LossyCodec(model, codec.fingerprint_hex, PAPER_LOSSY, final="rd", n_seeds=3)
+    chosen, default = by_rd.encode(image), codec.encode(image)
+    beta = model.config.beta
+    mse = [float(np.mean((e.image.astype(np.float64) - image) ** 2)) for e in (chosen, default)]
+    loss = [beta * m + 8 * len(e.data) / image[..., 0].size for m, e in zip(mse, (chosen, default))]
+    assert loss[0] <= loss[1]
+    assert by_rd.cost(image, chosen) == pytest.approx(loss[0] / beta)
+    assert_identical(chosen.image, codec.decompress(chosen.data))
+
+
+def test_bad_arguments_raise_clear_errors(model, codec):
+    fingerprint = codec.fingerprint_hex
+    with pytest.raises(ValueError, match="uint8"):
+        codec.compress(np.zeros((64, 64, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="hex"):
+        LossyCodec(model, "not-hex")
+    with pytest.raises(ValueError, match="final"):
+        LossyCodec(model, fingerprint, final="best-psnr")
+    with pytest.raises(ValueError, match="pfr"):
+        LossyCodec(model, fingerprint, PAPER_LOSSY.with_(sampler="pfr"))
+    with pytest.raises(ValueError, match="MSE"):
+        LossyCodec(TwoLevelVAE(preset("smoke").config(0.01, "ms_ssim")), fingerprint, final="rd")
+    with pytest.raises(ValueError, match="float32"):
+        LossyCodec(TwoLevelVAE(preset("smoke").config(0.01)).double(), fingerprint)
