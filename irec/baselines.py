@@ -67,6 +67,38 @@ def profile_settings(profile: str, limit: int | None = None, codecs: Sequence[st
     )
 
 
+# The datasets a suite run covers per profile, with the codecs used on each (None: the profile's own codecs).
+# The lossy sweeps run on Kodak only (the paper's R-D plots); CIFAR-10 takes the lossless codecs (Table 1).
+SUITE_DATASETS: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {
+    "smoke": (("kodak", None), ("cifar10", ("png", "jpegxl-lossless"))),
+    "cpu": (("kodak", None), ("cifar10", ("lossless",))),
+    "paper": (("kodak", None), ("cifar10", ("lossless",))),
+}
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """One dataset of a baselines run: what to code and where the rows go."""
+
+    dataset: str  # dataset name or image folder
+    limit: int | None  # images (a seeded subset when smaller than the dataset); None: all
+    codecs: tuple[str, ...]  # codec families or groups
+    out_csv: str  # CSV path relative to irec.paths.RESULTS
+
+
+def suite_runs(profile: str, dataset: str = "", limit: int | None = None, codecs: Sequence[str] | None = None,
+               out_csv: str = "") -> list[BaselineRun]:
+    """The runs of notebook 03: every dataset of the profile (``dataset`` empty) or just ``dataset``."""
+    settings = profile_settings(profile, limit=limit, codecs=codecs)
+    if dataset:
+        return [BaselineRun(dataset, settings.limit, settings.codecs, out_csv or default_out_csv(dataset, profile))]
+    return [
+        BaselineRun(name, settings.limit, tuple(codecs) if codecs else (own or settings.codecs),
+                    default_out_csv(name, profile))
+        for name, own in SUITE_DATASETS[settings.name]
+    ]
+
+
 def default_out_csv(dataset: str, profile: str) -> str:
     """Where a run's CSV goes, relative to ``irec.paths.RESULTS``: the reference ``baselines/<dataset>.csv``,
     or ``baselines/<dataset>-smoke.csv`` (git-ignored) for the smoke profile."""

@@ -191,3 +191,15 @@ def test_profiles_give_defaults_that_explicit_values_override():
 def test_smoke_runs_write_beside_the_reference_csv_not_over_it():
     assert default_out_csv("kodak", "cpu") == default_out_csv("kodak", "paper") == "baselines/kodak.csv"
     assert default_out_csv("/data/my_photos", "smoke") == "baselines/my_photos-smoke.csv"
+
+
+def test_a_suite_run_covers_kodak_with_every_codec_and_cifar10_with_the_lossless_ones():
+    from irec.baselines import suite_runs
+
+    runs = {run.dataset: run for run in suite_runs("cpu")}
+    assert set(runs) == {"kodak", "cifar10"}
+    assert runs["kodak"].codecs == ("all",) and runs["cifar10"].codecs == ("lossless",)
+    assert runs["cifar10"].limit == 2000 and runs["kodak"].out_csv == "baselines/kodak.csv"
+    (single,) = suite_runs("smoke", "some/folder", out_csv="x.csv")
+    assert (single.dataset, single.limit, single.out_csv) == ("some/folder", 2, "x.csv")
+    assert all(run.out_csv.endswith("-smoke.csv") for run in suite_runs("smoke"))

@@ -35,7 +35,7 @@ def test_the_notebook_has_one_parameters_cell_right_after_its_header(notebook):
     params = papermill.inspect_notebook(str(NOTEBOOK))
     assert {"dataset", "split", "limit", "codecs", "out_csv", "profile"} <= set(params)
     assert all(p["help"] for p in params.values())
-    assert params["profile"]["default"] == '"cpu"' and params["dataset"]["default"] == '"kodak"'
+    assert params["profile"]["default"] == '"cpu"' and params["dataset"]["default"] == '""'
 
 
 def test_the_notebook_defines_no_functions_or_classes(notebook):
