@@ -6,7 +6,7 @@ import importlib
 import logging
 import sys
 
-BENCHMARKS = {"coder": "irec.bench.coder"}
+BENCHMARKS = {"coder": "irec.bench.coder", "lossless": "irec.bench.lossless", "lossy": "irec.bench.lossy"}
 
 
 def main(argv: list[str] | None = None) -> int:
