@@ -16,6 +16,7 @@ import sys
 COMMAND_MODULES = [
     "irec.baselines",
     "irec.cli_codec",
+    "irec.cli_train",
 ]
 
 

@@ -1,0 +1,54 @@
+"""``irec train`` and ``irec ship``: train the paper's models (resumably), and ship a trained one into models/.
+
+Paper, section 4; presets in :mod:`irec.models.rvae` and :mod:`irec.models.vae2` (``paper``, ``cpu``, ``smoke``).
+Training resumes from ``RUN_DIR/checkpoint.pt`` when it exists, so an interrupted command loses nothing: run it
+again. For several processes: ``torchrun --nproc_per_node=2 -m irec train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from irec.training import KINDS, ship, train_model
+
+
+def _train(args: argparse.Namespace) -> int:
+    result = train_model(
+        args.kind, args.preset, args.run_dir, beta=args.beta, distortion=args.distortion, limit=args.limit,
+        n_steps=args.steps, max_seconds=args.max_seconds, num_threads=args.threads,
+    )
+    state = "finished" if result.finished else "stopped early (run the same command again to resume)"
+    print(f"{state} at step {result.step}; model: {result.model_path}; fingerprint {result.fingerprint}")
+    return 0
+
+
+def _ship(args: argparse.Namespace) -> int:
+    figures = json.loads(args.figures) if args.figures else None
+    entry = ship(args.run_dir, args.name, args.preset, figures)
+    print(json.dumps(entry, indent=1))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a lossless (RVAE) or lossy (two-level VAE) model, resumably",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("kind", choices=KINDS, help="lossless: the bidirectional ResNet VAE; lossy: the two-level VAE")
+    p.add_argument("run_dir", help="folder for checkpoint.pt, model.pt (EMA weights), config.json and TensorBoard logs")
+    p.add_argument("--preset", default="cpu", choices=("paper", "cpu", "smoke"), help="model and training settings")
+    p.add_argument("--beta", type=float, default=0.01, help="lossy: the rate-distortion weight (the paper's lambda)")
+    p.add_argument("--distortion", default="mse", choices=("mse", "ms_ssim"), help="lossy: the distortion measure")
+    p.add_argument("--steps", type=int, help="override the preset's number of steps")
+    p.add_argument("--max-seconds", type=float, help="stop (resumably) after this many seconds")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--limit", type=int, help="lossy: a seeded subset of this many photos per source (smoke runs)")
+    p.set_defaults(func=_train)
+
+    s = subparsers.add_parser("ship", help="copy a trained run's model.pt into models/ and add it to the manifest")
+    s.add_argument("run_dir", help="a run folder written by 'irec train'")
+    s.add_argument("name", help="the model's name, e.g. lossless-cifar10 or lossy-mse-0.01")
+    s.add_argument("--preset", required=True, help="the preset it was trained with (recorded in the manifest)")
+    s.add_argument("--figures", help='measured figures as JSON, e.g. \'{"cifar10_bpd": 4.6}\' (with their command)')
+    s.set_defaults(func=_ship)

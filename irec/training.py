@@ -1,0 +1,107 @@
+"""Train the paper's models on their data, and ship a trained model into ``models/`` with its manifest entry.
+
+Paper, section 4 (experimental set-up) and ../shared/docs/irec-method.md section 5: the lossless RVAE trains on
+CIFAR-10 train (here: the 20,000-image subset of ../shared/data when the official archive is absent), the lossy
+two-level VAE on random crops of natural photos (CLIC 2018 professional train; offline, the BSDS500 + Sun-Hays 80
+stand-in, the latter 2x area-downsampled against its JPEG blocking as README-training-data.md suggests). Kodak is
+the test set only and is never trained on. :func:`train_model` runs unchanged under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from irec import paths, provenance
+from irec.checkpoint import read_model_info
+from irec.data import ImageArrayDataset, RandomCropDataset, load_cifar10, load_images
+from irec.fileio import atomic_write
+from irec.train import TrainResult, train
+
+log = logging.getLogger(__name__)
+
+KINDS = ("lossless", "lossy")
+CROPS_PER_EPOCH = 100_000  # length of one pass over the random-crop dataset (crops are drawn afresh per index)
+
+
+def _lossless(preset_name: str):
+    from irec.models.rvae import RVAE, preset
+
+    p = preset(preset_name)
+    images, _ = load_cifar10("train")
+    return RVAE(p.model), p.train, ImageArrayDataset(images), p.dataset
+
+
+def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None):
+    from irec.models.vae2 import TwoLevelVAE, preset
+
+    p = preset(preset_name)
+    parts: list[Dataset] = []
+    if (paths.data_root() / "bsds500").is_dir():
+        bsds = [image for _, image in load_images("bsds500", limit=limit)]
+        parts.append(RandomCropDataset(bsds, p.crop_size, CROPS_PER_EPOCH, seed=p.train.seed))
+        sun = [image for _, image in load_images("sun_hays80", limit=limit)]
+        parts.append(RandomCropDataset(sun, p.crop_size, CROPS_PER_EPOCH // 5, seed=p.train.seed + 1, downsample=2))
+        data = "bsds500 (train, val, test) + sun_hays80 (2x area-downsampled)"
+    else:
+        clic = [image for _, image in load_images("clic", split="train", limit=limit)]
+        parts.append(RandomCropDataset(clic, p.crop_size, CROPS_PER_EPOCH, seed=p.train.seed))
+        data = "CLIC 2018 professional train"
+    return TwoLevelVAE(p.config(beta, distortion)), p.train, ConcatDataset(parts), data
+
+
+def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "mse", limit: int | None = None):
+    """(model, TrainConfig, dataset, data description) for a kind of model and a preset.
+
+    ``limit``: train the lossy model on a seeded subset of that many photos per source (smoke runs); the
+    lossless model always takes its whole training set."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return _lossless(preset_name) if kind == "lossless" else _lossy(preset_name, beta, distortion, limit)
+
+
+def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float = 0.01, distortion: str = "mse",
+                limit: int | None = None, **overrides) -> TrainResult:
+    """Train (or resume) one model into ``run_dir``; ``overrides`` replace TrainConfig fields (e.g. n_steps)."""
+    model, config, dataset, data = build(kind, preset_name, beta, distortion, limit)
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "data.txt").write_text(data + "\n")
+    log.info("training %s/%s on %s into %s (%d steps)", kind, preset_name, data, run_dir, config.n_steps)
+    return train(model, None, dataset, config, run_dir)
+
+
+def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = None) -> dict:
+    """Copy a finished run's ``model.pt`` to ``models/<name>.pt`` and record it in ``models/manifest.json``."""
+    run_dir = Path(run_dir)
+    source = run_dir / "model.pt"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist: the run has not finished (train it to the end first)")
+    info = read_model_info(source)
+    extra = info.get("extra") or {}
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    blob = source.read_bytes()
+    target = paths.SHIPPED_MODELS / f"{name}.pt"
+    with atomic_write(target) as f:
+        f.write(blob)
+    model_config = info.get("config", {})
+    entry = {
+        "name": name, "file": target.name, "sha256": hashlib.sha256(blob).hexdigest(),
+        "fingerprint": info.get("fingerprint", ""),
+        "kind": "lossless" if info.get("model_class", "").endswith(".RVAE") else "lossy",
+        "preset": preset, "beta": model_config.get("beta"), "steps": extra.get("step"), "weights": extra.get("weights"),
+        "data": (run_dir / "data.txt").read_text().strip() if (run_dir / "data.txt").is_file() else "",
+        "git_commit": provenance.git_commit(), "figures": figures or {},
+    }
+    manifest_path = paths.SHIPPED_MODELS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    with atomic_write(manifest_path, "w") as f:
+        f.write(json.dumps(manifest, indent=1) + "\n")
+    return entry

@@ -1,0 +1,45 @@
+"""irec train / irec ship: a smoke model trains, resumes, ships into the manifest and is found by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from irec import paths, zoo
+from irec.__main__ import main
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"schema": "test", "models": []}))
+    monkeypatch.setattr(paths, "SHIPPED_MODELS", folder)
+    return folder
+
+
+def test_a_smoke_lossless_model_trains_resumes_and_ships_under_its_name(tmp_path, shared_data, shipped, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "lossless", str(run), "--preset", "smoke", "--steps", "2", "--threads", "1"]) == 0
+    assert "finished at step 2" in capsys.readouterr().out
+    assert main(["train", "lossless", str(run), "--preset", "smoke", "--steps", "3", "--threads", "1"]) == 0
+    assert "finished at step 3" in capsys.readouterr().out  # resumed from step 2, not restarted
+    assert main(["ship", str(run), "lossless-smoke", "--preset", "smoke", "--figures", '{"note": "untrained"}']) == 0
+    (entry,) = json.loads((shipped / "manifest.json").read_text())["models"]
+    assert (entry["name"], entry["kind"], entry["preset"], entry["steps"]) == ("lossless-smoke", "lossless", "smoke", 3)
+    assert "cifar10" in entry["data"].lower() or "CIFAR" in entry["data"]
+    model, fingerprint, _ = zoo.resolve_model("lossless-smoke")
+    assert fingerprint == entry["fingerprint"]
+
+
+def test_a_smoke_lossy_model_trains_on_the_natural_photo_stand_in(tmp_path, shared_data):
+    run = tmp_path / "run"
+    assert main(["train", "lossy", str(run), "--preset", "smoke", "--steps", "2", "--threads", "1", "--limit", "3",
+                 "--beta", "0.03"]) == 0
+    assert "bsds500" in (run / "data.txt").read_text()
+    assert (run / "model.pt").is_file()
+
+
+def test_shipping_an_unfinished_run_is_a_clear_error(tmp_path, shipped):
+    assert main(["ship", str(tmp_path / "nothing"), "x", "--preset", "cpu"]) == 2
