@@ -1,0 +1,141 @@
+"""The suite's model steps: which model each profile uses, and coding a dataset with it into tidy rows.
+
+Notebooks 01/02 (train) and 04/05 (compress) call only these functions. Paper, section 4: the lossless RVAE is
+evaluated on CIFAR-10 test (and Kodak), the lossy models on Kodak. Per profile:
+
+- ``smoke``: a tiny model is trained for a few steps into ``results/runs/<kind>-smoke`` (git-ignored), so the
+  whole pipeline (training, real files, decoding, table, plots) runs in CI in minutes; its numbers mean nothing;
+- ``cpu`` / ``paper``: the shipped model of the profile (``models/manifest.json``) unless ``--train`` asks to
+  train it (hours on a CPU; resumable). Without either, the step says so and later steps report "not run yet".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from irec import zoo
+from irec.paths import RESULTS
+
+log = logging.getLogger(__name__)
+
+# Shipped model names per kind (issues 4 and 5): lossless-cifar10; lossy-mse-<beta> and lossy-msssim-<beta>.
+LOSSLESS_NAME = "lossless-cifar10"
+SMOKE_STEPS = 20  # training steps of the smoke models
+# Images coded per profile: (CIFAR-10 test images, Kodak images) for the lossless model; Kodak images for lossy.
+LOSSLESS_IMAGES = {"smoke": (4, 0), "cpu": (1000, 0), "paper": (10000, 24)}
+LOSSY_IMAGES = {"smoke": 2, "cpu": 24, "paper": 24}
+SMOKE_LOSSY_BETAS = (0.003, 0.03)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a step uses, or why there is none."""
+
+    kind: str  # "lossless" or "lossy"
+    name: str  # shipped name, or the run folder's name
+    path: str | None  # checkpoint path; None when no model is available
+    status: str  # one sentence for the notebook
+
+
+def _run_dir(kind: str, profile: str, suffix: str = "") -> Path:
+    return RESULTS / "runs" / f"{kind}{suffix}-{profile}"
+
+
+def _train(kind: str, profile: str, beta: float, distortion: str, suffix: str) -> ModelChoice:
+    from irec.training import train_model
+
+    run = _run_dir(kind, profile, suffix)
+    smoke = profile == "smoke"
+    result = train_model(kind, profile, run, beta=beta, distortion=distortion, limit=3 if smoke else None,
+                         n_steps=SMOKE_STEPS if smoke else None)
+    state = "trained" if result.finished else "partly trained (re-run to resume)"
+    return ModelChoice(kind, run.name, str(result.model_path), f"{state} to step {result.step} in {run}")
+
+
+def lossless_model(profile: str, train: bool) -> ModelChoice:
+    """The lossless model of a profile (see the module docstring)."""
+    if profile == "smoke" or train:
+        return _train("lossless", profile, 0.0, "mse", "")
+    return _shipped("lossless", [LOSSLESS_NAME], profile)[0]
+
+
+def lossy_models(profile: str, train: bool, betas: tuple[float, ...] = (), distortion: str = "mse") -> list[ModelChoice]:
+    """The lossy models of a profile, one per rate (``betas``; default: the shipped ones, or two for smoke)."""
+    if profile == "smoke" or train:
+        from irec.models.vae2 import MSE_BETAS
+
+        chosen = betas or (SMOKE_LOSSY_BETAS if profile == "smoke" else MSE_BETAS)
+        return [_train("lossy", profile, beta, distortion, f"-{distortion}-{beta}") for beta in chosen]
+    shipped = [m["name"] for m in zoo.list_models() if m.get("kind") == "lossy" and m.get("source") == "shipped"]
+    return _shipped("lossy", shipped or ["lossy-mse-0.01"], profile)
+
+
+def _shipped(kind: str, names: list[str], profile: str) -> list[ModelChoice]:
+    choices = []
+    for name in names:
+        try:
+            _, _, info = zoo.resolve_model(name)
+            choices.append(ModelChoice(kind, name, str(info.get("path", name)), f"shipped model {name}"))
+        except zoo.ModelNotFoundError:
+            choices.append(ModelChoice(kind, name, None, (
+                f"no shipped {kind} model '{name}' yet for the {profile} profile: train it with "
+                f"./run_all.sh --profile {profile} --train (hours on a CPU), or wait for the committed checkpoint")))
+    return choices
+
+
+def results_csv(kind: str, dataset: str, profile: str) -> Path:
+    """Where the coded-dataset rows go: ``results/<kind>/<dataset>.csv`` (``-smoke.csv`` for smoke)."""
+    return RESULTS / kind / (f"{dataset}-smoke.csv" if profile == "smoke" else f"{dataset}.csv")
+
+
+def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0) -> pd.DataFrame | None:
+    """Code CIFAR-10 test images (and Kodak for the paper profile) with real files; rows to results/lossless/."""
+    if choice.path is None:
+        log.warning("%s", choice.status)
+        return None
+    from irec.bench.lossless import irec_row
+    from irec.codecs.lossless import LosslessCodec
+    from irec.data import load_images
+    from irec.results import write_rows
+
+    model, fingerprint, _ = zoo.resolve_model(choice.path)
+    codec = LosslessCodec(model, fingerprint)
+    n_cifar, n_kodak = LOSSLESS_IMAGES[profile]
+    frames = []
+    for dataset, count in (("cifar10", n_cifar), ("kodak", n_kodak)):
+        if not count:
+            continue
+        out = results_csv("lossless", dataset, profile)
+        out.unlink(missing_ok=True)
+        rows = [{"dataset": dataset, "image": name, "model": choice.name, **irec_row(codec, image)}
+                for name, image in load_images(dataset, limit=count, seed=seed)]
+        write_rows(out, rows)
+        frames.append(pd.DataFrame(rows))
+    return pd.concat(frames, ignore_index=True)
+
+
+def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams") -> pd.DataFrame | None:
+    """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv."""
+    available = [c for c in choices if c.path is not None]
+    for c in choices:
+        if c.path is None:
+            log.warning("%s", c.status)
+    if not available:
+        return None
+    from irec.codecs.lossy import LossyCodec
+    from irec.data import load_images
+    from irec.lossy_eval import evaluate_dataset
+
+    out = results_csv("lossy", "kodak", profile)
+    out.unlink(missing_ok=True)
+    images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
+    frames = []
+    for choice in available:
+        model, fingerprint, _ = zoo.resolve_model(choice.path)
+        codec = LossyCodec(model.cpu().float(), fingerprint, final=final)
+        frames.append(evaluate_dataset(codec, images, dataset="kodak", out=out, model=choice.name))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,30 @@
+"""The suite's model steps: without a shipped model the cpu profile says so instead of failing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from irec import paths, pipeline
+
+
+@pytest.fixture
+def no_shipped_models(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"schema": "test", "models": []}))
+    monkeypatch.setattr(paths, "SHIPPED_MODELS", folder)
+
+
+def test_without_a_shipped_model_the_cpu_profile_names_what_to_do(no_shipped_models):
+    choice = pipeline.lossless_model("cpu", train=False)
+    assert choice.path is None and "--train" in choice.status and "lossless-cifar10" in choice.status
+    assert pipeline.compress_lossless(choice, "cpu") is None
+    (lossy,) = pipeline.lossy_models("cpu", train=False)
+    assert lossy.path is None and pipeline.compress_lossy([lossy], "cpu") is None
+
+
+def test_results_go_to_the_reference_csv_except_in_the_smoke_profile():
+    assert pipeline.results_csv("lossless", "cifar10", "cpu") == paths.RESULTS / "lossless" / "cifar10.csv"
+    assert pipeline.results_csv("lossy", "kodak", "smoke").name == "kodak-smoke.csv"
