@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -30,3 +31,15 @@ def _writable_cache(tmp_path_factory, monkeypatch):
     """Every test gets a private writable cache unless CI set one."""
     if "IREC_CACHE" not in os.environ:
         monkeypatch.setenv("IREC_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch) -> Path:
+    """An empty shelf of shipped models (models/ with an empty manifest) in place of the repository's."""
+    from irec import paths
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"schema": "test", "models": []}))
+    monkeypatch.setattr(paths, "SHIPPED_MODELS", folder)
+    return folder

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
-import pytest
-
 from irec import paths, pipeline
 
 
-@pytest.fixture
-def no_shipped_models(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"schema": "test", "models": []}))
-    monkeypatch.setattr(paths, "SHIPPED_MODELS", folder)
-
-
-def test_without_a_shipped_model_the_cpu_profile_names_what_to_do(no_shipped_models):
+def test_without_a_shipped_model_the_cpu_profile_names_what_to_do(shipped):
     choice = pipeline.lossless_model("cpu", train=False)
     assert choice.path is None and "--train" in choice.status and "lossless-cifar10" in choice.status
     assert pipeline.compress_lossless(choice, "cpu") is None

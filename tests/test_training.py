@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from irec import paths, zoo
+from irec import zoo
 from irec.__main__ import main
-
-
-@pytest.fixture
-def shipped(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"schema": "test", "models": []}))
-    monkeypatch.setattr(paths, "SHIPPED_MODELS", folder)
-    return folder
 
 
 def test_a_smoke_lossless_model_trains_resumes_and_ships_under_its_name(tmp_path, shared_data, shipped, capsys):
