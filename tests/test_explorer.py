@@ -1,0 +1,163 @@
+"""irec.explorer (issue 6): run_once on both kinds of model, the settings checks, the app's callback, the notebook."""
+
+from __future__ import annotations
+
+import datetime
+import io
+
+import nbformat
+import numpy as np
+import papermill
+import pytest
+from PIL import Image
+
+from irec.checkpoint import save_model
+from irec.data import load_images, read_image
+from irec.explorer import ExplorerSettingsError, build_app, candidates_text, run_once
+from irec.models import rvae, vae2
+from irec.paths import NOTEBOOKS
+
+NOTEBOOK = NOTEBOOKS / "08_explorer.ipynb"
+
+
+@pytest.fixture(scope="module")
+def lossless_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny-rvae.pt"
+    save_model(rvae.RVAE(rvae.preset("smoke").model), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def lossy_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny-vae2.pt"
+    save_model(vae2.TwoLevelVAE(vae2.preset("smoke").config(0.01)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cifar_image(shared_data):
+    return load_images("cifar10", limit=1)[0][1]
+
+
+@pytest.fixture(scope="module")
+def photo_crop(shared_data):
+    return np.ascontiguousarray(read_image(shared_data / "kodak" / "kodim23.png")[100:164, 200:264])
+
+
+def test_run_once_codes_a_cifar_image_losslessly_and_splits_the_file_into_real_bits_per_level(
+        lossless_path, cifar_image):
+    result = run_once(lossless_path, cifar_image, n_beams=2, extra_samples=1.2, kl_per_block=3.0)
+    assert result.kind == "lossless" and result.unit == "bpd" and result.exact
+    assert np.array_equal(result.reconstruction, cifar_image) and not result.error_map.any()
+    assert len(result.real_bits) == len(result.ideal_bits) == rvae.preset("smoke").model.n_layers
+    assert result.rate == pytest.approx(8 * result.n_bytes / cifar_image.size)
+    table = result.bits_table().set_index("part")
+    parts = table.drop("total")["real bits"].sum()
+    assert parts == pytest.approx(table.loc["total", "real bits"])
+    assert table.loc["total", "real bits"] == 8 * result.n_bytes
+    ideal = sum(result.ideal_bits) + result.pixel_ideal_bits
+    assert result.ideal_rate == pytest.approx(ideal / cifar_image.size)
+    assert result.overhead_percent == pytest.approx(100 * (8 * result.n_bytes - ideal) / ideal)
+
+
+def test_run_once_codes_a_photo_crop_lossily_with_bpp_psnr_and_an_error_map(lossy_path, photo_crop):
+    result = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=3.0)
+    assert result.kind == "lossy" and result.unit == "bpp" and result.exact
+    assert result.level_names == ("z2", "z1") and result.pixel_bits == 0.0
+    assert result.rate == pytest.approx(8 * result.n_bytes / (64 * 64))
+    assert sum(result.real_bits) + result.framing_bits == pytest.approx(8 * result.n_bytes)
+    assert result.reconstruction.shape == photo_crop.shape and result.reconstruction.dtype == np.uint8
+    difference = np.abs(result.reconstruction.astype(float) - photo_crop.astype(float)).mean(axis=2)
+    assert np.allclose(result.error_map, difference) and result.error_map.any()
+    mse = np.mean((result.reconstruction.astype(float) - photo_crop.astype(float)) ** 2)
+    assert result.psnr == pytest.approx(10 * np.log10(255**2 / mse))
+    assert np.isnan(result.ms_ssim)  # 64 pixels is too small for five scales
+
+
+def test_changing_the_number_of_beams_changes_the_bits(lossless_path, cifar_image):
+    # Omega = 1 nat gives the tiny model's top level several steps, so the search has beams to choose between
+    one = run_once(lossless_path, cifar_image, n_beams=1, extra_samples=1.5, kl_per_block=1.0)
+    eight = run_once(lossless_path, cifar_image, n_beams=8, extra_samples=1.5, kl_per_block=1.0)
+    assert one.params.beams == 1 and eight.params.beams == 8
+    assert one.ideal_bits[0] == eight.ideal_bits[0]  # the top level's KL does not depend on the search
+    assert one.ideal_bits[1] != eight.ideal_bits[1] and one.pixel_ideal_bits != eight.pixel_ideal_bits
+
+
+def test_changing_omega_changes_the_real_bits_per_level(lossy_path, photo_crop):
+    small = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=2.0)
+    large = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=5.0)
+    assert small.params.n_candidates == 7 and large.params.n_candidates == 148
+    assert small.real_bits != large.real_bits
+
+
+def test_fewer_than_two_candidates_per_step_gives_a_message_naming_n(lossy_path, photo_crop):
+    assert "= 1 candidates" in candidates_text(0.2, 1.0) and "N ≥ 2" in candidates_text(0.2, 1.0)
+    assert "too many" in candidates_text(3.0, 10.0)
+    assert "too" not in candidates_text(1.2, 3.0) and "= 36 candidates" in candidates_text(1.2, 3.0)
+    with pytest.raises(ExplorerSettingsError, match="raise 1\\+eps or Omega"):
+        run_once(lossy_path, photo_crop, n_beams=3, extra_samples=0.2, kl_per_block=1.0)
+    with pytest.raises(ExplorerSettingsError, match="unknown sampler 'pfr'"):
+        run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=3.0, sampler="pfr")
+
+
+def test_the_encode_button_fills_the_result_table_and_the_figure(lossless_path, lossy_path, cifar_image, photo_crop):
+    app = build_app({"tiny lossy": str(lossy_path), "tiny lossless": str(lossless_path)},
+                    {"photo": photo_crop, "cifar": cifar_image})
+    app.n_beams.value = 2
+    app.encode_button.click()
+    assert "irec-result" in app.result._dom_classes and "irec-figure" in app.figure._dom_classes
+    assert "real bpp" in app.result.value and "z1" in app.result.value and app.message.value == ""
+    assert app.figure.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert app.progress.value == app.progress.max and app.progress.description == "done"
+    assert app.last_result.kind == "lossy" and app.last_result.params.n_beams == 2
+    app.model.value, app.image.value = "tiny lossless", "cifar"
+    app.encode_button.click()
+    assert "real bpd" in app.result.value and "pixels" in app.result.value and app.last_result.exact
+
+
+def test_the_candidate_line_follows_the_sliders_and_invalid_settings_show_a_message_not_a_traceback(
+        lossy_path, photo_crop):
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
+    assert "= 20 candidates" in app.candidates.value
+    app.extra_samples.value, app.kl_per_block.value = 0.2, 1.0
+    assert "too few" in app.candidates.value
+    assert app.encode() is None
+    assert "Cannot encode" in app.message.value and "N ≥ 2" in app.message.value and app.result.value == ""
+    assert app.progress.description == "failed"
+
+
+def test_a_missing_model_file_gives_a_message(tmp_path, photo_crop):
+    app = build_app({"gone": str(tmp_path / "gone.pt")}, {"photo": photo_crop})
+    assert app.encode() is None and "no model file or model named" in app.message.value
+
+
+def test_an_uploaded_file_becomes_the_chosen_image_and_a_broken_one_a_message(lossy_path, photo_crop):
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
+    buffer = io.BytesIO()
+    Image.fromarray(photo_crop[:40, :48]).save(buffer, format="PNG")
+    when = datetime.datetime.now(datetime.UTC)
+    app.upload.value = ({"name": "mine.png", "type": "image/png", "size": len(buffer.getvalue()),
+                         "content": memoryview(buffer.getvalue()), "last_modified": when},)
+    assert app.image.value == "upload: mine.png" and app.images["upload: mine.png"].shape == (40, 48, 3)
+    app.upload.value = ({"name": "bad.png", "type": "image/png", "size": 3, "content": memoryview(b"abc"),
+                         "last_modified": when},)
+    assert "bad.png" in app.message.value and app.image.value == "upload: mine.png"
+
+
+def test_the_notebook_is_clean_and_presses_encode_once_under_papermill(lossless_path, tmp_path):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(c.outputs == [] for c in notebook.cells if c.cell_type == "code")
+    tagged = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [1] and "Purpose" in notebook.cells[0].source
+    params = papermill.inspect_notebook(str(NOTEBOOK))
+    assert params["profile"]["default"] == '"cpu"' and params["auto_run"]["default"] == "True"
+    assert {"model_paths", "n_beams", "extra_samples", "kl_per_block", "sampler", "n_cifar", "n_kodak"} <= set(params)
+    assert all(p["help"] for p in params.values())  # every parameter parsed, with its comment
+    executed = papermill.execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3", progress_bar=False,
+        parameters={"profile": "smoke", "model_paths": [str(lossless_path)], "n_cifar": 1, "n_kodak": 0,
+                    "n_beams": 2},
+    )
+    text = "\n".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
+                     for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "real bpd" in text and "exact" in text
