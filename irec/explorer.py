@@ -219,13 +219,14 @@ def result_png(original: np.ndarray, result: ExplorerResult) -> bytes:
     return buffer.getvalue()
 
 
+NO_MODELS = "no models to explore yet: train one (notebooks 01/02, or irec train) or pass a checkpoint path"
+
+
 class ExplorerApp(widgets.VBox):
     """The explorer's widgets; :meth:`encode` is the button's callback (call it directly, or press the button)."""
 
     def __init__(self, models: dict[str, str], images: dict[str, np.ndarray], block_size: int = 1000,
                  seed: int = 42) -> None:
-        if not models:
-            raise ExplorerSettingsError("no models to explore: train one (notebooks 01/02) or pass a checkpoint path")
         self.models, self.images, self.block_size, self.seed = dict(models), dict(images), block_size, seed
         self.model = widgets.Dropdown(options=list(self.models), description="model")
         self.image = widgets.Dropdown(options=list(self.images), description="image")
@@ -251,6 +252,9 @@ class ExplorerApp(widgets.VBox):
                                  self.kl_per_block, self.candidates, self.sampler,
                                  widgets.HBox([self.encode_button, self.progress])])
         super().__init__([controls, self.message, self.result, self.figure])
+        if not self.models:  # e.g. the cpu profile before its checkpoints are shipped: say so, don't fail
+            self.encode_button.disabled = True
+            self._fail(ExplorerSettingsError(NO_MODELS))
 
     def _show_candidates(self, _change=None) -> None:
         line = candidates_text(self.extra_samples.value, self.kl_per_block.value)
@@ -279,6 +283,8 @@ class ExplorerApp(widgets.VBox):
         self.message.value, self.progress.bar_style = "", ""
         original = self.images.get(self.image.value)
         try:
+            if not self.models:
+                raise ExplorerSettingsError(NO_MODELS)
             if original is None:
                 raise ExplorerSettingsError("no image chosen: pick one, or upload an image file")
             result = run_once(self.models[self.model.value], original, self.n_beams.value, self.extra_samples.value,

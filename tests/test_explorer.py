@@ -161,3 +161,11 @@ def test_the_notebook_is_clean_and_presses_encode_once_under_papermill(lossless_
     text = "\n".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
                      for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "real bpd" in text and "exact" in text
+
+
+def test_without_any_model_the_app_says_what_to_do_instead_of_failing():
+    from irec.explorer import NO_MODELS, build_app
+
+    app = build_app({}, {"grey": np.full((32, 32, 3), 128, np.uint8)})
+    assert app.encode_button.disabled and "no models to explore yet" in app.message.value
+    assert app.encode() is None and NO_MODELS.split(":")[0] in app.message.value
