@@ -33,22 +33,24 @@ def test_decompress_latent_rebuilds_the_encoders_sample_exactly(sampler, shape, 
     )
 
 
-def test_a_file_encoded_with_two_threads_decodes_identically_in_a_fresh_single_thread_process(tmp_path):
+def test_files_encoded_with_two_threads_decode_identically_in_a_fresh_single_thread_process(tmp_path):
     torch.set_num_threads(2)
-    pair = _pair((8, 16, 16), kl=400.0, seed=7)
-    results = {}
-    for sampler in ITERATIVE:
-        data, z = compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, sampler=sampler, seed=7)
-        results[sampler] = (data, z)
+    cases = {}
+    for shape, block_size, seed in [((8, 16, 16), 1000, 7), ((3, 7, 11), 100, 1), ((2000,), 333, 12345)]:
+        pair = _pair(shape, kl=0.2 * math.prod(shape), seed=seed)
+        for sampler in ITERATIVE:
+            data, z = compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, sampler=sampler,
+                                      seed=seed, block_size=block_size)
+            cases[f"{shape}-{seed}-{sampler}"] = {"data": data, "z": z, "p_loc": pair.p_loc, "p_scale": pair.p_scale}
     script = (
         "from irec.coder import decompress_latent\n"
-        "out = {k: decompress_latent(d, inputs['p_loc'], inputs['p_scale']) for k, d in inputs['files'].items()}\n"
+        "out = {k: decompress_latent(c['data'], c['p_loc'], c['p_scale']) for k, c in inputs.items()}\n"
         "torch.save(out, OUTPUT)\n"
     )
-    inputs = {"files": {k: d for k, (d, _) in results.items()}, "p_loc": pair.p_loc, "p_scale": pair.p_scale}
-    decoded = decode_in_fresh_process(script, inputs, tmp_path, threads=1)
-    for sampler, (_, z) in results.items():
-        assert_identical(z, decoded[sampler])
+    decoded = decode_in_fresh_process(script, cases, tmp_path, threads=1)
+    assert set(decoded) == set(cases)
+    for key, case in cases.items():
+        assert_identical(case["z"], decoded[key])
 
 
 def test_the_chosen_indices_do_not_depend_on_the_thread_count(tmp_path):
