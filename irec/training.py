@@ -85,7 +85,6 @@ def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = Non
         raise FileNotFoundError(f"{source} does not exist: the run has not finished (train it to the end first)")
     info = read_model_info(source)
     extra = info.get("extra") or {}
-    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     blob = source.read_bytes()
     target = paths.SHIPPED_MODELS / f"{name}.pt"
     with atomic_write(target) as f:

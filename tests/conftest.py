@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from irec.paths import data_root
 
@@ -43,3 +44,12 @@ def shipped(tmp_path, monkeypatch) -> Path:
     (folder / "manifest.json").write_text(json.dumps({"schema": "test", "models": []}))
     monkeypatch.setattr(paths, "SHIPPED_MODELS", folder)
     return folder
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a busy 2-core machine: intra-op threads only add waiting. Restores the old setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

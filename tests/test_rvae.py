@@ -15,12 +15,7 @@ from irec.models.rvae import PRESETS, RVAE, RVAEConfig, preset
 TINY = RVAEConfig(n_layers=4, hidden=12, latent_channels=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(config: RVAEConfig = TINY, seed: int = 0) -> RVAE:

@@ -27,13 +27,7 @@ from irec.models.vae2 import (
 from irec.train import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The smoke model's tensors are tiny: on a busy 2-core machine, intra-op threads only add waiting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(seed: int = 0, **overrides) -> TwoLevelVAE:

@@ -151,7 +151,7 @@ def summary_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
         ("decode s / image", f"{ours.decode_s.mean():.3f}", f"<= {TARGETS['decode_s']:g} s" if small else ""),
         ("peak MiB enc / dec", f"{ours.encode_peak_mib.max():.0f} / {ours.decode_peak_mib.max():.0f}", ""),
     ]
-    for codec, group in theirs.groupby("codec", sort=False):
+    for _, group in theirs.groupby("codec", sort=False):
         verdict = "" if not small else ("iREC beats it" if real < group.bpd.mean() else "iREC does not beat it")
         lines.append((f"{group.label.iloc[0]} bpd", f"{group.bpd.mean():.4f}",
                       f"{int(group.exact.sum())}/{len(group)} exact; {group.encode_s.mean():.4f} s / "
