@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from irec.coder import randomness
 from irec.coder.bitstream import ByteReader, ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
 from irec.coder.params import SAMPLERS, CoderParams
-from irec.coder.schedule import BlockLayout, block_layout, step_counts
+from irec.coder.schedule import BlockLayout, level_layout, step_counts
 from irec.coder.search import reconstruct, search
 
 MAGIC = b"iRL"  # standalone latent files
@@ -108,7 +107,7 @@ class LatentEncoder:
         if self.params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only (see irec.coder.pfr)")
         level = len(self._levels)
-        layout = block_layout(p_loc.numel(), self.params.block_size, randomness.permutation(self.params.seed, level, p_loc.numel()))
+        layout = level_layout(self.params.seed, level, p_loc.numel(), self.params.block_size)
         q_mu, q_s, p_mu, p_s = (_flat64(x) for x in (q_loc, q_scale, p_loc, p_scale))
         kl = torch.log(p_s / q_s) + (q_s**2 + (q_mu - p_mu) ** 2) / (2 * p_s**2) - 0.5
         n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_block)
@@ -230,7 +229,7 @@ class LatentDecoder:
                 f"latent level {level} was coded with shape {shape}, but the prior given has shape "
                 f"{tuple(p_loc.shape)}: wrong model or wrong image size?"
             )
-        layout = block_layout(p_loc.numel(), self.params.block_size, randomness.permutation(self.params.seed, level, p_loc.numel()))
+        layout = level_layout(self.params.seed, level, p_loc.numel(), self.params.block_size)
         n_steps = np.full(layout.n_blocks, k_min, dtype=np.int64)
         if span:
             n_steps += self._symbols.pull_categorical(_step_probabilities(span, layout.n_blocks))

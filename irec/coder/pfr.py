@@ -39,7 +39,7 @@ from irec.coder import randomness
 from irec.coder.bitstream import ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
 from irec.coder.levels import MAX_DIMS, _validate
 from irec.coder.params import CoderParams
-from irec.coder.schedule import BlockLayout, block_layout
+from irec.coder.schedule import BlockLayout, level_layout
 from irec.provenance import stamp
 
 MAGIC = b"iRP"
@@ -166,10 +166,6 @@ def _pull_indices(r: SymbolReader, n_blocks: int, mean_quarters: int) -> np.ndar
 
 
 # ------------------------------------------------------------------------------------------ the coded sample
-def _layout(params_seed: int, block_size: int, n_dims: int) -> BlockLayout:
-    return block_layout(n_dims, block_size, randomness.permutation(params_seed, 0, n_dims))
-
-
 def _prior_scale32(p_scale: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
     return layout.gather(p_scale.detach().to("cpu", torch.float32).reshape(-1), pad=1.0)
 
@@ -192,7 +188,7 @@ def encode(q_loc, q_scale, p_loc, p_scale, params: CoderParams) -> tuple[bytes, 
             "the pfr sampler needs q narrower than p in every dimension (q_scale < p_scale, or equal scales "
             "with equal means): otherwise q/p is unbounded and the Poisson functional representation never stops"
         )
-    layout = _layout(params.seed, params.block_size, p_loc.numel())
+    layout = level_layout(params.seed, 0, p_loc.numel(), params.block_size)
     a = q_mu - p_mu
     kl = torch.log(p_s / q_s) + (q_s**2 + a**2) / (2 * p_s**2) - 0.5
     narrower = q_s < p_s
@@ -246,7 +242,7 @@ def decompress_latent(data: bytes, p_loc: torch.Tensor, p_scale: torch.Tensor) -
     _validate(p_loc, p_scale, p_loc, p_scale)
     if tuple(p_loc.shape) != shape:
         raise ValueError(f"the latent was coded with shape {shape}, but the prior given has shape {tuple(p_loc.shape)}")
-    layout = _layout(seed, block_size, p_loc.numel())
+    layout = level_layout(seed, 0, p_loc.numel(), block_size)
     symbols = SymbolReader(r.rest())
     index = _pull_indices(symbols, layout.n_blocks, mean_quarters)
     if not symbols.exhausted():

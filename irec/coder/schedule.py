@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from irec.coder import randomness
+
 # The power law fitted by the original authors to their learned per-step variance ratios.
 SCHEDULE_EXPONENT = 0.7864636765648174
 # KL_b at or below this many nats counts as zero (q equals p up to float rounding).
@@ -109,3 +111,8 @@ def block_layout(n_dims: int, block_size: int, perm: np.ndarray) -> BlockLayout:
         index[b, :size] = perm[start : start + size]
         start += size
     return BlockLayout(n_dims=n_dims, sizes=sizes, index=torch.from_numpy(index))
+
+
+def level_layout(seed: int, level: int, n_dims: int, block_size: int) -> BlockLayout:
+    """The block layout of one level: its seeded permutation cut into near-equal blocks (encoder and decoder)."""
+    return block_layout(n_dims, block_size, randomness.permutation(seed, level, n_dims))
