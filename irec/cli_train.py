@@ -16,7 +16,7 @@ from irec.training import KINDS, ship, train_model
 def _train(args: argparse.Namespace) -> int:
     result = train_model(
         args.kind, args.preset, args.run_dir, beta=args.beta, distortion=args.distortion, limit=args.limit,
-        n_steps=args.steps, max_seconds=args.max_seconds, num_threads=args.threads,
+        n_steps=args.steps, init_from=args.init_from, max_seconds=args.max_seconds, num_threads=args.threads,
     )
     state = "finished" if result.finished else "stopped early (run the same command again to resume)"
     print(f"{state} at step {result.step}; model: {result.model_path}; fingerprint {result.fingerprint}")
@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="cpu", choices=("paper", "cpu", "smoke"), help="model and training settings")
     p.add_argument("--beta", type=float, default=0.01, help="lossy: the rate-distortion weight (the paper's lambda)")
     p.add_argument("--distortion", default="mse", choices=("mse", "ms_ssim"), help="lossy: the distortion measure")
+    p.add_argument("--init-from", metavar="MODEL", help=(
+        "lossy: fine-tune this model (a run's model.pt or a shipped name) with the preset's fine-tuning settings "
+        "instead of training from scratch (the cpu preset fine-tunes every rate from one base model)"))
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--max-seconds", type=float, help="stop (resumably) after this many seconds")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")

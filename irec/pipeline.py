@@ -28,7 +28,14 @@ SMOKE_STEPS = 20  # training steps of the smoke models
 # Images coded per profile: (CIFAR-10 test images, Kodak images) for the lossless model; Kodak images for lossy.
 LOSSLESS_IMAGES = {"smoke": (4, 0), "cpu": (1000, 0), "paper": (10000, 24)}
 LOSSY_IMAGES = {"smoke": 2, "cpu": 24, "paper": 24}
-SMOKE_LOSSY_BETAS = (0.003, 0.03)
+# The lossy rate points (distortion, beta) each profile trains: at least four MSE rates and one MS-SSIM model for
+# cpu (issue 5), all of the paper's for paper.
+LOSSY_RATES = {
+    "smoke": (("mse", 0.003), ("mse", 0.03)),
+    "cpu": (("mse", 0.003), ("mse", 0.01), ("mse", 0.03), ("mse", 0.05), ("ms_ssim", 0.08)),
+    "paper": (("mse", 0.001), ("mse", 0.003), ("mse", 0.01), ("mse", 0.03), ("mse", 0.05),
+              ("ms_ssim", 0.003), ("ms_ssim", 0.01), ("ms_ssim", 0.03), ("ms_ssim", 0.08)),
+}
 
 
 @dataclass(frozen=True)
@@ -45,33 +52,51 @@ def _run_dir(kind: str, profile: str, suffix: str = "") -> Path:
     return RESULTS / "runs" / f"{kind}{suffix}-{profile}"
 
 
-def _train(kind: str, profile: str, beta: float, distortion: str, suffix: str) -> ModelChoice:
+def _train(kind: str, profile: str, beta: float, distortion: str, suffix: str, init_from: Path | None = None
+           ) -> tuple[ModelChoice, bool]:
+    """Train (or resume) one model of the profile's preset; (its choice, whether it finished)."""
     from irec.training import train_model
 
     run = _run_dir(kind, profile, suffix)
     smoke = profile == "smoke"
     result = train_model(kind, profile, run, beta=beta, distortion=distortion, limit=3 if smoke else None,
-                         n_steps=SMOKE_STEPS if smoke else None)
+                         init_from=init_from, n_steps=SMOKE_STEPS if smoke else None)
     state = "trained" if result.finished else "partly trained (re-run to resume)"
-    return ModelChoice(kind, run.name, str(result.model_path), f"{state} to step {result.step} in {run}")
+    return ModelChoice(kind, run.name, str(result.model_path), f"{state} to step {result.step} in {run}"), result.finished
 
 
 def lossless_model(profile: str, train: bool) -> ModelChoice:
     """The lossless model of a profile (see the module docstring)."""
     if profile == "smoke" or train:
-        return _train("lossless", profile, 0.0, "mse", "")
+        return _train("lossless", profile, 0.0, "mse", "")[0]
     return _shipped("lossless", [LOSSLESS_NAME], profile)[0]
 
 
-def lossy_models(profile: str, train: bool, betas: tuple[float, ...] = (), distortion: str = "mse") -> list[ModelChoice]:
-    """The lossy models of a profile, one per rate (``betas``; default: the shipped ones, or two for smoke)."""
-    if profile == "smoke" or train:
-        from irec.models.vae2 import MSE_BETAS
+def lossy_name(distortion: str, beta: float) -> str:
+    """The shipped name of a lossy rate point: lossy-mse-<beta> or lossy-msssim-<beta>."""
+    return f"lossy-{distortion.replace('_', '')}-{beta:g}"
 
-        chosen = betas or (SMOKE_LOSSY_BETAS if profile == "smoke" else MSE_BETAS)
-        return [_train("lossy", profile, beta, distortion, f"-{distortion}-{beta}") for beta in chosen]
+
+def lossy_models(profile: str, train: bool, betas: tuple[float, ...] = (), distortion: str = "mse") -> list[ModelChoice]:
+    """The lossy models of a profile, one per rate: ``betas`` of ``distortion``, or by default LOSSY_RATES when
+    training and the shipped models otherwise.
+
+    When the profile's preset has a ``base_beta`` (cpu), training first trains that base model into
+    ``results/runs/lossy-base-<profile>`` and then fine-tunes every rate point from it."""
+    if profile == "smoke" or train:
+        from irec.models.vae2 import preset
+
+        rates = tuple((distortion, b) for b in betas) or LOSSY_RATES[profile]
+        base_beta = preset(profile).base_beta
+        init_from = None
+        if base_beta is not None:
+            base, finished = _train("lossy", profile, base_beta, "mse", "-base")
+            if not finished:
+                return [base]  # fine-tuning starts when the base model is finished (re-run to resume)
+            init_from = Path(base.path)
+        return [_train("lossy", profile, beta, dist, f"-{dist}-{beta:g}", init_from)[0] for dist, beta in rates]
     shipped = [m["name"] for m in zoo.list_models() if m.get("kind") == "lossy" and m.get("source") == "shipped"]
-    return _shipped("lossy", shipped or ["lossy-mse-0.01"], profile)
+    return _shipped("lossy", shipped or [lossy_name("mse", 0.01)], profile)
 
 
 def _shipped(kind: str, names: list[str], profile: str) -> list[ModelChoice]:

@@ -37,10 +37,12 @@ def _lossless(preset_name: str):
     return RVAE(p.model), p.train, ImageArrayDataset(images), p.dataset
 
 
-def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None):
+def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, finetune: bool = False):
     from irec.models.vae2 import TwoLevelVAE, preset
 
     p = preset(preset_name)
+    if finetune and p.finetune is None:
+        raise ValueError(f"the lossy {preset_name} preset has no fine-tuning settings; train every rate from scratch")
     parts: list[Dataset] = []
     if (paths.data_root() / "bsds500").is_dir():
         bsds = [image for _, image in load_images("bsds500", limit=limit)]
@@ -52,26 +54,51 @@ def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None):
         clic = [image for _, image in load_images("clic", split="train", limit=limit)]
         parts.append(RandomCropDataset(clic, p.crop_size, CROPS_PER_EPOCH, seed=p.train.seed))
         data = "CLIC 2018 professional train"
-    return TwoLevelVAE(p.config(beta, distortion)), p.train, ConcatDataset(parts), data
+    config = p.finetune if finetune else p.train
+    return TwoLevelVAE(p.config(beta, distortion)), config, ConcatDataset(parts), data
 
 
-def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "mse", limit: int | None = None):
+def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "mse", limit: int | None = None,
+          finetune: bool = False):
     """(model, TrainConfig, dataset, data description) for a kind of model and a preset.
 
     ``limit``: train the lossy model on a seeded subset of that many photos per source (smoke runs); the
-    lossless model always takes its whole training set."""
+    lossless model always takes its whole training set. ``finetune``: the preset's fine-tuning settings (lossy)."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return _lossless(preset_name) if kind == "lossless" else _lossy(preset_name, beta, distortion, limit)
+    if kind == "lossless":
+        if finetune:
+            raise ValueError("the lossless presets have no fine-tuning settings")
+        return _lossless(preset_name)
+    return _lossy(preset_name, beta, distortion, limit, finetune)
+
+
+def _start_from(model, init_from: str | Path) -> str:
+    """Load the weights of ``init_from`` (a saved model or a shipped name) into ``model``; its description."""
+    from irec.zoo import resolve_model
+
+    source, fingerprint, info = resolve_model(init_from)
+    if type(source) is not type(model):
+        raise ValueError(f"cannot fine-tune a {type(model).__name__} from {init_from} (a {type(source).__name__})")
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as error:  # shapes differ: another preset
+        raise ValueError(f"{init_from} has another architecture than this preset's model: {error}") from None
+    return f"fine-tuned from {info.get('path', init_from)} (fingerprint {fingerprint[:16]})"
 
 
 def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float = 0.01, distortion: str = "mse",
-                limit: int | None = None, **overrides) -> TrainResult:
-    """Train (or resume) one model into ``run_dir``; ``overrides`` replace TrainConfig fields (e.g. n_steps)."""
-    model, config, dataset, data = build(kind, preset_name, beta, distortion, limit)
+                limit: int | None = None, init_from: str | Path | None = None, **overrides) -> TrainResult:
+    """Train (or resume) one model into ``run_dir``; ``overrides`` replace TrainConfig fields (e.g. n_steps).
+
+    ``init_from``: fine-tune the weights of that model (a ``model.pt`` path or a shipped name) with the preset's
+    fine-tuning settings instead of training from scratch; a resumed run continues from its own checkpoint."""
+    model, config, dataset, data = build(kind, preset_name, beta, distortion, limit, finetune=init_from is not None)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if init_from is not None:
+        data += "; " + _start_from(model, init_from)
     (run_dir / "data.txt").write_text(data + "\n")
     log.info("training %s/%s on %s into %s (%d steps)", kind, preset_name, data, run_dir, config.n_steps)
     return train(model, None, dataset, config, run_dir)

@@ -32,3 +32,24 @@ def test_a_smoke_lossy_model_trains_on_the_natural_photo_stand_in(tmp_path, shar
 
 def test_shipping_an_unfinished_run_is_a_clear_error(tmp_path, shipped):
     assert main(["ship", str(tmp_path / "nothing"), "x", "--preset", "cpu"]) == 2
+
+
+def test_fine_tuning_starts_from_the_given_models_weights_and_records_where_they_came_from(tmp_path, shared_data):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    common = ["--preset", "smoke", "--threads", "1", "--limit", "3"]
+    assert main(["train", "lossy", str(base), "--steps", "2", "--beta", "0.01", *common]) == 0
+    assert main(["train", "lossy", str(tuned), "--steps", "0", "--beta", "0.05", "--init-from",
+                 str(base / "model.pt"), *common]) == 0
+    _, base_fingerprint, _ = zoo.resolve_model(base / "model.pt")
+    model, tuned_fingerprint, _ = zoo.resolve_model(tuned / "model.pt")
+    assert tuned_fingerprint == base_fingerprint  # zero fine-tuning steps: the base weights, unchanged
+    assert model.config.beta == 0.05
+    assert "fine-tuned from" in (tuned / "data.txt").read_text()
+
+
+def test_fine_tuning_from_a_model_of_another_kind_is_a_clear_error(tmp_path, shared_data, capsys):
+    lossless = tmp_path / "lossless"
+    assert main(["train", "lossless", str(lossless), "--preset", "smoke", "--steps", "1", "--threads", "1"]) == 0
+    code = main(["train", "lossy", str(tmp_path / "tuned"), "--preset", "smoke", "--steps", "1", "--limit", "3",
+                 "--init-from", str(lossless / "model.pt")])
+    assert code == 2 and "cannot fine-tune a TwoLevelVAE" in capsys.readouterr().err
