@@ -122,9 +122,9 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0) -> pd.Da
     if choice.path is None:
         log.warning("%s", choice.status)
         return None
-    from irec.bench.lossless import irec_row
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
+    from irec.lossless_eval import irec_row
     from irec.results import write_rows
 
     model, fingerprint, _ = zoo.resolve_model(choice.path)

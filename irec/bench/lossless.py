@@ -35,9 +35,8 @@ from irec import provenance
 from irec.bench.measure import measure
 from irec.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec
-from irec.coder import CorruptStreamError
-from irec.coder.params import CoderParams
 from irec.data import load_images
+from irec.lossless_eval import irec_row, setting_label
 from irec.paths import RESULTS
 from irec.zoo import resolve_model
 
@@ -57,38 +56,6 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
-
-
-def setting_label(params: CoderParams) -> str:
-    """A short name for a coder setting, e.g. ``B20 1+eps=1.2 Omega=3 block=8192 (N=36)``."""
-    return (f"B{params.n_beams} 1+eps={params.extra_samples:g} Omega={params.kl_per_block:g} "
-            f"block={params.block_size} (N={params.n_candidates})")
-
-
-def irec_row(codec: LosslessCodec, image: np.ndarray) -> dict:
-    """Compress ``image``, decode it back in this process and report the file's parts, the -ELBO and the times."""
-    with measure() as enc:
-        data, report = codec.compress_with_report(image)
-    error = ""
-    with measure() as dec:
-        try:
-            decoded = codec.decompress(data)
-        except CorruptStreamError as err:  # a coder bug shows up here; count it, keep going
-            decoded, error = None, str(err)
-    exact = decoded is not None and decoded.shape == image.shape and bool(np.array_equal(decoded, image))
-    n, p = report.n_subpixels, codec.params
-    return {
-        "codec": "irec", "label": "iREC lossless", "file_bytes": report.file_bytes, "bpd": report.bpd,
-        "header_bpd": report.header_bits / n, "latent_bpd": sum(report.latent_bits) / n,
-        "pixel_bpd": report.pixel_bits / n, "tail_bpd": report.stream_tail_bits / n,
-        "kl_bpd": sum(report.kl_bits) / n, "pixel_ideal_bpd": report.pixel_ideal_bits / n,
-        "ideal_bpd": report.ideal_bpd, "negative_elbo_bpd": report.negative_elbo_bpd,
-        "real_over_elbo": report.bpd / report.negative_elbo_bpd, "encode_s": enc.seconds, "decode_s": dec.seconds,
-        "encode_peak_mib": enc.peak_mib, "decode_peak_mib": dec.peak_mib, "exact": exact, "error": error,
-        "n_beams": p.n_beams, "extra_samples": p.extra_samples, "kl_per_block": p.kl_per_block,
-        "block_size": p.block_size, "n_candidates": p.n_candidates, "coder_seed": p.seed, "sampler": p.sampler,
-        "setting": setting_label(p),
-    }
 
 
 def classical_row(codec, image: np.ndarray) -> dict:
