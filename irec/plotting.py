@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("png", "pdf", "svg")
 QUALITY_AXES = (("psnr_db", "PSNR (RGB) [dB]"), ("ms_ssim_db", "MS-SSIM (RGB) [dB]"))
 RATE_LABEL = "rate [bits per pixel]"
-SWEEP_PARAMETERS = (("kl_per_block", "Ω: KL per block [bits]"), ("extra_samples", "1+ε: extra_samples"),
+SWEEP_PARAMETERS = (("kl_per_block", "Ω: KL per step [nats]"), ("extra_samples", "1+ε: extra_samples"),
                     ("n_beams", "B: n_beams"))
 SWEEP_METRICS = (("real_over_kl", "real bits / KL"), ("psnr_gap_db", "PSNR gap to posterior sample [dB]"))
 # Curves of one family share a colour (measured, stand-in and published); others take the next free colour.
@@ -133,7 +133,7 @@ def per_image_figure(rows: pd.DataFrame, dataset: str = "Kodak", columns: int = 
 
 
 def read_sweep(results_dir: str | Path = "") -> pd.DataFrame | None:
-    """``<results_dir>/bench/sweep.csv`` (iREC coder sweep), or None (logged) when it has not been run."""
+    """``<results_dir>/bench/sweep.csv`` (``python -m irec.bench sweep``), or None (logged) when it has not been run."""
     path = (Path(results_dir) if str(results_dir) else RESULTS) / "bench" / "sweep.csv"
     if not path.is_file():
         log.info("no coder sweep at %s; the overhead figure is skipped", path)
@@ -142,7 +142,10 @@ def read_sweep(results_dir: str | Path = "") -> pd.DataFrame | None:
 
 
 def overhead_figure(sweep: pd.DataFrame, parameters: Sequence[tuple[str, str]] = SWEEP_PARAMETERS) -> Figure:
-    """Coding overhead (real bits / KL, PSNR gap) against Omega, 1+eps and B: the mean over the other settings."""
+    """Coding overhead (real bits / KL, PSNR gap) against Omega, 1+eps and B, means over the images.
+
+    With a ``varied`` column (one parameter moved at a time, ``irec.bench.sweep``) each panel takes the rows that
+    moved its parameter and the base rows; without it, each point is the mean over all other swept settings."""
     present = [(name, label) for name, label in parameters if name in sweep.columns]
     metrics = [(name, label) for name, label in SWEEP_METRICS if name in sweep.columns]
     if not present or not metrics:
@@ -151,7 +154,8 @@ def overhead_figure(sweep: pd.DataFrame, parameters: Sequence[tuple[str, str]] =
     fig = Figure(figsize=(3.6 * len(present), 2.9 * len(metrics)), layout="constrained")
     axes = fig.subplots(len(metrics), len(present), squeeze=False)
     for j, (parameter, parameter_label) in enumerate(present):
-        points = mean_points(sweep, [parameter], [m for m, _ in metrics]).sort_values(parameter)
+        rows = sweep[sweep["varied"].isin([parameter, "base"])] if "varied" in sweep.columns else sweep
+        points = mean_points(rows, [parameter], [m for m, _ in metrics]).sort_values(parameter)
         for i, (metric, metric_label) in enumerate(metrics):
             ax = axes[i, j]
             ax.plot(points[parameter], points[metric], "-o", color="C3", markersize=4)
@@ -160,5 +164,6 @@ def overhead_figure(sweep: pd.DataFrame, parameters: Sequence[tuple[str, str]] =
             ax.grid(alpha=0.3)
             if parameter == "n_beams" and points[parameter].max() > 8 * max(points[parameter].min(), 1):
                 ax.set_xscale("log", base=2)
-    fig.suptitle("iREC coding overhead against its parameters (mean over the other swept settings)")
+    others = "the others at the base setting" if "varied" in sweep.columns else "mean over the other swept settings"
+    fig.suptitle(f"iREC coding overhead against its parameters ({others})")
     return fig

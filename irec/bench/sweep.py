@@ -1,0 +1,109 @@
+"""``python -m irec.bench sweep``: the coding overhead of lossy iREC against Omega, 1+eps and B.
+
+iREC paper, section 3 (the coder's parameters: Omega nats per step, N = exp((1+eps) Omega) candidates, B beams)
+and ../shared/docs/irec-method.md section 2. One lossy model codes centre crops of a few images into real files
+while one parameter at a time moves away from the paper's lossy setting (B=10, 1+eps=1.0, Omega=3 nats); every
+other parameter stays at that base. Per image and setting it records the real rate over the KL (``real_over_kl``,
+file bits over the ideal rate) and the PSNR of the decoded image minus that of a posterior sample
+(``psnr_gap_db``), with encode and decode seconds and the exact-decode check. The rows (``varied`` names the moved
+parameter, ``base`` marks the base setting) go to ``results/bench/sweep.csv``, which notebook 07 plots with
+:func:`irec.plotting.overhead_figure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from irec import provenance
+from irec.codecs.lossy import FINALS, LossyCodec
+from irec.coder import PAPER_LOSSY, CoderParams
+from irec.data import load_images
+from irec.lossy_eval import evaluate_image
+from irec.paths import RESULTS
+from irec.zoo import resolve_model
+
+log = logging.getLogger(__name__)
+
+# Values tried for each parameter, the others held at PAPER_LOSSY.
+GRID = {"n_beams": (1, 2, 5, 10, 20), "extra_samples": (1.0, 1.1, 1.2, 1.5), "kl_per_block": (1.5, 2.0, 3.0, 4.0, 5.0)}
+BASE = "base"
+
+
+def settings(base: CoderParams, grid: dict[str, tuple]) -> list[tuple[str, CoderParams]]:
+    """(varied parameter, params) pairs: the base once, then each value of each parameter that differs from it."""
+    out = [(BASE, base)]
+    for name, values in grid.items():
+        out += [(name, base.with_(**{name: value})) for value in values if value != getattr(base, name)]
+    return out
+
+
+def centre_crop(image, side: int):
+    """The centre ``side`` x ``side`` crop of an (H, W, 3) image (the whole image when it is smaller)."""
+    height, width = image.shape[:2]
+    top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
+    return image[top:top + side, left:left + side]
+
+
+def sweep_rows(model, fingerprint: str, images, grid: dict[str, tuple], final: str, model_name: str,
+               dataset: str, progress: bool = True) -> pd.DataFrame:
+    """One row per (setting, image): irec.lossy_eval's row plus the parameters, real_over_kl and psnr_gap_db."""
+    rows = []
+    pairs = settings(PAPER_LOSSY, grid)
+    for varied, params in tqdm(pairs, desc="settings", disable=not progress):
+        codec = LossyCodec(model, fingerprint, params, final=final)
+        for name, image in images:
+            row = evaluate_image(codec, name, image, dataset=dataset, model=model_name)
+            rows.append({**row, "varied": varied, "n_beams": params.n_beams, "extra_samples": params.extra_samples,
+                         "kl_per_block": params.kl_per_block, "n_candidates": params.n_candidates,
+                         "real_over_kl": row["bpp"] / row["bpp_ideal"], "psnr_gap_db": row["psnr_db"] - row["sample_psnr"]})
+    return pd.DataFrame(rows)
+
+
+def _values(cast):
+    return lambda text: tuple(cast(v) for v in text.split(",") if v.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m irec.bench sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a lossy model: a name (irec info) or a saved-model path")
+    parser.add_argument("--images", type=int, default=4, help="images of the dataset (seeded subset)")
+    parser.add_argument("--dataset", default="kodak", help="dataset name or image folder (default kodak)")
+    parser.add_argument("--crop", type=int, default=256, help="side of the centre crops coded (0: whole images)")
+    parser.add_argument("--final", default="beams", choices=FINALS, help="how the coded sample is chosen")
+    parser.add_argument("--n-beams", type=_values(int), default=GRID["n_beams"], help="comma-separated B")
+    parser.add_argument("--extra-samples", type=_values(float), default=GRID["extra_samples"],
+                        help="comma-separated 1+eps")
+    parser.add_argument("--kl-per-block", type=_values(float), default=GRID["kl_per_block"],
+                        help="comma-separated Omega (nats)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench" / "sweep.csv", help="CSV to write")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    model, fingerprint, info = resolve_model(args.model)
+    images = [(name, centre_crop(image, args.crop) if args.crop else image)
+              for name, image in load_images(args.dataset, limit=args.images)]
+    grid = {"n_beams": args.n_beams, "extra_samples": args.extra_samples, "kl_per_block": args.kl_per_block}
+    rows = sweep_rows(model.cpu().float(), fingerprint, images, grid, args.final, info["name"], args.dataset,
+                      progress=not args.no_progress)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out, index=False)
+
+    table = (rows.groupby(["varied", "n_beams", "extra_samples", "kl_per_block", "n_candidates"], as_index=False)
+             [["bpp", "bpp_ideal", "real_over_kl", "psnr_db", "sample_psnr", "psnr_gap_db", "encode_s", "decode_s",
+               "exact"]].mean())
+    with pd.option_context("display.width", 200, "display.precision", 3):
+        sys.stdout.write(f"iREC lossy coder sweep: {info['name']}, final={args.final}, {len(images)} images of "
+                         f"{args.dataset}" + (f" (centre {args.crop}x{args.crop})" if args.crop else "") + "; "
+                         f"one parameter moved at a time from B={PAPER_LOSSY.n_beams}, "
+                         f"1+eps={PAPER_LOSSY.extra_samples:g}, Omega={PAPER_LOSSY.kl_per_block:g} nats\n")
+        sys.stdout.write(table.to_string(index=False) + "\n")
+    sys.stdout.write(f"\nrows written to {args.out} ({provenance.device_description()}, "
+                     f"commit {provenance.git_commit()})\n")
+    return 0 if rows["exact"].all() else 1
