@@ -147,14 +147,16 @@ class LossyCodec:
         with pinned(self.model):
             p1 = self.model.prior_z1(z2)
             q1 = self.model.posterior_z1(enc, p1)
-        select = None
+        select, chosen = None, []
         if self.final == "beams":
             def select(candidates):  # lowest MSE of the decoded image; ties keep beam 0, the iREC choice
-                errors = [float(np.mean((self.reconstruct(z, size)[0].astype(np.float64) - original) ** 2))
-                          for z in candidates]
-                return int(np.argmin(errors))
+                decoded = [self.reconstruct(z, size) for z in candidates]
+                errors = [float(np.mean((image.astype(np.float64) - original) ** 2)) for image, _ in decoded]
+                best = int(np.argmin(errors))
+                chosen.append(decoded[best])  # its reconstruction, so it is not synthesized twice
+                return best
         z1 = latents.encode_level(q1.loc, q1.scale, p1.loc, p1.scale, select=select)
-        image, x_float = self.reconstruct(z1, size)
+        image, x_float = chosen[0] if chosen else self.reconstruct(z1, size)
         symbols = SymbolWriter()
         latents.write_symbols(symbols)
         header = CodecHeader(self.kind, self.fingerprint[:FINGERPRINT_BYTES], PINNED, *size)
