@@ -34,7 +34,8 @@ BD_METHODS = ("pchip", "cubic")
 # Columns an iREC lossy results CSV (results/lossy/kodak*.csv) may hold; absent ones are skipped with a note.
 IREC_LOSSY_VALUES = ("bpp", "psnr_db", "psnr_float_db", "ms_ssim_db", "bpp_ideal", "psnr_posterior_db",
                      "ms_ssim_posterior_db")
-IREC_LOSSY_KEYS = ("model", "beta")
+IREC_LOSSY_KEYS = ("distortion", "model", "beta")  # one point per model; curves join the models of a distortion
+DISTORTION_LABELS = {"mse": "MSE", "ms_ssim": "MS-SSIM"}  # how curves name the distortion a model was trained for
 # Other names of those columns (irec.lossy_eval writes these): read as the names above when those are absent.
 IREC_LOSSY_ALIASES = {"psnr_float": "psnr_float_db", "sample_psnr": "psnr_posterior_db",
                       "sample_ms_ssim_db": "ms_ssim_posterior_db"}
@@ -96,19 +97,23 @@ def irec_lossy_points(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def irec_curves(points: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
-    """iREC curves by label from :func:`irec_lossy_points`: real file bits per model, and the ideal curve (KL
-    rate ``bpp_ideal`` with a posterior sample's quality) where those columns exist; empty for None."""
+    """iREC curves by label from :func:`irec_lossy_points`: real file bits, and the ideal curve (KL rate
+    ``bpp_ideal`` with a posterior sample's quality) where those columns exist; empty for None.
+
+    One curve joins the models trained for one distortion (one model per rate, e.g. ``lossy-mse-<beta>``); results
+    without a ``distortion`` column give one curve per ``model`` value."""
     if points is None or points.empty:
         return {}
     curves = {}
-    groups = points.groupby("model", sort=False) if "model" in points.columns else [("", points)]
-    for model, group in groups:
-        name = f"iREC {model}".strip()
+    by = "distortion" if "distortion" in points.columns else "model" if "model" in points.columns else None
+    for key, group in points.groupby(by, sort=False) if by else [("", points)]:
+        name = f"iREC {DISTORTION_LABELS.get(key, key)} models" if by == "distortion" else f"iREC {key}".strip()
+        group = group.sort_values("bpp")
         curves[f"{name} (real file bits)"] = group.reset_index(drop=True)
         if "bpp_ideal" in group.columns:
             ideal = group.drop(columns=["bpp", "psnr_db", "ms_ssim_db"], errors="ignore").rename(columns={
                 "bpp_ideal": "bpp", "psnr_posterior_db": "psnr_db", "ms_ssim_posterior_db": "ms_ssim_db"})
-            curves[f"{name} (ideal: KL rate, posterior sample)"] = ideal.reset_index(drop=True)
+            curves[f"{name} (ideal: KL rate, posterior sample)"] = ideal.sort_values("bpp").reset_index(drop=True)
     return curves
 
 

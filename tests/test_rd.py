@@ -125,3 +125,15 @@ def test_irec_lossy_results_are_read_per_profile(tmp_path):
     assert rd.read_irec_lossy(tmp_path, "kodak", "cpu")["bpp"].tolist() == [0.5]
     assert rd.read_irec_lossy(tmp_path, "kodak", "smoke")["bpp"].tolist() == [0.9]
     assert rd.read_irec_lossy(tmp_path, "cifar10", "cpu") is None
+
+
+def test_one_irec_curve_joins_the_models_of_each_distortion_in_rate_order():
+    rows = pd.DataFrame({"image": ["a"] * 3, "distortion": ["mse", "mse", "ms_ssim"],
+                         "model": ["lossy-mse-0.03", "lossy-mse-0.003", "lossy-msssim-0.08"], "beta": [0.03, 0.003, 0.08],
+                         "bpp": [0.9, 0.2, 0.5], "psnr_db": [33.0, 27.0, 30.0], "bpp_ideal": [0.88, 0.19, 0.49],
+                         "sample_psnr": [33.5, 27.5, 30.5]})
+    curves = rd.irec_curves(rd.irec_lossy_points(rows))
+    assert set(curves) == {f"iREC {d} models ({kind})" for d in ("MSE", "MS-SSIM")
+                           for kind in ("real file bits", "ideal: KL rate, posterior sample")}
+    mse = curves["iREC MSE models (real file bits)"]
+    assert mse["bpp"].tolist() == [0.2, 0.9] and mse["model"].tolist() == ["lossy-mse-0.003", "lossy-mse-0.03"]
