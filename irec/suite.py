@@ -3,14 +3,18 @@
 ``./run_all.sh [--profile smoke|cpu|paper] [--only STEP ...] [--train] [--force]`` calls :func:`main`.
 Each notebook in ``notebooks/`` is one step, named by its number (``03``) or its name (``baselines``). An
 executed copy goes to ``results/executed/<profile>/``; a step that finished is recorded in a small JSON
-marker beside it (parameters, seconds, commit) and skipped on a re-run with the same parameters unless
-``--force``, so an interrupted run loses nothing. A failing step stops the run and names the notebook and
+marker beside it (parameters, seconds, commit, and the hashes of its inputs) and skipped on a re-run with the
+same parameters and inputs unless ``--force``, so an interrupted run loses nothing. A step's inputs are the
+notebook itself and the repository files matching the glob patterns in its metadata ``irec.inputs`` (e.g.
+``models/manifest.json`` for the steps that use the shipped models, the result CSVs for the table and plots):
+shipping a model or re-coding a dataset re-runs the steps that read them. A failing step stops the run and names the notebook and
 the cell that failed. Every run appends to ``results/logs/run_all-<profile>.log``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from irec import provenance
-from irec.paths import NOTEBOOKS, RESULTS
+from irec.paths import NOTEBOOKS, REPO, RESULTS
 
 log = logging.getLogger("irec.suite")
 
@@ -71,16 +75,32 @@ def _marker(out_dir: Path, step: Step) -> Path:
     return out_dir / f"{step.label}.done.json"
 
 
-def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool) -> float | None:
-    """Execute one notebook; returns its seconds, or None when skipped as already done."""
+def step_inputs(step: Step, root: Path = REPO) -> dict[str, str]:
+    """sha256 of the notebook and of every file under ``root`` matching its metadata's ``irec.inputs`` patterns."""
+    patterns = json.loads(step.path.read_text()).get("metadata", {}).get("irec", {}).get("inputs", [])
+    files = {step.path.name: step.path}
+    for pattern in patterns:
+        files.update({str(p.relative_to(root)): p for p in sorted(root.glob(pattern)) if p.is_file()})
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in sorted(files.items())}
+
+
+def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, root: Path = REPO) -> float | None:
+    """Execute one notebook; returns its seconds, or None when skipped as already done (same parameters and
+    inputs, :func:`step_inputs` under ``root``)."""
     import papermill
 
     declared = papermill.inspect_notebook(str(step.path))
     parameters = {k: v for k, v in {"profile": profile, "train": train}.items() if k in declared}
     marker = _marker(out_dir, step)
-    if not force and marker.exists() and json.loads(marker.read_text()).get("parameters") == parameters:
-        log.info("[%s] already done (delete %s or pass --force to redo)", step.label, marker.name)
-        return None
+    inputs = step_inputs(step, root)
+    if not force and marker.exists():
+        done = json.loads(marker.read_text())
+        if done.get("parameters") == parameters and done.get("inputs") == inputs:
+            log.info("[%s] already done (delete %s or pass --force to redo)", step.label, marker.name)
+            return None
+        changed = sorted(k for k in {*inputs, *done.get("inputs", {})} if inputs.get(k) != done.get("inputs", {}).get(k))
+        log.info("[%s] runs again: %s changed since it was done", step.label,
+                 "its parameters" if done.get("parameters") != parameters else ", ".join(changed))
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / step.path.name
     marker.unlink(missing_ok=True)
@@ -97,7 +117,8 @@ def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool) 
             f"notebook) with {err.ename}: {err.evalue}; the executed notebook with the traceback is {output}"
         ) from err
     seconds = time.perf_counter() - start
-    marker.write_text(json.dumps({"parameters": parameters, "seconds": round(seconds, 1), **provenance.stamp()}, indent=1))
+    record = {"parameters": parameters, "inputs": inputs, "seconds": round(seconds, 1), **provenance.stamp()}
+    marker.write_text(json.dumps(record, indent=1))
     log.info("[%s] done in %.1f s", step.label, seconds)
     return seconds
 

@@ -73,3 +73,22 @@ def test_the_runner_lists_the_committed_steps(capsys):
     assert suite.main(["--list"]) == 0
     listed = capsys.readouterr().out.split()
     assert listed == [s.label for s in suite.discover(NOTEBOOKS)]
+
+
+def test_a_finished_step_runs_again_when_a_file_it_reads_changes(tmp_path, caplog):
+    counter, manifest = tmp_path / "count.txt", tmp_path / "models" / "manifest.json"
+    manifest.parent.mkdir()
+    manifest.write_text("{}")
+    code = f"from pathlib import Path\np = Path({str(counter)!r})\np.write_text(str(int(p.read_text() or 0) + 1) if p.exists() else '1')"
+    path = _notebook(tmp_path / "01_count.ipynb", code)
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["irec"] = {"inputs": ["models/*.json"]}
+    nbformat.write(nb, path)
+    (step,) = suite.discover(tmp_path)
+    out = tmp_path / "executed"
+    assert suite.run_step(step, "cpu", False, out, force=False, root=tmp_path) is not None
+    assert suite.run_step(step, "cpu", False, out, force=False, root=tmp_path) is None
+    manifest.write_text('{"models": ["a new one"]}')
+    with caplog.at_level("INFO", logger="irec.suite"):
+        assert suite.run_step(step, "cpu", False, out, force=False, root=tmp_path) is not None
+    assert "models/manifest.json changed" in caplog.text and counter.read_text() == "2"
