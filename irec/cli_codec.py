@@ -127,9 +127,10 @@ def _info(args: argparse.Namespace) -> int:
     if not models:
         print("no shipped or cached models (place saved models in $IREC_CACHE/models, or train one)")
     for m in models:
+        trained = f"preset {m['preset']}, {m['steps']} steps" if m.get("preset") and m.get("steps") else ""
         figures = ", ".join(f"{k}={v}" for k, v in (m.get("figures") or {}).items())
         print(f"{m['name']:<24} {m['source']:<8} {m['kind']:<9} {str(m.get('fingerprint', ''))[:2 * FINGERPRINT_BYTES]}"
-              f"  {figures}".rstrip())
+              f"  {trained}  {figures}".rstrip())
     return 0
 
 

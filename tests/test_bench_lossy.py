@@ -100,6 +100,23 @@ def test_baselines_missing_a_codec_are_measured_in_this_run(setup, capsys):
     assert "lacks webp" in text and "measured in this run" in text
 
 
+def test_per_image_rows_that_cover_a_model_are_reused_and_others_are_coded(setup, capsys):
+    first = setup["root"] / "rows" / "lossy.csv"
+    _run(setup, capsys, first, "--models", setup["models"][0], "--rerun-baselines", "--codecs", "jpeg")
+    coded = first.with_name("lossy-images.csv")
+    out = setup["root"] / "reuse" / "lossy.csv"
+    text = _run(setup, capsys, out, "--models", *setup["models"], "--codecs", "jpeg", "--rows", str(coded),
+                "--baselines", str(first.with_name("lossy-baselines.csv")))
+    table = pd.read_csv(out).set_index("model")
+    assert table["irec_rows"].tolist().count("coded in this run") == 1
+    assert f"reused from {coded}" in table["irec_rows"].tolist()
+    assert "reused from" in text and (table["n_exact"] == 2).all()
+    again = setup["root"] / "other-final" / "lossy.csv"  # rows of another final are not reused
+    _run(setup, capsys, again, "--models", setup["models"][0], "--codecs", "jpeg", "--rows", str(coded),
+         "--final", "best-q", "--baselines", str(first.with_name("lossy-baselines.csv")))
+    assert pd.read_csv(again)["irec_rows"].tolist() == ["coded in this run"]
+
+
 def test_psnr_at_rate_interpolates_in_log_rate_and_is_nan_outside_the_curve():
     curve = pd.DataFrame({"bpp": [0.25, 1.0], "psnr_db": [25.0, 35.0]})
     assert psnr_at_rate(curve, 0.5) == pytest.approx(30.0)

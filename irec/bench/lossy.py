@@ -24,6 +24,8 @@ Files: ``--out`` (one row per model with the targets beside), ``<out>-bd.csv`` (
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import sys
 from pathlib import Path
@@ -40,7 +42,7 @@ from irec.data import load_images
 from irec.lossy_eval import evaluate_dataset
 from irec.paths import RESULTS
 from irec.rd import BDRateError, bd_quality, bd_rate, classical_curves, published_curves
-from irec.results import read_rows
+from irec.results import read_rows, write_rows
 from irec.zoo import resolve_model
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,21 @@ def classical_rows(images: list, dataset: str, codecs: tuple[str, ...], baseline
     log.info("measuring the classical codecs in this run (%s)", reason)
     rows = run_baselines(images, make_codecs(codecs), dataset=dataset, out=target, progress=False)
     return rows, f"classical codecs: measured in this run ({reason}); {len(rows)} rows written to {target}"
+
+
+def reusable_rows(path: Path | None, fingerprint: str, images: list[str], final: str) -> pd.DataFrame | None:
+    """The rows of ``path`` (irec.lossy_eval rows) for this model on exactly these images, coded with ``final``
+    and the paper's coder settings; None when the file does not cover them all."""
+    if path is None or not path.is_file():
+        return None
+    rows = read_rows(path)
+    rows = rows[(rows["fingerprint"].astype(str) == fingerprint) & (rows["final"].astype(str) == final)
+                & rows["image"].astype(str).isin(images)]
+    paper = dataclasses.asdict(PAPER_LOSSY)
+    same = np.array([all(json.loads(p).get(k) == v for k, v in paper.items()) for p in rows["params"].astype(str)],
+                    dtype=bool)
+    rows = rows[same].drop_duplicates("image", keep="last")
+    return rows.reset_index(drop=True) if set(rows["image"].astype(str)) == set(images) else None
 
 
 def model_summary(rows: pd.DataFrame) -> dict:
@@ -165,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codecs", default=",".join(CLASSICAL), help="comma-separated classical codecs")
     parser.add_argument("--bd-method", default="pchip", choices=("pchip", "cubic"), help="BD-rate interpolation")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench" / "lossy.csv", help="CSV to write")
+    parser.add_argument("--rows", type=Path, help=(
+        "per-image iREC rows to reuse instead of coding again (e.g. results/lossy/kodak.csv from notebook 05), for "
+        "each model whose fingerprint, images and --final they cover with the paper's coder settings"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.images < 1:
@@ -177,11 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     per_image = _side_file(out, "images")
     per_image.unlink(missing_ok=True)
-    summaries = []
+    summaries, coded_here = [], []
     for model, fingerprint, info in resolved:
-        codec = LossyCodec(model, fingerprint, PAPER_LOSSY, final=args.final, n_seeds=args.n_seeds)
-        rows = evaluate_dataset(codec, images, dataset=args.dataset, out=per_image, model=info["name"],
-                                progress=not args.no_progress)
+        rows = reusable_rows(args.rows, fingerprint, [name for name, _ in images], args.final)
+        if rows is None:
+            codec = LossyCodec(model, fingerprint, PAPER_LOSSY, final=args.final, n_seeds=args.n_seeds)
+            rows = evaluate_dataset(codec, images, dataset=args.dataset, out=per_image, model=info["name"],
+                                    progress=not args.no_progress)
+            coded_here.append(info["name"])
+        else:
+            write_rows(per_image, rows.to_dict("records"))
         summaries.append({**model_summary(rows), "n_beams": PAPER_LOSSY.n_beams,
                           "n_candidates": PAPER_LOSSY.n_candidates, "kl_per_block": PAPER_LOSSY.kl_per_block})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
@@ -197,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in TARGETS.items():
         table[f"target_{key}"] = value
     table["baselines"] = source
+    table["irec_rows"] = ["coded in this run" if m in coded_here else f"reused from {args.rows}" for m in table["model"]]
     stamp = provenance.stamp()
     table = table.assign(**stamp)
     table.to_csv(out, index=False)
@@ -217,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("(psnr_gap_db: PSNR of the file minus that of a posterior sample; psnr_minus_*: ours minus "
                          "the codec's PSNR at our rate, NaN outside its range; targets: issue 5)\n\n")
         sys.stdout.write(source + "\n")
+        reused = sorted(set(table["model"]) - set(coded_here))
+        if reused:
+            commits = ", ".join(sorted(read_rows(per_image)["git_commit"].astype(str).unique()))
+            sys.stdout.write(f"iREC files: {', '.join(reused)} reused from {args.rows} (coded at commit {commits}; "
+                             "not re-coded here, so their encode/decode seconds are from that run)\n")
         sys.stdout.write(f"BD-rate (PSNR, {args.bd_method}) against each curve; (published): the paper's numbers, "
                          "not measured here:\n")
         cells = bd.assign(bd_rate_percent=[f"{v:+.1f}" if np.isfinite(v) else TWO_RATES if n == TWO_RATES else "n/a"
