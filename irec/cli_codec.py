@@ -127,7 +127,9 @@ def _info(args: argparse.Namespace) -> int:
     if not models:
         print("no shipped or cached models (place saved models in $IREC_CACHE/models, or train one)")
     for m in models:
-        trained = f"preset {m['preset']}, {m['steps']} steps" if m.get("preset") and m.get("steps") else ""
+        base = (m.get("finetuned_from") or {}).get("steps")
+        steps = f"{base} + {m.get('steps')} fine-tuning" if base else m.get("steps")
+        trained = f"preset {m['preset']}, {steps} steps" if m.get("preset") and m.get("steps") else ""
         figures = ", ".join(f"{k}={v}" for k, v in (m.get("figures") or {}).items())
         print(f"{m['name']:<24} {m['source']:<8} {m['kind']:<9} {str(m.get('fingerprint', ''))[:2 * FINGERPRINT_BYTES]}"
               f"  {trained}  {figures}".rstrip())

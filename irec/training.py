@@ -73,11 +73,17 @@ def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "ms
     return _lossy(preset_name, beta, distortion, limit, finetune)
 
 
-def _start_from(model, init_from: str | Path) -> str:
-    """Load the weights of ``init_from`` (a saved model or a shipped name) into ``model``; its description."""
+def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
+    """Load the weights of ``init_from`` (a saved model or a shipped name) into ``model``, record where they came
+    from in ``run_dir/init.json`` (path, fingerprint, steps); returns a description."""
     from irec.zoo import resolve_model
 
     source, fingerprint, info = resolve_model(init_from)
+    steps = (read_model_info(info["path"]).get("extra") or {}).get("step") if info.get("path") else None
+    where = Path(info.get("path", init_from)).resolve()
+    where = where.relative_to(paths.REPO) if where.is_relative_to(paths.REPO) else where
+    (run_dir / "init.json").write_text(json.dumps(
+        {"path": str(where), "fingerprint": fingerprint, "steps": steps}, indent=1) + "\n")
     if type(source) is not type(model):
         raise ValueError(f"cannot fine-tune a {type(model).__name__} from {init_from} (a {type(source).__name__})")
     try:
@@ -98,7 +104,7 @@ def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if init_from is not None:
-        data += "; " + _start_from(model, init_from)
+        data += "; " + _start_from(model, init_from, run_dir)
     (run_dir / "data.txt").write_text(data + "\n")
     log.info("training %s/%s on %s into %s (%d steps)", kind, preset_name, data, run_dir, config.n_steps)
     return train(model, None, dataset, config, run_dir)
@@ -122,6 +128,7 @@ def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = Non
         "fingerprint": info.get("fingerprint", ""),
         "kind": "lossless" if info.get("model_class", "").endswith(".RVAE") else "lossy",
         "preset": preset, "beta": model_config.get("beta"), "steps": extra.get("step"), "weights": extra.get("weights"),
+        "finetuned_from": json.loads((run_dir / "init.json").read_text()) if (run_dir / "init.json").is_file() else None,
         "data": (run_dir / "data.txt").read_text().strip() if (run_dir / "data.txt").is_file() else "",
         "git_commit": provenance.git_commit(), "figures": figures or {},
     }

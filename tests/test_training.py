@@ -45,6 +45,8 @@ def test_fine_tuning_starts_from_the_given_models_weights_and_records_where_they
     assert tuned_fingerprint == base_fingerprint  # zero fine-tuning steps: the base weights, unchanged
     assert model.config.beta == 0.05
     assert "fine-tuned from" in (tuned / "data.txt").read_text()
+    origin = json.loads((tuned / "init.json").read_text())
+    assert origin["steps"] == 2 and origin["fingerprint"] == base_fingerprint
 
 
 def test_fine_tuning_from_a_model_of_another_kind_is_a_clear_error(tmp_path, shared_data, capsys):
