@@ -62,7 +62,8 @@ def _train(kind: str, profile: str, beta: float, distortion: str, suffix: str, i
     result = train_model(kind, profile, run, beta=beta, distortion=distortion, limit=3 if smoke else None,
                          init_from=init_from, n_steps=SMOKE_STEPS if smoke else None)
     state = "trained" if result.finished else "partly trained (re-run to resume)"
-    return ModelChoice(kind, run.name, str(result.model_path), f"{state} to step {result.step} in {run}"), result.finished
+    choice = ModelChoice(kind, run.name, str(result.model_path), f"{state} to step {result.step} in {run}")
+    return choice, result.finished
 
 
 def lossless_model(profile: str, train: bool) -> ModelChoice:

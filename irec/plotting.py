@@ -32,8 +32,8 @@ SWEEP_PARAMETERS = (("kl_per_block", "Ω: KL per step [nats]"), ("extra_samples"
                     ("n_beams", "B: n_beams"))
 SWEEP_METRICS = (("real_over_kl", "real bits / KL"), ("psnr_gap_db", "PSNR gap to posterior sample [dB]"))
 # Curves of one family share a colour (measured, stand-in and published); others take the next free colour.
-FAMILIES = (("irec ms-ssim", "darkmagenta"), ("irec", "C3"), ("bpg", "C0"), ("heif", "C0"), ("jpeg 4:2:0", "C1"), ("balle", "C2"),
-            ("minnen", "C4"), ("webp", "C5"), ("jpeg 2000", "C6"), ("avif", "C8"), ("jpeg xl", "C9"))
+FAMILIES = (("irec ms-ssim", "darkmagenta"), ("irec", "C3"), ("bpg", "C0"), ("heif", "C0"), ("jpeg 4:2:0", "C1"),
+            ("balle", "C2"), ("minnen", "C4"), ("webp", "C5"), ("jpeg 2000", "C6"), ("avif", "C8"), ("jpeg xl", "C9"))
 SPARE_COLOURS = ("C7", "tab:olive", "tab:cyan", "black", "navy", "maroon")
 
 

@@ -7,8 +7,8 @@ marker beside it (parameters, seconds, commit, and the hashes of its inputs) and
 same parameters and inputs unless ``--force``, so an interrupted run loses nothing. A step's inputs are the
 notebook itself and the repository files matching the glob patterns in its metadata ``irec.inputs`` (e.g.
 ``models/manifest.json`` for the steps that use the shipped models, the result CSVs for the table and plots):
-shipping a model or re-coding a dataset re-runs the steps that read them. A failing step stops the run and names the notebook and
-the cell that failed. Every run appends to ``results/logs/run_all-<profile>.log``.
+shipping a model or re-coding a dataset re-runs the steps that read them. A failing step stops the run and
+names the notebook and the cell that failed. Every run appends to ``results/logs/run_all-<profile>.log``.
 """
 
 from __future__ import annotations
@@ -95,10 +95,11 @@ def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, 
     inputs = step_inputs(step, root)
     if not force and marker.exists():
         done = json.loads(marker.read_text())
-        if done.get("parameters") == parameters and done.get("inputs") == inputs:
+        before = done.get("inputs", {})
+        if done.get("parameters") == parameters and before == inputs:
             log.info("[%s] already done (delete %s or pass --force to redo)", step.label, marker.name)
             return None
-        changed = sorted(k for k in {*inputs, *done.get("inputs", {})} if inputs.get(k) != done.get("inputs", {}).get(k))
+        changed = sorted(k for k in {*inputs, *before} if inputs.get(k) != before.get(k))
         log.info("[%s] runs again: %s changed since it was done", step.label,
                  "its parameters" if done.get("parameters") != parameters else ", ".join(changed))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -79,17 +79,17 @@ def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
     from irec.zoo import resolve_model
 
     source, fingerprint, info = resolve_model(init_from)
-    steps = (read_model_info(info["path"]).get("extra") or {}).get("step") if info.get("path") else None
-    where = Path(info.get("path", init_from)).resolve()
-    where = where.relative_to(paths.REPO) if where.is_relative_to(paths.REPO) else where
-    (run_dir / "init.json").write_text(json.dumps(
-        {"path": str(where), "fingerprint": fingerprint, "steps": steps}, indent=1) + "\n")
     if type(source) is not type(model):
         raise ValueError(f"cannot fine-tune a {type(model).__name__} from {init_from} (a {type(source).__name__})")
     try:
         model.load_state_dict(source.state_dict())
     except RuntimeError as error:  # shapes differ: another preset
         raise ValueError(f"{init_from} has another architecture than this preset's model: {error}") from None
+    steps = (read_model_info(info["path"]).get("extra") or {}).get("step") if info.get("path") else None
+    where = Path(info.get("path", init_from)).resolve()
+    where = where.relative_to(paths.REPO) if where.is_relative_to(paths.REPO) else where
+    (run_dir / "init.json").write_text(json.dumps(
+        {"path": str(where), "fingerprint": fingerprint, "steps": steps}, indent=1) + "\n")
     return f"fine-tuned from {info.get('path', init_from)} (fingerprint {fingerprint[:16]})"
 
 
@@ -128,7 +128,7 @@ def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = Non
         "fingerprint": info.get("fingerprint", ""),
         "kind": "lossless" if info.get("model_class", "").endswith(".RVAE") else "lossy",
         "preset": preset, "beta": model_config.get("beta"), "steps": extra.get("step"), "weights": extra.get("weights"),
-        "finetuned_from": json.loads((run_dir / "init.json").read_text()) if (run_dir / "init.json").is_file() else None,
+        "finetuned_from": json.loads(origin.read_text()) if (origin := run_dir / "init.json").is_file() else None,
         "data": (run_dir / "data.txt").read_text().strip() if (run_dir / "data.txt").is_file() else "",
         "git_commit": provenance.git_commit(), "figures": figures or {},
     }

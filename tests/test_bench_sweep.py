@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from irec.bench.sweep import BASE, centre_crop, main, settings
+from irec.bench.sweep import BASE, main, settings
 from irec.checkpoint import save_model
 from irec.coder import PAPER_LOSSY
 from irec.data.images import write_png
@@ -17,12 +17,6 @@ def test_each_parameter_moves_alone_from_the_base_which_is_coded_once():
     pairs = settings(PAPER_LOSSY, {"n_beams": (1, 10), "kl_per_block": (2.0, 3.0, 4.0)})
     assert [v for v, _ in pairs] == [BASE, "n_beams", "kl_per_block", "kl_per_block"]
     assert [(p.n_beams, p.kl_per_block) for _, p in pairs] == [(10, 3.0), (1, 3.0), (10, 2.0), (10, 4.0)]
-
-
-def test_a_centre_crop_keeps_the_middle_and_leaves_small_images_whole():
-    image = np.arange(6 * 8 * 3).reshape(6, 8, 3)
-    assert np.array_equal(centre_crop(image, 4), image[1:5, 2:6])
-    assert centre_crop(image, 16).shape == image.shape
 
 
 def test_the_sweep_writes_one_exactly_decoded_row_per_setting_and_image_with_its_overheads(tmp_path, capsys):

@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from irec.data import ImageFormatError, crop_to, downsample_area, pad_to_multiple, pixel_sha256, read_image, write_png
+from irec.data import (
+    ImageFormatError,
+    centre_crop,
+    crop_to,
+    downsample_area,
+    pad_to_multiple,
+    pixel_sha256,
+    read_image,
+    write_png,
+)
 from irec.data.images import decode_image
 
 
@@ -254,3 +263,10 @@ def test_bad_padding_and_cropping_arguments_raise_clear_errors():
         crop_to(x, (5, 4), layout="hwc")
     with pytest.raises(ValueError, match="no spatial axes"):
         pad_to_multiple(np.zeros((4, 3)), 2, layout="hwc")
+
+
+def test_a_centre_crop_keeps_the_middle_and_leaves_small_images_whole():
+    image = np.arange(6 * 8 * 3).reshape(6, 8, 3)
+    assert np.array_equal(centre_crop(image, 4), image[1:5, 2:6])
+    assert centre_crop(image, 16).shape == image.shape
+    assert centre_crop(image, 0) is image

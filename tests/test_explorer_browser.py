@@ -13,7 +13,6 @@ the generous timeouts.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal

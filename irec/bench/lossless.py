@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 
 from irec import provenance
+from irec.bench import comma_separated
 from irec.bench.measure import measure
 from irec.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec
-from irec.data import load_images
+from irec.data import centre_crop, load_images
 from irec.lossless_eval import irec_row, setting_label
 from irec.paths import RESULTS
 from irec.zoo import resolve_model
@@ -48,14 +49,6 @@ TARGETS = {"exact_pct": 100.0, "real_over_elbo": 1.10, "encode_s": 1.0, "decode_
 PAPER = {"real_bpd": 4.18, "negative_elbo_bpd": 3.55}
 # The default --sweep grid: the paper's lossless and lossy settings, with blocks of 1000 (paper) and 8192 (ours).
 SWEEP_GRID = {"n_beams": (10, 20), "extra_samples": (1.0, 1.2), "kl_per_block": (3.0,), "block_size": (1000, 8192)}
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(",") if v.strip())
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
 
 
 def classical_row(codec, image: np.ndarray) -> dict:
@@ -140,14 +133,6 @@ def sweep_table(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
-    if size <= 0 or (image.shape[0] <= size and image.shape[1] <= size):
-        return image
-    h, w = min(size, image.shape[0]), min(size, image.shape[1])
-    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
-    return np.ascontiguousarray(image[top:top + h, left:left + w])
-
-
 def _model_columns(fingerprint: str, info: dict) -> dict:
     return {"model_fingerprint": fingerprint, **{f"model_{k}": v for k, v in info.items()
                                                   if isinstance(v, (str, int, float, bool)) and k != "fingerprint"}}
@@ -169,12 +154,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-classical", action="store_true", help="skip PNG / WebP / JPEG XL")
     parser.add_argument("--sweep", action="store_true", help="code --sweep-images images under a grid of settings")
     parser.add_argument("--sweep-images", type=int, default=4, help="CIFAR-10 test images for --sweep")
-    parser.add_argument("--sweep-n-beams", type=_ints, default=SWEEP_GRID["n_beams"], help="comma-separated B")
-    parser.add_argument("--sweep-extra-samples", type=_floats, default=SWEEP_GRID["extra_samples"],
+    parser.add_argument("--sweep-n-beams", type=comma_separated(int), default=SWEEP_GRID["n_beams"],
+                        help="comma-separated B")
+    parser.add_argument("--sweep-extra-samples", type=comma_separated(float), default=SWEEP_GRID["extra_samples"],
                         help="comma-separated 1+eps")
-    parser.add_argument("--sweep-kl-per-block", type=_floats, default=SWEEP_GRID["kl_per_block"],
+    parser.add_argument("--sweep-kl-per-block", type=comma_separated(float), default=SWEEP_GRID["kl_per_block"],
                         help="comma-separated Omega")
-    parser.add_argument("--sweep-block-size", type=_ints, default=SWEEP_GRID["block_size"],
+    parser.add_argument("--sweep-block-size", type=comma_separated(int), default=SWEEP_GRID["block_size"],
                         help="comma-separated block sizes")
     parser.add_argument("--out", default=str(RESULTS / "bench" / "lossless.csv"), help="CSV of per-image rows")
     args = parser.parse_args(argv)
@@ -230,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         cold = warm_up(codec, images[0][1])
         rows = code_images("cifar10", images, codec, classical, columns)
         if args.kodak:
-            kodak = [(n, _centre_crop(im, args.kodak_crop)) for n, im in load_images("kodak", limit=args.kodak,
+            kodak = [(n, centre_crop(im, args.kodak_crop)) for n, im in load_images("kodak", limit=args.kodak,
                                                                                     seed=args.seed)]
             rows += code_images("kodak", kodak, codec, classical, columns)
         df = pd.DataFrame([{**r, **stamp} for r in rows])

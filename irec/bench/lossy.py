@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in TARGETS.items():
         table[f"target_{key}"] = value
     table["baselines"] = source
-    table["irec_rows"] = ["coded in this run" if m in coded_here else f"reused from {args.rows}" for m in table["model"]]
+    table["irec_rows"] = ["coded in this run" if m in coded_here else f"reused from {args.rows}"
+                          for m in table["model"]]
     stamp = provenance.stamp()
     table = table.assign(**stamp)
     table.to_csv(out, index=False)

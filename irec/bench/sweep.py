@@ -21,9 +21,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from irec import provenance
+from irec.bench import comma_separated
 from irec.codecs.lossy import FINALS, LossyCodec
 from irec.coder import PAPER_LOSSY, CoderParams
-from irec.data import load_images
+from irec.data import centre_crop, load_images
 from irec.lossy_eval import evaluate_image
 from irec.paths import RESULTS
 from irec.zoo import resolve_model
@@ -43,13 +44,6 @@ def settings(base: CoderParams, grid: dict[str, tuple]) -> list[tuple[str, Coder
     return out
 
 
-def centre_crop(image, side: int):
-    """The centre ``side`` x ``side`` crop of an (H, W, 3) image (the whole image when it is smaller)."""
-    height, width = image.shape[:2]
-    top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
-    return image[top:top + side, left:left + side]
-
-
 def sweep_rows(model, fingerprint: str, images, grid: dict[str, tuple], final: str, model_name: str,
                dataset: str, progress: bool = True) -> pd.DataFrame:
     """One row per (setting, image): irec.lossy_eval's row plus the parameters, real_over_kl and psnr_gap_db."""
@@ -61,12 +55,9 @@ def sweep_rows(model, fingerprint: str, images, grid: dict[str, tuple], final: s
             row = evaluate_image(codec, name, image, dataset=dataset, model=model_name)
             rows.append({**row, "varied": varied, "n_beams": params.n_beams, "extra_samples": params.extra_samples,
                          "kl_per_block": params.kl_per_block, "n_candidates": params.n_candidates,
-                         "real_over_kl": row["bpp"] / row["bpp_ideal"], "psnr_gap_db": row["psnr_db"] - row["sample_psnr"]})
+                         "real_over_kl": row["bpp"] / row["bpp_ideal"],
+                         "psnr_gap_db": row["psnr_db"] - row["sample_psnr"]})
     return pd.DataFrame(rows)
-
-
-def _values(cast):
-    return lambda text: tuple(cast(v) for v in text.split(",") if v.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,18 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="kodak", help="dataset name or image folder (default kodak)")
     parser.add_argument("--crop", type=int, default=256, help="side of the centre crops coded (0: whole images)")
     parser.add_argument("--final", default="beams", choices=FINALS, help="how the coded sample is chosen")
-    parser.add_argument("--n-beams", type=_values(int), default=GRID["n_beams"], help="comma-separated B")
-    parser.add_argument("--extra-samples", type=_values(float), default=GRID["extra_samples"],
+    parser.add_argument("--n-beams", type=comma_separated(int), default=GRID["n_beams"], help="comma-separated B")
+    parser.add_argument("--extra-samples", type=comma_separated(float), default=GRID["extra_samples"],
                         help="comma-separated 1+eps")
-    parser.add_argument("--kl-per-block", type=_values(float), default=GRID["kl_per_block"],
+    parser.add_argument("--kl-per-block", type=comma_separated(float), default=GRID["kl_per_block"],
                         help="comma-separated Omega (nats)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench" / "sweep.csv", help="CSV to write")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
     model, fingerprint, info = resolve_model(args.model)
-    images = [(name, centre_crop(image, args.crop) if args.crop else image)
-              for name, image in load_images(args.dataset, limit=args.images)]
+    images = [(name, centre_crop(image, args.crop)) for name, image in load_images(args.dataset, limit=args.images)]
     grid = {"n_beams": args.n_beams, "extra_samples": args.extra_samples, "kl_per_block": args.kl_per_block}
     rows = sweep_rows(model.cpu().float(), fingerprint, images, grid, args.final, info["name"], args.dataset,
                       progress=not args.no_progress)

@@ -12,7 +12,8 @@ from irec.data.datasets import (
 )
 from irec.data.download import ChecksumError, DatasetMissingError, RemoteFile
 from irec.data.images import (
-    ImageFormatError, crop_to, decode_image, downsample_area, pad_to_multiple, pixel_sha256, read_image, write_png,
+    ImageFormatError, centre_crop, crop_to, decode_image, downsample_area, pad_to_multiple, pixel_sha256, read_image,
+    write_png,
 )
 from irec.data.registry import REGISTRY, DatasetInfo, dataset_status
 from irec.data.torch_datasets import ImageArrayDataset, RandomCropDataset
@@ -26,6 +27,7 @@ __all__ = [
     "ImageFormatError",
     "RandomCropDataset",
     "RemoteFile",
+    "centre_crop",
     "crop_to",
     "dataset_status",
     "decode_image",

@@ -236,3 +236,13 @@ def crop_to(x: Array, size: tuple[int, int], *, layout: Layout = "chw") -> Array
     index = [slice(None)] * x.ndim
     index[ax_h], index[ax_w] = slice(0, h), slice(0, w)
     return x[tuple(index)]
+
+
+def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """The centre ``side`` x ``side`` crop of an (H, W, 3) image, contiguous; an axis shorter than ``side`` is
+    kept whole, and ``side <= 0`` keeps the whole image (the benchmarks' Kodak crops)."""
+    if side <= 0:
+        return image
+    h, w = min(side, image.shape[0]), min(side, image.shape[1])
+    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+    return np.ascontiguousarray(image[top:top + h, left:left + w])
