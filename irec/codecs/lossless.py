@@ -16,9 +16,11 @@ Padding: an odd side is padded by one row/column of edge replication (irec.data.
 RVAE works at H/2 x W/2. Only the true pixels are entropy-coded (the decoder never needs the padded ones), so
 padding costs only the latents of the extra positions.
 
-Determinism: every network evaluation, on both sides, runs under :func:`pinned` (one intra-op thread, torch's
-deterministic algorithms, no autograd) on a float32 CPU copy of the model at batch size 1; the header records
-these PIN_* flags and the decoder refuses a file whose flags it would not reproduce.
+Determinism: the whole of encoding and of decoding, every network evaluation included, runs under :func:`pinned`
+(one intra-op thread, torch's deterministic algorithms, no autograd) on a float32 CPU copy of the model at batch
+size 1; the header records these PIN_* flags and the decoder refuses a file whose flags it would not reproduce.
+One torch thread is also the fast choice here: the tensors are small, and torch's OpenMP threads would otherwise
+spin against the coder's numba threads (measured: 1.09 s -> 0.81 s per CIFAR-10 image).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32
 CHUNK_SUBPIXELS = 1 << 15  # pixels are coded in bands of rows of at most this many subpixels (2 KiB of table each)
 
 # Defaults for 32x32 images (CIFAR-10, ImageNet32); see LosslessCodec's docstring for the reasons.
-DEFAULT_PARAMS = CoderParams(kl_per_block=5.0, n_beams=20, extra_samples=1.1, block_size=1000, seed=42)
+DEFAULT_PARAMS = CoderParams(kl_per_block=6.0, n_beams=20, extra_samples=1.1, block_size=384, seed=42)
 
 
 @dataclass(frozen=True)
@@ -132,14 +134,17 @@ class LosslessCodec:
     """``compress(image) -> bytes`` and ``decompress(bytes) -> image`` for an (H, W, 3) uint8 RGB image of any size.
 
     ``params`` (coder settings; only N, the block size and the seed reach the file). The default,
-    :data:`DEFAULT_PARAMS`: B = 20, 1 + eps = 1.1 and Omega = 5 nats (N = 244), blocks of 1000, chosen by
-    ``python -m irec.bench lossless --sweep`` on the shipped ``lossless-cifar10`` (12 CIFAR-10 test images, B = 20,
-    blocks of 1000; real / -ELBO): Omega = 3 gives 1.37 (1 + eps = 1.0) and 1.25 (1.1), Omega = 5 gives 1.155 and
-    1.125, Omega = 7 gives 1.106 and 1.091 at 3-4x the encode time of Omega = 5 (N = 1,096 and 2,208). With few
-    candidates per step the coded samples fall far from the posterior, the lower levels' KL grows (2.30 bpd of KL
-    at Omega = 3 against 1.68 at Omega = 7) and the pixels pay under p(x | z); larger steps shrink that bias more
-    than their extra candidates cost. The paper's setting (Omega = 3, 1 + eps = 1.2) measured 1.22-1.24 here.
-    """
+    :data:`DEFAULT_PARAMS`: B = 20, 1 + eps = 1.1 and Omega = 6 nats (N = 735), blocks of 384 dimensions, chosen by
+    ``python -m irec.bench lossless --sweep`` on the shipped ``lossless-cifar10`` (results/bench/lossless-sweep.csv):
+
+    - larger steps (Omega) and more candidates per nat (1 + eps) bring the coded samples closer to the posterior:
+      with few candidates the lower levels' KL grows and the pixels pay under p(x | z);
+    - *smaller* blocks do too, at a given Omega (real / -ELBO at Omega = 5 on 8 images: 1.21 with whole levels of
+      4,096, 1.124 with 1,000, 1.112 with 500), while each block's rounded-up step count costs more side
+      information; 384 balanced the two;
+    - the search's cost grows with N x B per step: Omega = 6 at blocks of 384 coded a CIFAR-10 image in 0.84 s on
+      the 2-core CPU at a ratio of 1.099 (8 images), where Omega = 7 at blocks of 1,000 took about 3 s for 1.096.
+        """
 
     kind = KIND
 
@@ -170,21 +175,18 @@ class LosslessCodec:
         with pinned():
             up = model.bottom_up(x)
             state = model.top_down_init(1, tuple(x.shape[2:]))
-        for level in range(model.n_levels):
-            with pinned():
+            for level in range(model.n_levels):
                 p, q = model.level_distributions(state, level, up)
-            z = latents.encode_level(q.loc, q.scale, p.loc, p.scale)
-            with pinned():
+                z = latents.encode_level(q.loc, q.scale, p.loc, p.scale)
                 state = model.top_down_step(state, level, z)
-        with pinned():
             px = model.pixel_params(state)
-        latents.write_symbols(symbols)
-        pixel_ideal_bits = 0.0
-        for r0, r1 in _pixel_bands(height, width):
-            probabilities = px[0, :, r0:r1, :width].probabilities().reshape(-1, 256)
-            values = x[0, :, r0:r1, :width].reshape(-1).numpy().astype(np.int64)
-            symbols.push_categorical(values, probabilities, "pixels")
-            pixel_ideal_bits -= float(np.log2(probabilities[np.arange(len(values)), values]).sum())
+            latents.write_symbols(symbols)
+            pixel_ideal_bits = 0.0
+            for r0, r1 in _pixel_bands(height, width):
+                probabilities = px[0, :, r0:r1, :width].probabilities().reshape(-1, 256)
+                values = x[0, :, r0:r1, :width].reshape(-1).numpy().astype(np.int64)
+                symbols.push_categorical(values, probabilities, "pixels")
+                pixel_ideal_bits -= float(np.log2(probabilities[np.arange(len(values)), values]).sum())
         data, bits = pack(header, latents, symbols)
         encode_seconds = time.perf_counter() - start
         report = LosslessReport(
@@ -220,20 +222,17 @@ class LosslessCodec:
         latents = LatentDecoder(r, shapes=[level_shape] * model.n_levels)
         symbols = SymbolReader(r.rest())
         latents.attach(symbols)
+        image = np.zeros((3, height, width), dtype=np.uint8)
         with pinned():
             state = model.top_down_init(1, size)
-        for level in range(model.n_levels):
-            with pinned():
+            for level in range(model.n_levels):
                 p, _ = model.level_distributions(state, level)
-            z = latents.decode_level(p.loc, p.scale)
-            with pinned():
+                z = latents.decode_level(p.loc, p.scale)
                 state = model.top_down_step(state, level, z)
-        with pinned():
             px = model.pixel_params(state)
-        image = np.zeros((3, height, width), dtype=np.uint8)
-        for r0, r1 in _pixel_bands(height, width):
-            probabilities = px[0, :, r0:r1, :width].probabilities().reshape(-1, 256)
-            image[:, r0:r1, :] = symbols.pull_categorical(probabilities).reshape(3, r1 - r0, width)
+            for r0, r1 in _pixel_bands(height, width):
+                probabilities = px[0, :, r0:r1, :width].probabilities().reshape(-1, 256)
+                image[:, r0:r1, :] = symbols.pull_categorical(probabilities).reshape(3, r1 - r0, width)
         if not symbols.exhausted():
             raise CorruptStreamError("the coded payload holds more symbols than the image needs (corrupted?)")
         self.last_decode_seconds = time.perf_counter() - start

@@ -8,7 +8,9 @@ back; PSNR of the clipped float output as the paper, and of the uint8 image).
 
 Encoder and decoder are written as mirrored halves. Every network evaluation runs inside :func:`pinned` (one
 thread, deterministic algorithms, float32 on the CPU, batch 1, eval mode, no gradients) and the file records those
-PIN_* flags; the image is made by ONE function, :meth:`LossyCodec.reconstruct`, on both sides, so a decoder in
+PIN_* flags. Encoding and decoding run under it from start to end, the coder's small tensor operations included:
+torch's OpenMP threads would otherwise spin against the coder's numba threads (measured 4.39 s -> 4.05 s per Kodak
+image). The image is made by ONE function, :meth:`LossyCodec.reconstruct`, on both sides, so a decoder in
 another process rebuilds the encoder's reconstruction bit for bit.
 
 Closing the coding gap (issue 5): beam search keeps the candidate with the highest q/p, which is a biased sample;
@@ -166,18 +168,18 @@ class LossyCodec:
     def encode(self, image: np.ndarray) -> Encoding:
         """The file and the encoder's view of it (the decoded image included)."""
         x, size = _to_batch(image)
-        with pinned(self.model):
+        with pinned(self.model):  # all of it (see the module docstring)
             enc = self.model.analysis(x)
             q2 = self.model.posterior_z2(enc)
             p2 = self.model.prior_z2(q2.shape[-2:], batch_size=1)
-        several = self.final in ("mse", "rd")
-        seeds = range(self.params.seed, self.params.seed + self.n_seeds) if several else [self.params.seed]
-        best, best_cost = None, math.inf
-        for seed in seeds:
-            candidate = self._encode_with_seed(enc, q2, p2, size, seed, image.astype(np.float64))
-            cost = self.cost(image, candidate)
-            if cost < best_cost:  # strict: ties keep the earlier seed, the default first
-                best, best_cost = candidate, cost
+            several = self.final in ("mse", "rd")
+            seeds = range(self.params.seed, self.params.seed + self.n_seeds) if several else [self.params.seed]
+            best, best_cost = None, math.inf
+            for seed in seeds:
+                candidate = self._encode_with_seed(enc, q2, p2, size, seed, image.astype(np.float64))
+                cost = self.cost(image, candidate)
+                if cost < best_cost:  # strict: ties keep the earlier seed, the default first
+                    best, best_cost = candidate, cost
         return best
 
     def cost(self, image: np.ndarray, encoding: Encoding) -> float:
@@ -206,10 +208,9 @@ class LossyCodec:
         latents.attach(symbols)
         with pinned(self.model):
             p2 = self.model.prior_z2(self.latent_shapes(size)[0][-2:], batch_size=1)
-        z2 = latents.decode_level(p2.loc, p2.scale)
-        with pinned(self.model):
+            z2 = latents.decode_level(p2.loc, p2.scale)
             p1 = self.model.prior_z1(z2)
-        z1 = latents.decode_level(p1.loc, p1.scale)
+            z1 = latents.decode_level(p1.loc, p1.scale)
         if not symbols.exhausted():
             raise CorruptStreamError("the coded payload holds more symbols than the header announces (corrupt file)")
         return self.reconstruct(z1, size)[0]
