@@ -73,6 +73,25 @@ def test_a_standalone_file_is_magic_version_a_few_header_bytes_the_ans_words_and
     encoder.write_header(header)
     encoder.write_symbols(symbols)
     payload, _ = symbols.finish()
-    # N, block size, seed, sampler, level count, rank + 3 dims, K_min, span: 12 one-byte varints here
-    assert len(header.getvalue()) <= 13
+    # N, block size, seed, sampler, level count, rank + 3 dims: 10 one-byte varints here (the step counts'
+    # minimum and span travel in the ANS stream)
+    assert len(header.getvalue()) <= 10
     assert len(DATA) == 3 + 1 + len(header.getvalue()) + len(payload) + 4
+
+
+def test_step_counts_travel_in_the_ans_stream_from_zero_to_the_largest_allowed_count():
+    from irec.coder.levels import MAX_STEPS, _pull_count, _push_count
+
+    values = [0, 1, 2, 3, 5, 7, 8, 100, 4097, MAX_STEPS]
+    s = SymbolWriter()
+    for v in values:
+        _push_count(s, v, "steps")
+    payload, bits = s.finish()
+    r = SymbolReader(payload)
+    assert [_pull_count(r) for _ in values] == values
+    assert r.exhausted()
+    # a small count costs a few bits, not the byte of a varint (many of them, so the ANS state's bits amortize)
+    small = SymbolWriter()
+    for _ in range(100):
+        _push_count(small, 3, "steps")
+    assert small.finish()[1]["steps"] / 100 < 4

@@ -3,7 +3,7 @@
 Paper, section 3 (what is sent) and ../shared/docs/irec-method.md section 4 (a compact header with a magic
 number, a format version, a model fingerprint, the image shape, the coder parameters and a checksum):
 
-    magic "iRC" | version | kind | model fingerprint (4 bytes) | pinned flags | height | width
+    magic "iRC" | version | kind and pinned flags (one byte) | model fingerprint (4 bytes) | height | width
     | latent header (irec.coder.LatentEncoder.write_header) | one ANS stream (latents, then pixels) | crc32
 
 Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field is a varint or a few raw bytes.
@@ -27,7 +27,7 @@ from irec.coder import (
 )
 
 MAGIC = b"iRC"
-VERSION = 1
+VERSION = 2  # 2: kind and pinned flags share a byte; step-count side information in the ANS stream
 KINDS = ("lossless", "lossy")
 FINGERPRINT_BYTES = 4  # the first bytes of the model weights' sha256
 MAX_SIDE = 1 << 16
@@ -73,17 +73,16 @@ class CodecHeader:
     width: int  # true image width
 
     def write(self, w: ByteWriter) -> None:
-        w.varint(KINDS.index(self.kind))
+        w.varint(KINDS.index(self.kind) | self.pinned << 1)
         w.raw(self.fingerprint[:FINGERPRINT_BYTES])
-        w.varint(self.pinned)
         w.varint(self.height)
         w.varint(self.width)
 
     @classmethod
     def read(cls, r: ByteReader) -> "CodecHeader":
-        kind = KINDS[r.varint(limit=len(KINDS) - 1)]
+        kind_and_pinned = r.varint(limit=2 * 255 + 1)
+        kind, pinned = KINDS[kind_and_pinned & 1], kind_and_pinned >> 1
         fingerprint = r.raw(FINGERPRINT_BYTES)
-        pinned = r.varint(limit=255)
         height, width = r.varint(limit=MAX_SIDE), r.varint(limit=MAX_SIDE)
         if not (height and width):
             raise CorruptStreamError("malformed header: empty image")

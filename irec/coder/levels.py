@@ -6,14 +6,17 @@ generative order, and each level's prior (and posterior) depends on the *coded* 
 :class:`LatentDecoder`, given each level's prior in turn, returns the same sample. Both halves are written
 side by side below, in mirrored order.
 
-Side information per level: the step counts K_b (their minimum and span as header varints, then each
-K_b - K_min under a triangular categorical model in the ANS stream); then the indices, uniform over N.
+Side information per level, all in the ANS stream: the step counts K_b (their minimum and span under
+:func:`_count_probabilities`, a fixed prior on their bit length that favours the few steps of small images, then
+each K_b - K_min under a triangular categorical model); then the indices, uniform over N. (Version 1 wrote the
+minimum and span as header varints: 16 bytes on a 32x32 image with 8 levels, 0.042 bpd; now about 7.)
 Standalone files (:func:`compress_latent`) also record each level's shape; codecs, whose model fixes the
 shapes, leave them out (``describe_shapes=False``) because header bytes matter on 32x32 images.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -26,7 +29,7 @@ from irec.coder.schedule import BlockLayout, level_layout, step_counts
 from irec.coder.search import reconstruct, search
 
 MAGIC = b"iRL"  # standalone latent files
-VERSION = 1
+VERSION = 2  # 2: step-count minimum and span moved from the header into the ANS stream
 MAX_STEPS = 1 << 24  # sanity bound on K_b read from a file
 MAX_DIMS = 1 << 34  # sanity bound on a level's size read from a file
 
@@ -78,6 +81,32 @@ def _finish_sample(p_loc: torch.Tensor, total: torch.Tensor, layout: BlockLayout
     """z = mu_p + S in p_loc's dtype, shape and device (same operations on both sides)."""
     flat = layout.scatter(total).to(p_loc.dtype)
     return (p_loc.detach().to("cpu").reshape(-1) + flat).reshape(p_loc.shape).to(p_loc.device)
+
+
+COUNT_BITS = 26  # a count's bit length is below this (counts up to MAX_STEPS = 2**24 need 25 bits)
+
+
+@functools.cache
+def _length_probabilities() -> np.ndarray:
+    """The fixed prior on a count's bit length L = int.bit_length(): weight 2**-|L - 3|, peaked at counts 4-7."""
+    weights = 2.0 ** -np.abs(np.arange(COUNT_BITS) - 3.0)
+    return (weights / weights.sum())[None, :]
+
+
+def _push_count(s: SymbolWriter, value: int, label: str) -> None:
+    """A non-negative integer as its bit length (under :func:`_length_probabilities`), then its lower bits."""
+    length = int(value).bit_length()
+    s.push_categorical(np.array([length]), _length_probabilities(), label)
+    if length > 1:
+        s.push_uniform(np.array([value - (1 << (length - 1))]), 1 << (length - 1), label)
+
+
+def _pull_count(s: SymbolReader) -> int:
+    """Mirror of :func:`_push_count`."""
+    length = int(s.pull_categorical(_length_probabilities())[0])
+    if length <= 1:
+        return length
+    return (1 << (length - 1)) + int(s.pull_uniform(1, 1 << (length - 1))[0])
 
 
 def _step_probabilities(span: int, count: int) -> np.ndarray:
@@ -144,14 +173,14 @@ class LatentEncoder:
                 w.varint(len(shape))
                 for n in shape:
                     w.varint(n)
-            w.varint(int(n_steps.min()))
-            if len(n_steps) > 1:  # the decoder knows the block count from the shape
-                w.varint(int(n_steps.max() - n_steps.min()))
 
     def write_symbols(self, s: SymbolWriter) -> None:
         """Each level's step counts, then its indices, in decoding order."""
         for level, (_, n_steps, indices) in enumerate(self._levels):
             span = int(n_steps.max() - n_steps.min())
+            _push_count(s, int(n_steps.min()), f"level{level}/steps")
+            if len(n_steps) > 1:  # the decoder knows the block count from the shape
+                _push_count(s, span, f"level{level}/steps")
             if span:
                 s.push_categorical(n_steps - n_steps.min(), _step_probabilities(span, len(n_steps)), f"level{level}/steps")
             chosen = np.concatenate([indices[b, :k] for b, k in enumerate(n_steps)])
@@ -189,8 +218,7 @@ class LatentDecoder:
             raise ValueError("this latent stream does not record its shapes: pass the shapes the model gives")
         if shapes is not None and len(shapes) != n_levels:
             raise CorruptStreamError(f"the file holds {n_levels} latent levels, the model expects {len(shapes)}")
-        block_size = self.params.block_size
-        self._levels: list[tuple[tuple[int, ...], int, int]] = []  # shape, K_min, span
+        self._levels: list[tuple[int, ...]] = []  # shapes
         for level in range(n_levels):
             if described:
                 shape = tuple(r.varint(limit=MAX_DIMS) for _ in range(r.varint(limit=16)))
@@ -202,9 +230,7 @@ class LatentDecoder:
             n_dims = math.prod(shape)
             if not 0 < n_dims <= MAX_DIMS:
                 raise CorruptStreamError(f"malformed header: level {level} has {n_dims} dimensions")
-            k_min = r.varint(limit=MAX_STEPS)
-            span = r.varint(limit=MAX_STEPS) if math.ceil(n_dims / block_size) > 1 else 0
-            self._levels.append((shape, k_min, span))
+            self._levels.append(shape)
         self._symbols: SymbolReader | None = None
         self._next = 0
 
@@ -223,13 +249,17 @@ class LatentDecoder:
         if self._next >= len(self._levels):
             raise ValueError(f"the file holds only {len(self._levels)} latent levels")
         _validate(p_loc, p_scale, p_loc, p_scale)
-        level, (shape, k_min, span) = self._next, self._levels[self._next]
+        level, shape = self._next, self._levels[self._next]
         if tuple(p_loc.shape) != shape:
             raise ValueError(
                 f"latent level {level} was coded with shape {shape}, but the prior given has shape "
                 f"{tuple(p_loc.shape)}: wrong model or wrong image size?"
             )
         layout = level_layout(self.params.seed, level, p_loc.numel(), self.params.block_size)
+        k_min = _pull_count(self._symbols)
+        span = _pull_count(self._symbols) if layout.n_blocks > 1 else 0
+        if k_min + span > MAX_STEPS:
+            raise CorruptStreamError(f"malformed stream: level {level} claims {k_min + span} steps in a block")
         n_steps = np.full(layout.n_blocks, k_min, dtype=np.int64)
         if span:
             n_steps += self._symbols.pull_categorical(_step_probabilities(span, layout.n_blocks))
