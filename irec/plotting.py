@@ -29,7 +29,7 @@ FORMATS = ("png", "pdf", "svg")
 QUALITY_AXES = (("psnr_db", "PSNR (RGB) [dB]"), ("ms_ssim_db", "MS-SSIM (RGB) [dB]"))
 RATE_LABEL = "rate [bits per pixel]"
 SWEEP_PARAMETERS = (("kl_per_block", "Ω: KL per step [nats]"), ("extra_samples", "1+ε: extra_samples"),
-                    ("n_beams", "B: n_beams"))
+                    ("n_beams", "B: n_beams"), ("block_size", "block size [dimensions]"))
 SWEEP_METRICS = (("real_over_kl", "real bits / KL"), ("psnr_gap_db", "PSNR gap to posterior sample [dB]"))
 # Curves of one family share a colour (measured, stand-in and published); others take the next free colour.
 FAMILIES = (("irec ms-ssim", "darkmagenta"), ("irec", "C3"), ("bpg", "C0"), ("heif", "C0"), ("jpeg 4:2:0", "C1"),
@@ -142,7 +142,7 @@ def read_sweep(results_dir: str | Path = "") -> pd.DataFrame | None:
 
 
 def overhead_figure(sweep: pd.DataFrame, parameters: Sequence[tuple[str, str]] = SWEEP_PARAMETERS) -> Figure:
-    """Coding overhead (real bits / KL, PSNR gap) against Omega, 1+eps and B, means over the images.
+    """Coding overhead (real bits / KL, PSNR gap) against Omega, 1+eps, B and the block size, means over the images.
 
     With a ``varied`` column (one parameter moved at a time, ``irec.bench.sweep``) each panel takes the rows that
     moved its parameter and the base rows; without it, each point is the mean over all other swept settings."""
@@ -162,7 +162,7 @@ def overhead_figure(sweep: pd.DataFrame, parameters: Sequence[tuple[str, str]] =
             ax.set_xlabel(parameter_label)
             ax.set_ylabel(metric_label)
             ax.grid(alpha=0.3)
-            if parameter == "n_beams" and points[parameter].max() > 8 * max(points[parameter].min(), 1):
+            if parameter in ("n_beams", "block_size") and points[parameter].max() > 8 * max(points[parameter].min(), 1):
                 ax.set_xscale("log", base=2)
     others = "the others at the base setting" if "varied" in sweep.columns else "mean over the other swept settings"
     fig.suptitle(f"iREC coding overhead against its parameters ({others})")
