@@ -91,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out, index=False)
 
-    table = (rows.groupby(["varied", "n_beams", "extra_samples", "kl_per_block", "n_candidates"], as_index=False)
+    table = (rows.groupby(["varied", "n_beams", "extra_samples", "kl_per_block", "n_candidates", "block_size"],
+                          as_index=False)
              [["bpp", "bpp_ideal", "real_over_kl", "psnr_db", "sample_psnr", "psnr_gap_db", "encode_s", "decode_s",
                "exact"]].mean())
     with pd.option_context("display.width", 200, "display.precision", 3):
         sys.stdout.write(f"iREC lossy coder sweep: {info['name']}, final={args.final}, {len(images)} images of "
                          f"{args.dataset}" + (f" (centre {args.crop}x{args.crop})" if args.crop else "") + "; "
                          f"one parameter moved at a time from B={PAPER_LOSSY.n_beams}, "
-                         f"1+eps={PAPER_LOSSY.extra_samples:g}, Omega={PAPER_LOSSY.kl_per_block:g} nats\n")
+                         f"1+eps={PAPER_LOSSY.extra_samples:g}, Omega={PAPER_LOSSY.kl_per_block:g} nats, blocks of "
+                         f"{PAPER_LOSSY.block_size}\n")
         sys.stdout.write(table.to_string(index=False) + "\n")
     sys.stdout.write(f"\nrows written to {args.out} ({provenance.device_description()}, "
                      f"commit {provenance.git_commit()})\n")
