@@ -28,8 +28,8 @@ def test_the_sweep_writes_one_exactly_decoded_row_per_setting_and_image_with_its
     save_model(TwoLevelVAE(preset("smoke").config(0.01)).eval(), model)
     out = tmp_path / "sweep.csv"
     code = main(["--model", str(model), "--dataset", str(tmp_path / "images"), "--images", "2", "--crop", "64",
-                 "--n-beams", "1,10", "--extra-samples", "1.0", "--kl-per-block", "2,3", "--block-size", "1000,384", "--out", str(out),
-                 "--no-progress"])
+                 "--n-beams", "1,10", "--extra-samples", "1.0", "--kl-per-block", "2,3", "--block-size", "1000,384",
+                 "--out", str(out), "--no-progress"])
     assert code == 0
     rows = pd.read_csv(out)
     assert len(rows) == 4 * 2 and rows["exact"].all() and (rows["width"] == 64).all()

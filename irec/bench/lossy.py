@@ -3,7 +3,8 @@
 Issue 5's benchmark (iREC paper, Flamich, Havasi & Hernandez-Lobato 2020, section 4 and Figure 4; method notes
 ../shared/docs/irec-method.md section 4). Every model given (one per trained rate) codes the images into real
 files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings (B=10, N=148, Omega=5 nats,
-blocks of 384; ``--coder paper``: the paper's B=10, N=20, Omega=3, blocks of 1,000) and the chosen ``--final`` (gap-closing passes included in the encode time). Per model it prints the mean real and ideal
+blocks of 384; ``--coder paper``: the paper's B=10, N=20, Omega=3, blocks of 1,000) and the chosen ``--final``
+(gap-closing passes included in the encode time). Per model it prints the mean real and ideal
 (KL) rate, the rate over the KL, the PSNR of the uint8 and float output beside the posterior-sample PSNR (the
 coding gap), MS-SSIM in dB, encode and decode seconds per image, the exact-decode count, and the PSNR difference to
 JPEG 4:2:0 and WebP at the model's own rate (their curves linearly interpolated in log bpp). Then the BD-rate

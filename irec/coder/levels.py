@@ -7,7 +7,7 @@ generative order, and each level's prior (and posterior) depends on the *coded* 
 side by side below, in mirrored order.
 
 Side information per level, all in the ANS stream: the step counts K_b (their minimum and span under
-:func:`_count_probabilities`, a fixed prior on their bit length that favours the few steps of small images, then
+:func:`_length_probabilities`, a fixed prior on their bit length that favours the few steps of small images, then
 each K_b - K_min under a triangular categorical model); then the indices, uniform over N. (Version 1 wrote the
 minimum and span as header varints: 16 bytes on a 32x32 image with 8 levels, 0.042 bpd; now about 7.)
 Standalone files (:func:`compress_latent`) also record each level's shape; codecs, whose model fixes the
