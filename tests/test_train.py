@@ -15,7 +15,9 @@ from torch.utils.data import Dataset
 
 from irec import checkpoint
 from irec.models.rvae import RVAE, preset
-from irec.train import ResumeMismatchError, StepBatchSampler, TrainConfig, TrainingDivergedError, train
+from irec.train import (
+    ResumeMismatchError, StepBatchSampler, TrainConfig, TrainingDivergedError, ema_decay_at, train,
+)
 
 SMOKE = preset("smoke")
 CONFIG = dataclasses.replace(SMOKE.train, n_steps=10, checkpoint_every=5, log_every=2, lr_milestones=(4, 7))
@@ -119,6 +121,29 @@ def test_the_ema_follows_the_weights_at_its_decay(tmp_path):
     result = train(_model(), None, _dataset(), dataclasses.replace(CONFIG, ema_decay=0.9), tmp_path / "slow")
     saved = checkpoint.load(result.checkpoint)
     assert not torch.allclose(saved["ema"]["module.x_enc.bias"], saved["model"]["x_enc.bias"])
+
+
+def test_the_ema_decay_warms_up_to_its_configured_value():
+    assert ema_decay_at(0.999, 1, warmup=True) == pytest.approx(2 / 11)
+    assert ema_decay_at(0.999, 500, warmup=True) == pytest.approx(501 / 510)
+    assert ema_decay_at(0.999, 100_000, warmup=True) == 0.999
+    assert ema_decay_at(0.999, 1, warmup=False) == 0.999
+
+
+def _distance(a: dict, b: dict) -> float:
+    return sum(float((a[k].float() - b[k].float()).pow(2).sum()) for k in b)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_a_warmed_up_ema_forgets_the_weights_a_fine_tune_starts_from(tmp_path, warmup):
+    # A fine-tune starts the EMA at the base weights; at a constant decay of 0.999 ten steps keep 99% of them.
+    config = dataclasses.replace(CONFIG, ema_decay=0.999, ema_warmup=warmup, lr_milestones=(), lr=1e-2)
+    model = _model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = checkpoint.load(train(model, None, _dataset(), config, tmp_path).checkpoint)
+    ema = {k.removeprefix("module."): v for k, v in saved["ema"].items() if k != "n_averaged"}
+    to_start, to_weights = _distance(ema, start), _distance(ema, saved["model"])
+    assert (to_weights < to_start) == warmup
 
 
 def test_the_exported_model_holds_the_ema_weights_and_reloads_with_its_fingerprint(tmp_path):
