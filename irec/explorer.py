@@ -6,8 +6,9 @@ and 4 (real files: the bits each level costs against its KL, the ideal rate). Is
 
 - :func:`run_once` is the pure logic: code one image with the model's codec (lossless RVAE or lossy two-level
   VAE, chosen by the model's kind), decode the file, and return an :class:`ExplorerResult`;
-- :func:`build_app` wires ipywidgets controls to it: a button whose callback fills an HTML table and a figure
-  (reconstruction and error map), with a progress bar. Result widgets carry CSS classes (``irec-result``,
+- :func:`build_app` wires ipywidgets controls to it: sliders for B, 1+eps, Omega and the block size, a "start
+  from" menu of named settings (:func:`named_settings`: the paper's and each codec's default), and a button whose
+  callback fills an HTML table and a figure (reconstruction and error map), with a progress bar. Result widgets carry CSS classes (``irec-result``,
   ``irec-figure``, ``irec-progress``, ``irec-candidates``) so a browser test can find them.
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from irec import metrics, zoo
-from irec.coder.params import SAMPLERS, CoderParams
+from irec.coder.params import PAPER_LOSSLESS, PAPER_LOSSY, SAMPLERS, CoderParams
 from irec.data import decode_image
 
 EXPLORER_SAMPLERS = tuple(s for s in SAMPLERS if s != "pfr")  # pfr codes standalone latents only
@@ -101,6 +102,18 @@ class ExplorerResult:
         }
 
 
+def named_settings() -> dict[str, CoderParams]:
+    """The settings the app can start from, by label: the paper's (Section 4) and each of our codecs' default."""
+    from irec.codecs import lossless, lossy
+
+    named = {"paper, lossless": PAPER_LOSSLESS, "paper, lossy": PAPER_LOSSY,
+             "irec lossless default": lossless.DEFAULT_PARAMS, "irec lossy default": lossy.DEFAULT_PARAMS}
+    return {
+        f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_block:g}, blocks of {p.block_size}": p
+        for name, p in named.items()
+    }
+
+
 def candidates_text(extra_samples: float, kl_per_block: float) -> str:
     """The live line under the sliders: N = floor(exp((1+eps) * Omega)), and whether it can be coded."""
     exponent = extra_samples * kl_per_block
@@ -170,10 +183,14 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
         from irec.codecs.lossy import LEVELS, LossyCodec
 
         codec = LossyCodec(model.cpu().float(), fingerprint, params)
-        data, report = codec.compress_with_report(image)
+        start = time.perf_counter()
+        encoding = codec.encode(image)
+        encode_s = time.perf_counter() - start
         report_stage(2, STAGES[2])
-        decoded = codec.decompress(data)  # the report timed the decoder already; this call gives the image
-        pixels = height * width
+        start = time.perf_counter()
+        decoded = codec.decompress(encoding.data)
+        report = codec.report(image, encoding, decoded, encode_s, time.perf_counter() - start)
+        data, pixels = encoding.data, height * width
         levels = LEVELS
         real = tuple(report[f"bpp_{level}"] * pixels for level in LEVELS)
         ideal = tuple(report[f"bpp_ideal_{level}"] * pixels for level in LEVELS)
@@ -227,13 +244,16 @@ class ExplorerApp(widgets.VBox):
 
     def __init__(self, models: dict[str, str], images: dict[str, np.ndarray], block_size: int = 1000,
                  seed: int = 42) -> None:
-        self.models, self.images, self.block_size, self.seed = dict(models), dict(images), block_size, seed
+        self.models, self.images, self.seed = dict(models), dict(images), seed
+        self.settings = named_settings()
         self.model = widgets.Dropdown(options=list(self.models), description="model")
         self.image = widgets.Dropdown(options=list(self.images), description="image")
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload image")
         self.n_beams = widgets.IntSlider(value=10, min=1, max=50, description="B (beams)")
         self.extra_samples = widgets.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.05, description="1+eps")
         self.kl_per_block = widgets.FloatSlider(value=3.0, min=0.5, max=10.0, step=0.25, description="Omega (nats)")
+        self.block_size = widgets.IntSlider(value=block_size, min=64, max=4096, step=8, description="block (dims)")
+        self.start_from = widgets.Dropdown(options=["", *self.settings], value="", description="start from")
         self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value="beam", description="sampler")
         self.candidates = widgets.HTML().add_class("irec-candidates")
         self.encode_button = widgets.Button(description="encode", button_style="primary").add_class("irec-encode")
@@ -246,10 +266,11 @@ class ExplorerApp(widgets.VBox):
         for slider in (self.extra_samples, self.kl_per_block):
             slider.observe(self._show_candidates, names="value")
         self.upload.observe(self._add_upload, names="value")
+        self.start_from.observe(self._apply_setting, names="value")
         self.encode_button.on_click(self.encode)
         self._show_candidates()
-        controls = widgets.VBox([self.model, self.image, self.upload, self.n_beams, self.extra_samples,
-                                 self.kl_per_block, self.candidates, self.sampler,
+        controls = widgets.VBox([self.model, self.image, self.upload, self.start_from, self.n_beams,
+                                 self.extra_samples, self.kl_per_block, self.candidates, self.block_size, self.sampler,
                                  widgets.HBox([self.encode_button, self.progress])])
         super().__init__([controls, self.message, self.result, self.figure])
         if not self.models:  # e.g. the cpu profile before its checkpoints are shipped: say so, don't fail
@@ -260,6 +281,13 @@ class ExplorerApp(widgets.VBox):
         line = candidates_text(self.extra_samples.value, self.kl_per_block.value)
         colour = "#b00020" if "too " in line else "inherit"
         self.candidates.value = f'<span style="color:{colour}">{html.escape(line)}</span>'
+
+    def _apply_setting(self, change) -> None:
+        """Move the sliders to the named setting just chosen (the sliders stay free to move afterwards)."""
+        params = self.settings.get(change["new"])
+        if params is not None:
+            self.n_beams.value, self.extra_samples.value = params.n_beams, params.extra_samples
+            self.kl_per_block.value, self.block_size.value = params.kl_per_block, params.block_size
 
     def _add_upload(self, change) -> None:
         for item in change["new"]:
@@ -288,7 +316,7 @@ class ExplorerApp(widgets.VBox):
             if original is None:
                 raise ExplorerSettingsError("no image chosen: pick one, or upload an image file")
             result = run_once(self.models[self.model.value], original, self.n_beams.value, self.extra_samples.value,
-                              self.kl_per_block.value, self.sampler.value, block_size=self.block_size,
+                              self.kl_per_block.value, self.sampler.value, block_size=self.block_size.value,
                               seed=self.seed, on_stage=self._stage)
         except ValueError as err:  # settings, models and images all report bad input as ValueError subclasses
             self._fail(err)

@@ -243,6 +243,12 @@ class LossyCodec:
         start = time.perf_counter()
         decoded = self.decompress(encoding.data)
         decode_s = time.perf_counter() - start
+        return encoding.data, self.report(image, encoding, decoded, encode_s, decode_s)
+
+    def report(
+        self, image: np.ndarray, encoding: Encoding, decoded: np.ndarray, encode_s: float, decode_s: float
+    ) -> dict:
+        """What :meth:`compress_with_report` reports, for an encoding and its decoded image timed by the caller."""
         height, width = image.shape[:2]
         pixels = height * width
         report = {"n_bytes": len(encoding.data), "bpp": metrics.bits_per_pixel(len(encoding.data), height, width)}
@@ -264,7 +270,7 @@ class LossyCodec:
             "seed": encoding.seed, "final": self.final, "n_seeds": self.n_seeds if self.final in ("mse", "rd") else 1,
             "encode_s": encode_s, "decode_s": decode_s, "exact": bool(np.array_equal(decoded, encoding.image)),
         })
-        return encoding.data, report
+        return report
 
 
 def _quality(image: np.ndarray, decoded: np.ndarray, x_float: np.ndarray, prefix: str) -> dict[str, float]:
