@@ -325,7 +325,7 @@ PRESETS: dict[str, VAE2Preset] = {
         dataset="bsds500 (train, val, test) + sun_hays80, the natural-photo stand-in for CLIC (shared/data)",
         note=(
             "sized so that the whole cpu profile (this and the lossless cpu model, one core each) trains in about "
-            "two and a half hours on 2 CPU cores: one base model at base_beta (7750 steps at lr 5e-4, 1.1-1.4 "
+            "four hours on 2 CPU cores: one base model at base_beta (7750 steps at lr 5e-4, 1.1-1.4 "
             "steps/s on one thread with another job beside it: about 1.8 h; the shipped base first ran 3000 steps, "
             "then was resumed to 7750 when its training loss was still falling, 2.85 -> 1.94), then every rate "
             "point fine-tuned from it (1200 steps each, lr 3e-4 then 9e-5: about 18 min; the EMA's decay warms up, see "
