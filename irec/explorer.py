@@ -8,8 +8,9 @@ and 4 (real files: the bits each level costs against its KL, the ideal rate). Is
   VAE, chosen by the model's kind), decode the file, and return an :class:`ExplorerResult`;
 - :func:`build_app` wires ipywidgets controls to it: sliders for B, 1+eps, Omega and the block size, a "start
   from" menu of named settings (:func:`named_settings`: the paper's and each codec's default), and a button whose
-  callback fills an HTML table and a figure (reconstruction and error map), with a progress bar. Result widgets carry CSS classes (``irec-result``,
-  ``irec-figure``, ``irec-progress``, ``irec-candidates``) so a browser test can find them.
+  callback fills an HTML table and a figure (reconstruction and error map), with a progress bar. Result widgets
+  carry CSS classes (``irec-result``, ``irec-figure``, ``irec-progress``, ``irec-candidates``) so a browser test
+  can find them.
 """
 
 from __future__ import annotations

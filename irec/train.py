@@ -338,7 +338,7 @@ def _train(model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: in
 
 
 def ema_decay_at(decay: float, n_updates: int, warmup: bool) -> float:
-    """The EMA's decay at its ``n_updates``-th update: ``min(decay, (1 + n) / (10 + n))`` with warmup, else ``decay``."""
+    """The EMA's decay at update ``n_updates``: ``min(decay, (1 + n) / (10 + n))`` with warmup, else ``decay``."""
     return min(decay, (1.0 + n_updates) / (10.0 + n_updates)) if warmup else decay
 
 

@@ -3,11 +3,11 @@
 iREC paper, section 3 (the coder's parameters: Omega nats per step, N = exp((1+eps) Omega) candidates, B beams)
 and ../shared/docs/irec-method.md section 2. One lossy model codes centre crops of a few images into real files
 while one parameter at a time moves away from the paper's lossy setting (B=10, 1+eps=1.0, Omega=3 nats, blocks
-of 1,000 dimensions); every other parameter stays at that base. Per image and setting it records the real rate over the KL (``real_over_kl``,
-file bits over the ideal rate) and the PSNR of the decoded image minus that of a posterior sample
-(``psnr_gap_db``), with encode and decode seconds and the exact-decode check. The rows (``varied`` names the moved
-parameter, ``base`` marks the base setting) go to ``results/bench/sweep.csv``, which notebook 07 plots with
-:func:`irec.plotting.overhead_figure`.
+of 1,000 dimensions); every other parameter stays at that base. Per image and setting it records the real rate
+over the KL (``real_over_kl``, file bits over the ideal rate) and the PSNR of the decoded image minus that of a
+posterior sample (``psnr_gap_db``), with encode and decode seconds and the exact-decode check. The rows
+(``varied`` names the moved parameter, ``base`` marks the base setting) go to ``results/bench/sweep.csv``, which
+notebook 07 plots with :func:`irec.plotting.overhead_figure`.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ previous, weaker models lost 0.65 and 0.24 dB); 1 + eps = 1.1 halves it (0.31-0.
 rate. ``final="beams"`` changed the mean PSNR by at most 0.001 dB wherever we measured it (24 Kodak images at
 the paper's setting, 4 at the default with two models) while tripling the encode time at the paper's setting:
 candidate k takes every block's k-th beam, which is further from the posterior than beam 0 in every block at once,
-so beam 0 wins (choosing per block would need the decoder's error per block, which this API does not give). ``python -m irec.bench sweep`` moves each parameter alone. The paper's setting stays one
-argument away (``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
+so beam 0 wins (choosing per block would need the decoder's error per block, which this API does not give).
+``python -m irec.bench sweep`` moves each parameter alone. The paper's setting stays one argument away
+(``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 """
 
 from __future__ import annotations
