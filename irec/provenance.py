@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -16,7 +17,10 @@ from irec.paths import REPO
 
 @functools.cache
 def git_commit() -> str:
-    """The checkout's commit hash, with ``+dirty`` when the working tree has uncommitted changes."""
+    """The checkout's commit hash, with ``+dirty`` when the working tree has uncommitted changes.
+
+    A copy without git (e.g. the working tree sent to a GPU machine) reports ``$IREC_GIT_COMMIT`` with
+    ``(declared)`` after it when that is set, else ``unknown``."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -28,15 +32,14 @@ def git_commit() -> str:
             cwd=REPO, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        declared = os.environ.get("IREC_GIT_COMMIT")
+        return f"{declared} (declared)" if declared else "unknown"
     return sha + ("+dirty" if dirty else "")
 
 
 @functools.cache
 def device_description() -> str:
     """A short description of the compute device, e.g. ``cpu:2 cores x86_64`` or ``cuda:NVIDIA H100``."""
-    import os
-
     import torch
 
     if torch.cuda.is_available():

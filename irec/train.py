@@ -192,6 +192,7 @@ def _setup(config: TrainConfig) -> tuple[int, int, torch.device, bool]:
     if use_cuda:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed-size crops: let cuDNN pick its fastest convolutions once
     return rank, world, device, created
 
 

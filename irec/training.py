@@ -48,8 +48,12 @@ def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, fi
         bsds = [image for _, image in load_images("bsds500", limit=limit)]
         parts.append(RandomCropDataset(bsds, p.crop_size, CROPS_PER_EPOCH, seed=p.train.seed))
         sun = [image for _, image in load_images("sun_hays80", limit=limit)]
-        parts.append(RandomCropDataset(sun, p.crop_size, CROPS_PER_EPOCH // 5, seed=p.train.seed + 1, downsample=2))
+        kept = [image for image in sun if min(image.shape[:2]) // 2 >= p.crop_size]  # one is 213 px after 2x
+        parts.append(RandomCropDataset(kept, p.crop_size, CROPS_PER_EPOCH // 5, seed=p.train.seed + 1, downsample=2))
         data = "bsds500 (train, val, test) + sun_hays80 (2x area-downsampled)"
+        if len(kept) < len(sun):
+            data += f", without the {len(sun) - len(kept)} smaller than {p.crop_size} px after the downsample"
+            log.info("training data: %s", data)
     else:
         clic = [image for _, image in load_images("clic", split="train", limit=limit)]
         parts.append(RandomCropDataset(clic, p.crop_size, CROPS_PER_EPOCH, seed=p.train.seed))

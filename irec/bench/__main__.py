@@ -6,8 +6,8 @@ import importlib
 import logging
 import sys
 
-BENCHMARKS = {"coder": "irec.bench.coder", "lossless": "irec.bench.lossless", "lossy": "irec.bench.lossy",
-              "sweep": "irec.bench.sweep"}
+BENCHMARKS = {"coder": "irec.bench.coder", "devices": "irec.bench.devices", "lossless": "irec.bench.lossless",
+              "lossy": "irec.bench.lossy", "sweep": "irec.bench.sweep"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,6 +211,10 @@ class LossyCodec:
     # ------------------------------------------------------------------------------------------ decoder
     def decompress(self, data: bytes) -> np.ndarray:
         """The uint8 (H, W, 3) image of a file written by :meth:`compress` with the same model."""
+        return self.reconstruct(*self.decode_latents(data))[0]
+
+    def decode_latents(self, data: bytes) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The coded z1 of a file and the image size (H, W): :meth:`decompress` before the synthesis network."""
         header, r = unpack(data)
         if header.kind != self.kind:
             raise WrongModelError(f"this is a {header.kind} irec file; decode it with the {header.kind} codec")
@@ -228,7 +232,7 @@ class LossyCodec:
             z1 = latents.decode_level(p1.loc, p1.scale)
         if not symbols.exhausted():
             raise CorruptStreamError("the coded payload holds more symbols than the header announces (corrupt file)")
-        return self.reconstruct(z1, size)[0]
+        return z1, size
 
     # ------------------------------------------------------------------------------------------- report
     def posterior_sample(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:

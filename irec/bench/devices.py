@@ -1,0 +1,205 @@
+"""``python -m irec.bench devices``: do files written on one machine decode exactly on another, and how far does
+the synthesis network move on a GPU?
+
+Issue 5 (decoding in a fresh process on the same machine gives exactly the encoder's reconstruction; "across
+devices, measure and report the difference"); iREC paper, sections 3 and 4, and ../shared/docs/irec-method.md
+section 4 (real files, exact decoders). Both codecs evaluate their networks pinned to float32 on one CPU thread
+(:func:`irec.codecs.container.pinned`), so a file decodes on any machine whose CPU kernels give the same floats.
+Two halves, run on two machines::
+
+    python -m irec.bench devices write --model lossy-mse-0.01 --dataset kodak --images 4 --out DIR
+    python -m irec.bench devices check DIR
+
+``write`` encodes the images into ``DIR/<model>/<image>.irec``, keeps each source image beside its file as a PNG,
+and records in ``DIR/manifest.csv`` the sha256 of every file and of its decoded pixels, with the machine, torch
+and numpy that wrote it. ``check`` (another machine, or at least another process) decodes every file of the
+manifest and compares the pixels' sha256 (``decode_exact``), encodes the source images again and compares the
+files' sha256 (``same_bytes``: the two encoders agree), and, where CUDA is available, runs the lossy model's
+synthesis network on the decoded z1 on the GPU, in strict float32 and with TF32, and reports how far that image is
+from the file's (CPU) reconstruction. The rows go to ``results/bench/devices.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from irec import metrics, provenance
+from irec.cli_codec import codec_class
+from irec.data import crop_to, load_images, pixel_sha256, read_image, write_png
+from irec.paths import RESULTS
+from irec.results import read_rows, write_rows
+from irec.zoo import resolve_model
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.csv"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``: what the pinned codecs run on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, str]:
+    """The fields that say which machine and libraries produced a file or a check."""
+    return {"cpu": cpu_name(), "device": provenance.device_description(), "torch": torch.__version__,
+            "numpy": np.__version__}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _codec(model: str):
+    """(codec with its default settings, weights fingerprint hex, registry info) for a model name or path."""
+    network, fingerprint, info = resolve_model(model)
+    return codec_class(info["kind"])(network, fingerprint), fingerprint, info
+
+
+def write(model: str, images: list[tuple[str, np.ndarray]], out: Path, progress: bool = True) -> list[dict]:
+    """Encode ``images`` with ``model`` into ``out/<model>/``; append their manifest rows to ``out/manifest.csv``."""
+    codec, fingerprint, info = _codec(model)
+    folder = out / info["name"]
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for stem, image in tqdm(images, desc=f"write {info['name']}", disable=not progress):
+        start = time.perf_counter()
+        data = codec.compress(image)
+        encode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        decoded = codec.decompress(data)
+        decode_s = time.perf_counter() - start
+        (folder / f"{stem}.irec").write_bytes(data)
+        write_png(folder / f"{stem}.png", image)
+        rows.append({
+            "model": info["name"], "model_ref": str(Path(info["path"]).resolve()) if info["source"] == "path" else model,
+            "fingerprint": fingerprint, "image": stem, "bytes": len(data),
+            "file_sha256": _sha256(data), "pixels_sha256": pixel_sha256(decoded),
+            "encode_s": encode_s, "decode_s": decode_s, **machine(), "git_commit": provenance.git_commit(),
+        })
+    write_rows(out / MANIFEST, rows)
+    return rows
+
+
+def gpu_difference(codec, data: bytes, original: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The lossy file's z1 synthesized on the GPU (strict float32, then TF32) against the CPU image ``reference``."""
+    z1, size = codec.decode_latents(data)
+    network = copy.deepcopy(codec.model).cuda().eval()
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    out = {}
+    try:
+        for label, tf32 in (("fp32", False), ("tf32", True)):
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+            with torch.no_grad():
+                x_hat = network.synthesis(z1.cuda())
+            x_float = crop_to(x_hat[0], size, layout="chw").clamp(0.0, 1.0).permute(1, 2, 0).cpu()
+            image = torch.round(x_float * 255.0).to(torch.uint8).numpy()
+            changed = image != reference
+            out[f"gpu_{label}_max_abs_diff"] = float(np.max(np.abs(x_float.numpy() * 255.0 - reference)))
+            out[f"gpu_{label}_changed_values"] = float(np.mean(changed))
+            out[f"gpu_{label}_max_uint8_diff"] = int(np.max(np.abs(image.astype(int) - reference.astype(int))))
+            out[f"gpu_{label}_psnr_change_db"] = metrics.psnr(original, image) - metrics.psnr(original, reference)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+    return out
+
+
+def check(folder: Path, progress: bool = True) -> list[dict]:
+    """Decode and re-encode every file of ``folder/manifest.csv`` here; one row per file."""
+    manifest = read_rows(folder / MANIFEST)
+    here, rows, codecs = machine(), [], {}
+    for entry in tqdm(list(manifest.itertuples(index=False)), desc="check", disable=not progress):
+        if entry.model not in codecs:
+            codecs[entry.model] = _codec(entry.model_ref)
+        codec, fingerprint, info = codecs[entry.model]
+        if fingerprint != entry.fingerprint:
+            raise ValueError(f"{entry.model} here has fingerprint {fingerprint[:16]}..., the files were "
+                             f"written with {entry.fingerprint[:16]}...: check with the same model")
+        data = (folder / entry.model / f"{entry.image}.irec").read_bytes()
+        if _sha256(data) != entry.file_sha256:
+            raise ValueError(f"{folder / entry.model / entry.image}.irec is not the file the manifest lists")
+        original = read_image(folder / entry.model / f"{entry.image}.png")
+        start = time.perf_counter()
+        decoded = codec.decompress(data)
+        decode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        again = codec.compress(original)
+        encode_s = time.perf_counter() - start
+        row = {
+            "model": entry.model, "image": entry.image, "written_on": entry.cpu, "written_with": entry.torch,
+            "decode_exact": pixel_sha256(decoded) == entry.pixels_sha256, "same_bytes": _sha256(again) == entry.file_sha256,
+            "lossless_exact": bool(np.array_equal(decoded, original)) if info["kind"] == "lossless" else None,
+            "encode_s": encode_s, "decode_s": decode_s, **{f"checked_{k}": v for k, v in here.items()},
+        }
+        if info["kind"] == "lossy" and torch.cuda.is_available():
+            row.update(gpu_difference(codec, data, original, decoded))
+        rows.append({**row, **provenance.stamp()})
+    return rows
+
+
+def summary(rows: pd.DataFrame) -> list[str]:
+    """One line per model: exact decodes and equal bytes out of the files, and the GPU synthesis's difference."""
+    lines = []
+    for model, group in rows.groupby("model", sort=False):
+        n = len(group)
+        line = (f"{model}: written on {group['written_on'].iloc[0]} (torch {group['written_with'].iloc[0]}), "
+                f"checked on {group['checked_cpu'].iloc[0]} (torch {group['checked_torch'].iloc[0]}): "
+                f"decoded exactly {int(group['decode_exact'].sum())}/{n} (anchor: {n}/{n}), "
+                f"same bytes re-encoded {int(group['same_bytes'].sum())}/{n}")
+        for label in ("fp32", "tf32"):
+            column = f"gpu_{label}_max_abs_diff"
+            if column in group and group[column].notna().any():
+                line += (f"; GPU synthesis ({label}): max |diff| {group[column].max():.2e} (0-255 scale), "
+                         f"uint8 values changed {100 * group[f'gpu_{label}_changed_values'].mean():.3f}% "
+                         f"(at most by {int(group[f'gpu_{label}_max_uint8_diff'].max())}), PSNR change "
+                         f"{group[f'gpu_{label}_psnr_change_db'].mean():+.4f} dB")
+        lines.append(line)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m irec.bench devices", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    w = sub.add_parser("write", help="encode images into a folder of files with a manifest")
+    w.add_argument("--model", required=True, nargs="+", metavar="NAME_OR_PATH", help="shipped model names or paths")
+    w.add_argument("--dataset", default="kodak", help="dataset name or image folder (default kodak)")
+    w.add_argument("--split", help="the dataset's split, e.g. test for cifar10")
+    w.add_argument("--images", type=int, default=4, help="a seeded subset of this many images")
+    w.add_argument("--out", type=Path, required=True, help="folder for the files and manifest.csv")
+    c = sub.add_parser("check", help="decode and re-encode a folder written by 'write', here")
+    c.add_argument("folder", type=Path, help="a folder written by 'write' (on another machine)")
+    c.add_argument("--out", type=Path, default=RESULTS / "bench" / "devices.csv", help="CSV to append the rows to")
+    for p in (w, c):
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.step == "write":
+        images = load_images(args.dataset, split=args.split, limit=args.images)
+        for model in args.model:
+            rows = write(model, images, args.out, progress=not args.no_progress)
+            log.info("%s: %d files in %s, written on %s", model, len(rows), args.out, cpu_name())
+        return 0
+    rows = check(args.folder, progress=not args.no_progress)
+    write_rows(args.out, rows)
+    for line in summary(pd.DataFrame(rows)):
+        log.info("%s", line)
+    log.info("rows appended to %s", args.out)
+    return 0 if all(r["decode_exact"] for r in rows) else 1

@@ -1,0 +1,64 @@
+"""``python -m irec.bench devices`` (irec.bench.devices): files written in one process, checked in another."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from irec.bench.devices import MANIFEST, main
+from irec.checkpoint import save_model
+from irec.data.images import write_png
+from irec.models import rvae, vae2
+from irec.paths import REPO
+
+
+@pytest.fixture
+def written(tmp_path):
+    """A folder of files from a tiny lossy and a tiny lossless model, written in this process."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_png(tmp_path / "photos" / f"{name}.png", rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+        write_png(tmp_path / "tiny" / f"{name}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    save_model(vae2.TwoLevelVAE(vae2.preset("smoke").config(0.01)).eval(), tmp_path / "lossy.pt")
+    save_model(rvae.RVAE(rvae.preset("smoke").model).eval(), tmp_path / "lossless.pt")
+    out = tmp_path / "files"
+    for model, images in (("lossy.pt", "photos"), ("lossless.pt", "tiny")):
+        assert main(["write", "--model", str(tmp_path / model), "--dataset", str(tmp_path / images), "--images", "2",
+                     "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _check(folder, csv) -> int:
+    command = [sys.executable, "-m", "irec.bench", "devices", "check", str(folder), "--out", str(csv), "--no-progress"]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600).returncode
+
+
+def test_files_written_in_one_process_decode_exactly_and_encode_to_the_same_bytes_in_another(written, tmp_path):
+    manifest = pd.read_csv(written / MANIFEST)
+    assert sorted(manifest["model"]) == ["lossless", "lossless", "lossy", "lossy"]
+    assert _check(written, tmp_path / "devices.csv") == 0
+    rows = pd.read_csv(tmp_path / "devices.csv")
+    assert len(rows) == 4 and rows["decode_exact"].all() and rows["same_bytes"].all()
+    assert rows.loc[rows["model"] == "lossless", "lossless_exact"].astype(bool).all()
+    assert {"checked_cpu", "written_on", "git_commit"} <= set(rows.columns)
+
+
+def test_a_decode_that_differs_from_the_writers_fails_the_check(written, tmp_path):
+    manifest = pd.read_csv(written / MANIFEST)
+    manifest.loc[0, "pixels_sha256"] = "0" * 64  # as if this machine decoded other pixels than the writer's
+    manifest.to_csv(written / MANIFEST, index=False)
+    assert main(["check", str(written), "--out", str(tmp_path / "devices.csv"), "--no-progress"]) == 1
+    assert pd.read_csv(tmp_path / "devices.csv")["decode_exact"].tolist() == [False, True, True, True]
+
+
+def test_a_file_changed_after_it_was_written_is_refused_not_checked(written, tmp_path):
+    path = next((written / "lossy").glob("*.irec"))
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="is not the file the manifest lists"):
+        main(["check", str(written), "--out", str(tmp_path / "devices.csv"), "--no-progress"])
