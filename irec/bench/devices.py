@@ -44,6 +44,7 @@ from irec.zoo import resolve_model
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
+DECODED = "-decoded"  # suffix of the folder holding the writer's decoded images, beside the model's folder
 
 
 def cpu_name() -> str:
@@ -89,6 +90,7 @@ def write(model: str, images: list[tuple[str, np.ndarray]], out: Path, progress:
         decode_s = time.perf_counter() - start
         (folder / f"{stem}.irec").write_bytes(data)
         write_png(folder / f"{stem}.png", image)
+        write_png(out / f"{info['name']}{DECODED}" / f"{stem}.png", decoded)  # what a checker's decode should give
         rows.append({
             "model": info["name"], "model_ref": str(Path(info["path"]).resolve()) if info["source"] == "path" else model,
             "fingerprint": fingerprint, "image": stem, "bytes": len(data),
@@ -138,18 +140,29 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
             raise ValueError(f"{folder / entry.model / entry.image}.irec is not the file the manifest lists")
         original = read_image(folder / entry.model / f"{entry.image}.png")
         start = time.perf_counter()
-        decoded = codec.decompress(data)
+        try:
+            decoded, error = codec.decompress(data), ""
+        except ValueError as err:  # CorruptStreamError and the like: this machine reads the file differently
+            decoded, error = None, f"{type(err).__name__}: {err}"
         decode_s = time.perf_counter() - start
         start = time.perf_counter()
         again = codec.compress(original)
         encode_s = time.perf_counter() - start
         row = {
             "model": entry.model, "image": entry.image, "written_on": entry.cpu, "written_with": entry.torch,
-            "decode_exact": pixel_sha256(decoded) == entry.pixels_sha256, "same_bytes": _sha256(again) == entry.file_sha256,
+            "decode_exact": decoded is not None and pixel_sha256(decoded) == entry.pixels_sha256,
+            "decode_error": error, "same_bytes": _sha256(again) == entry.file_sha256,
             "lossless_exact": bool(np.array_equal(decoded, original)) if info["kind"] == "lossless" else None,
             "encode_s": encode_s, "decode_s": decode_s, **{f"checked_{k}": v for k, v in here.items()},
         }
-        if info["kind"] == "lossy" and torch.cuda.is_available():
+        writers = folder / f"{entry.model}{DECODED}" / f"{entry.image}.png"
+        if decoded is not None and not row["decode_exact"] and writers.is_file():  # how far from the writer's image
+            theirs = read_image(writers)
+            if theirs.shape == decoded.shape:
+                row["changed_values"] = float(np.mean(theirs != decoded))
+                row["max_uint8_diff"] = int(np.max(np.abs(theirs.astype(int) - decoded.astype(int))))
+                row["psnr_change_db"] = metrics.psnr(original, decoded) - metrics.psnr(original, theirs)
+        if decoded is not None and info["kind"] == "lossy" and torch.cuda.is_available():
             row.update(gpu_difference(codec, data, original, decoded))
         rows.append({**row, **provenance.stamp()})
     return rows
@@ -164,6 +177,13 @@ def summary(rows: pd.DataFrame) -> list[str]:
                 f"checked on {group['checked_cpu'].iloc[0]} (torch {group['checked_torch'].iloc[0]}): "
                 f"decoded exactly {int(group['decode_exact'].sum())}/{n} (anchor: {n}/{n}), "
                 f"same bytes re-encoded {int(group['same_bytes'].sum())}/{n}")
+        if "changed_values" in group and group["changed_values"].notna().any():
+            line += (f"; the decodes that differ change {100 * group['changed_values'].mean():.3f}% of the uint8 values "
+                     f"(at most by {int(group['max_uint8_diff'].max())}), PSNR change "
+                     f"{group['psnr_change_db'].mean():+.4f} dB")
+        errors = group["decode_error"].fillna("").astype(str)
+        if (errors != "").any():
+            line += f"; {int((errors != '').sum())} failed to decode, e.g. {errors[errors != ''].iloc[0]}"
         for label in ("fp32", "tf32"):
             column = f"gpu_{label}_max_abs_diff"
             if column in group and group[column].notna().any():
