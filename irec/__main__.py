@@ -11,13 +11,24 @@ import importlib
 import logging
 import sys
 
-# (module, command) pairs; each module defines ``register(subparsers)`` which adds its sub-parser and
-# sets ``func(args) -> int`` as the default.
-COMMAND_MODULES = [
-    "irec.baselines",
-    "irec.cli_codec",
-    "irec.cli_train",
-]
+# module -> the commands it adds; each module defines ``register(subparsers)`` which adds its sub-parsers and
+# sets ``func(args) -> int`` as their default. A module whose imports fail (e.g. imagecodecs missing on a GPU
+# machine) leaves its commands as stubs that name the missing package, and the other commands still work.
+COMMAND_MODULES = {
+    "irec.baselines": ("baselines",),
+    "irec.cli_codec": ("compress", "decompress", "info"),
+    "irec.cli_train": ("train", "ship"),
+}
+
+
+def _unavailable(sub: argparse._SubParsersAction, name: str, commands: tuple[str, ...], err: ImportError) -> None:
+    def refuse(args: argparse.Namespace) -> int:
+        raise ValueError(f"this installation cannot import {name} ({err}); install the package it names")
+
+    for command in commands:
+        p = sub.add_parser(command, help=f"unavailable here: {err}", add_help=False, prefix_chars="\0")
+        p.add_argument("rest", nargs="*")  # any options, taken as plain words (no prefix character matches)
+        p.set_defaults(func=refuse)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name, commands in COMMAND_MODULES.items():
+        try:
+            module = importlib.import_module(name)
+        except ImportError as err:
+            _unavailable(sub, name, commands, err)
+            continue
+        module.register(sub)
     return parser
 
 

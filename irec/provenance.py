@@ -19,8 +19,12 @@ from irec.paths import REPO
 def git_commit() -> str:
     """The checkout's commit hash, with ``+dirty`` when the working tree has uncommitted changes.
 
-    A copy without git (e.g. the working tree sent to a GPU machine) reports ``$IREC_GIT_COMMIT`` with
-    ``(declared)`` after it when that is set, else ``unknown``."""
+    ``$IREC_GIT_COMMIT``, when set, is reported instead with ``(declared)`` after it: for copies of the code whose
+    git state is not the code's (e.g. the working tree sent to a GPU machine, over an older checkout).
+    Without git and without it: ``unknown``."""
+    declared = os.environ.get("IREC_GIT_COMMIT")
+    if declared:
+        return f"{declared} (declared)"
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -32,8 +36,7 @@ def git_commit() -> str:
             cwd=REPO, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        declared = os.environ.get("IREC_GIT_COMMIT")
-        return f"{declared} (declared)" if declared else "unknown"
+        return "unknown"
     return sha + ("+dirty" if dirty else "")
 
 

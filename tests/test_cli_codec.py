@@ -109,3 +109,21 @@ def test_bad_irec_inputs_exit_with_code_2_and_a_clear_message(setup, capsys, pro
     assert main(args) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp / "out.png").exists()
+
+
+def test_without_imagecodecs_training_still_runs_and_baselines_names_what_is_missing():
+    import subprocess
+    import sys
+
+    from irec.paths import REPO
+
+    script = (
+        "import sys; sys.modules['imagecodecs'] = None\n"  # as on a machine where it is not installed
+        "from irec.__main__ import main\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "sys.exit(main(['baselines', '--dataset', 'kodak']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "resumably" in done.stdout  # irec train --help
+    assert done.returncode == 2
+    assert "cannot import irec.baselines" in done.stderr and "imagecodecs" in done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +137,18 @@ def test_pinning_restores_the_thread_count_and_the_determinism_flag():
         assert not torch.is_grad_enabled()
     assert torch.get_num_threads() == previous
     assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_a_decode_that_gives_other_pixels_than_the_encoders_raises_a_clear_error_instead_of_returning_them():
+    from irec.codecs.container import MAGIC, PIXEL_CHECK_BYTES
+
+    torch.manual_seed(0)
+    model = RVAE(preset("smoke").model)
+    codec = LosslessCodec(model, "ab" * 32)
+    image = np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    data = bytearray(codec.compress(image))
+    at = len(MAGIC) + 1 + 1 + 4 + 1 + 1  # magic, version, kind, fingerprint, height 8, width 8: the pixel check
+    data[at:at + PIXEL_CHECK_BYTES] = bytes(b ^ 0xFF for b in data[at:at + PIXEL_CHECK_BYTES])
+    data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "little")  # intact bytes, as another machine reads them
+    with pytest.raises(CorruptStreamError, match="fail the file's pixel check.*network outputs differ"):
+        codec.decompress(bytes(data))

@@ -36,6 +36,7 @@ import pandas as pd
 
 from irec import provenance
 from irec.baselines import run_baselines
+from irec.checkpoint import read_model_info
 from irec.classical import make_codecs
 from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LossyCodec
 from irec.coder import PAPER_LOSSY
@@ -118,6 +119,15 @@ def model_summary(rows: pd.DataFrame) -> dict:
         "decode_s": rows["decode_s"].mean(), "decode_s_max": rows["decode_s"].max(),
         "n_exact": int(rows["exact"].astype(bool).sum()),
     }
+
+
+def trained(path: str) -> dict:
+    """What made a saved model: its size, training steps, and the device and commit it was trained on."""
+    saved = read_model_info(path)
+    config, made = saved["config"], saved.get("provenance", {})
+    return {"channels": f"N={config['n_channels']}, M={config['m_channels']}",
+            "train_steps": (saved.get("extra") or {}).get("step"), "trained_on": made.get("device"),
+            "trained_at_commit": made.get("git_commit")}
 
 
 def psnr_at_rate(curve: pd.DataFrame, bpp: float) -> float:
@@ -216,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             coded_here.append(info["name"])
         else:
             write_rows(per_image, rows.to_dict("records"))
-        summaries.append({**model_summary(rows), "coder": args.coder, "n_beams": params.n_beams,
+        summaries.append({**model_summary(rows), **trained(info["path"]), "coder": args.coder, "n_beams": params.n_beams,
                           "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block,
                           "block_size": params.block_size})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
@@ -242,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     bd = bd_rows({OURS: table[["bpp", "psnr_db"]], IDEAL: ideal}, anchors, args.bd_method).assign(**stamp)
     bd.to_csv(_side_file(out, "bd"), index=False)
 
-    show = ["model", "beta", "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "target_rate_over_kl_pct",
+    show = ["model", "beta", "channels", "train_steps", "trained_on", "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "target_rate_over_kl_pct",
             "psnr_db", "psnr_float", "sample_psnr", "psnr_gap_db", "target_psnr_gap_db", "ms_ssim_db",
             "psnr_minus_jpeg_db", "psnr_minus_webp_db", "encode_s", "target_encode_s", "decode_s",
             "target_decode_s", "n_exact"]

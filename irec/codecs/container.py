@@ -4,7 +4,13 @@ Paper, section 3 (what is sent) and ../shared/docs/irec-method.md section 4 (a c
 number, a format version, a model fingerprint, the image shape, the coder parameters and a checksum):
 
     magic "iRC" | version | kind and pinned flags (one byte) | model fingerprint (4 bytes) | height | width
-    | latent header (irec.coder.LatentEncoder.write_header) | one ANS stream (latents, then pixels) | crc32
+    | lossless only: pixel check (2 bytes) | latent header (irec.coder.LatentEncoder.write_header)
+    | one ANS stream (latents, then pixels) | crc32
+
+The crc32 guards the bytes; the pixel check (the low 16 bits of the crc32 of the image's pixels) guards the
+decoding: a lossless decoder whose network outputs differ from the encoder's (another CPU's kernels, another
+torch: measured with ``python -m irec.bench devices``) reads other pixels from intact bytes, and without the check
+it would return them silently.
 
 Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field is a varint or a few raw bytes.
 """
@@ -12,8 +18,10 @@ Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field
 from __future__ import annotations
 
 import contextlib
+import zlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from irec.coder import (
@@ -27,9 +35,10 @@ from irec.coder import (
 )
 
 MAGIC = b"iRC"
-VERSION = 2  # 2: kind and pinned flags share a byte; step-count side information in the ANS stream
+VERSION = 3  # 2: kind and pinned flags share a byte, step counts in the ANS stream; 3: lossless pixel check
 KINDS = ("lossless", "lossy")
 FINGERPRINT_BYTES = 4  # the first bytes of the model weights' sha256
+PIXEL_CHECK_BYTES = 2  # lossless files: the low bytes of the crc32 of the pixels (0.005 bpd on a 32x32 image)
 MAX_SIDE = 1 << 16
 
 # What the encoder pinned so that the decoder's network outputs are bit-identical (bit flags).
@@ -71,12 +80,17 @@ class CodecHeader:
     pinned: int  # PIN_* flags
     height: int  # true image height (before padding)
     width: int  # true image width
+    pixel_check: bytes = b""  # lossless: pixel_check(image), PIXEL_CHECK_BYTES; lossy: empty (not written)
 
     def write(self, w: ByteWriter) -> None:
         w.varint(KINDS.index(self.kind) | self.pinned << 1)
         w.raw(self.fingerprint[:FINGERPRINT_BYTES])
         w.varint(self.height)
         w.varint(self.width)
+        if self.kind == "lossless":
+            if len(self.pixel_check) != PIXEL_CHECK_BYTES:
+                raise ValueError(f"a lossless header needs a {PIXEL_CHECK_BYTES}-byte pixel check")
+            w.raw(self.pixel_check)
 
     @classmethod
     def read(cls, r: ByteReader) -> "CodecHeader":
@@ -86,7 +100,8 @@ class CodecHeader:
         height, width = r.varint(limit=MAX_SIDE), r.varint(limit=MAX_SIDE)
         if not (height and width):
             raise CorruptStreamError("malformed header: empty image")
-        return cls(kind, fingerprint, pinned, height, width)
+        check = r.raw(PIXEL_CHECK_BYTES) if kind == "lossless" else b""
+        return cls(kind, fingerprint, pinned, height, width, check)
 
     def check_model(self, fingerprint: bytes, name: str) -> None:
         """Raise :class:`WrongModelError` unless ``fingerprint`` is the file's model."""
@@ -96,6 +111,11 @@ class CodecHeader:
                 f"{self.fingerprint.hex()}, not with {name} ({fingerprint[:FINGERPRINT_BYTES].hex()}): "
                 "pass the right --model, or let irec find it among the shipped and cached models"
             )
+
+
+def pixel_check(image: np.ndarray) -> bytes:
+    """The lossless header's check of an (H, W, 3) uint8 image: the low PIXEL_CHECK_BYTES of its pixels' crc32."""
+    return zlib.crc32(np.ascontiguousarray(image).tobytes()).to_bytes(4, "little")[:PIXEL_CHECK_BYTES]
 
 
 def pack(header: CodecHeader, latents: LatentEncoder, symbols: SymbolWriter) -> tuple[bytes, dict[str, float]]:

@@ -21,6 +21,12 @@ Determinism: the whole of encoding and of decoding, every network evaluation inc
 size 1; the header records these PIN_* flags and the decoder refuses a file whose flags it would not reproduce.
 One torch thread is also the fast choice here: the tensors are small, and torch's OpenMP threads would otherwise
 spin against the coder's numba threads (measured: 1.09 s -> 0.81 s per CIFAR-10 image).
+
+Across machines the pins are not enough: another CPU's kernels or another torch give floats that differ in the
+last bits, the pixel probabilities move with them, and the ANS decoder reads other pixels from intact bytes. This
+happened to 8 of 8 CIFAR-10 files between an AMD EPYC with torch 2.13 and an Intel Xeon with torch 2.11, in both
+directions (``python -m irec.bench devices``, results/bench/devices.csv). The header's 2-byte pixel check turns
+such a decode into a clear error instead of wrong pixels.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from irec.codecs.container import (
     CodecHeader,
     pack,
     pinned,
+    pixel_check,
     unpack,
 )
 from irec.coder import (
@@ -55,6 +62,13 @@ from irec.models.rvae import RVAE
 
 KIND = "lossless"
 PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32
+# A decoder whose network gives other floats than the encoder's reads other symbols from intact bytes: measured
+# between two x86 CPUs and torch versions (results/bench/devices.csv), 8 of 8 CIFAR-10 files did so.
+MISMATCH = (
+    "{what}: the bytes are intact, so this machine's network outputs differ from the encoder's (files decode "
+    "exactly where torch and the CPU's kernels give the same floats as the encoder's; see python -m irec.bench "
+    "devices), or the model is not the encoder's"
+)
 CHUNK_SUBPIXELS = 1 << 15  # pixels are coded in bands of rows of at most this many subpixels (2 KiB of table each)
 
 # Defaults for 32x32 images (CIFAR-10, ImageNet32); see LosslessCodec's docstring for the reasons.
@@ -169,7 +183,7 @@ class LosslessCodec:
         height, width = image.shape[:2]
         padded, _ = pad_to_multiple(image, 2, layout="hwc")
         x = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))).unsqueeze(0)
-        header = CodecHeader(KIND, bytes.fromhex(self.fingerprint), PINNED, height, width)
+        header = CodecHeader(KIND, bytes.fromhex(self.fingerprint), PINNED, height, width, pixel_check(image))
         latents, symbols = LatentEncoder(self.params, describe_shapes=False), SymbolWriter()
         model = self.model
         with pinned():
@@ -234,9 +248,12 @@ class LosslessCodec:
                 probabilities = px[0, :, r0:r1, :width].probabilities().reshape(-1, 256)
                 image[:, r0:r1, :] = symbols.pull_categorical(probabilities).reshape(3, r1 - r0, width)
         if not symbols.exhausted():
-            raise CorruptStreamError("the coded payload holds more symbols than the image needs (corrupted?)")
+            raise CorruptStreamError(MISMATCH.format(what="the coded payload holds more symbols than the image needs"))
+        decoded = np.ascontiguousarray(crop_to(image.transpose(1, 2, 0), (height, width), layout="hwc"))
+        if pixel_check(decoded) != header.pixel_check:
+            raise CorruptStreamError(MISMATCH.format(what="the decoded pixels fail the file's pixel check"))
         self.last_decode_seconds = time.perf_counter() - start
-        return np.ascontiguousarray(crop_to(image.transpose(1, 2, 0), (height, width), layout="hwc"))
+        return decoded
 
     # ------------------------------------------------------------------------------------------------ report
     def _negative_elbo_bpd(self, x: torch.Tensor, up, height: int, width: int) -> float:
