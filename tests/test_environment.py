@@ -63,3 +63,13 @@ def test_an_unknown_profile_is_a_clear_error():
 def test_the_coder_round_trip_of_notebook_00_is_exact():
     result = environment.coder_roundtrip(seed=1)
     assert result["exact"] and result["file_bits"] > 0.9 * result["kl_bits (ideal)"]
+
+
+def test_a_declared_commit_is_reported_as_declared_and_otherwise_gits_own(monkeypatch):
+    from irec import provenance
+
+    monkeypatch.delenv("IREC_GIT_COMMIT", raising=False)
+    own = provenance.git_commit.__wrapped__()
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", own)
+    monkeypatch.setenv("IREC_GIT_COMMIT", "abc1234")
+    assert provenance.git_commit.__wrapped__() == "abc1234 (declared)"

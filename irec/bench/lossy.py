@@ -125,9 +125,9 @@ def trained(path: str) -> dict:
     """What made a saved model: its size, training steps, and the device and commit it was trained on."""
     saved = read_model_info(path)
     config, made = saved["config"], saved.get("provenance", {})
-    return {"channels": f"N={config['n_channels']}, M={config['m_channels']}",
-            "train_steps": (saved.get("extra") or {}).get("step"), "trained_on": made.get("device"),
-            "trained_at_commit": made.get("git_commit")}
+    return {"model_channels": f"N={config['n_channels']}, M={config['m_channels']}",
+            "model_steps": (saved.get("extra") or {}).get("step"), "model_trained_on": made.get("device"),
+            "model_commit": made.get("git_commit")}
 
 
 def psnr_at_rate(curve: pd.DataFrame, bpp: float) -> float:
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     bd = bd_rows({OURS: table[["bpp", "psnr_db"]], IDEAL: ideal}, anchors, args.bd_method).assign(**stamp)
     bd.to_csv(_side_file(out, "bd"), index=False)
 
-    show = ["model", "beta", "channels", "train_steps", "trained_on", "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "target_rate_over_kl_pct",
+    show = ["model", "beta", "model_channels", "model_steps", "model_trained_on", "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "target_rate_over_kl_pct",
             "psnr_db", "psnr_float", "sample_psnr", "psnr_gap_db", "target_psnr_gap_db", "ms_ssim_db",
             "psnr_minus_jpeg_db", "psnr_minus_webp_db", "encode_s", "target_encode_s", "decode_s",
             "target_decode_s", "n_exact"]

@@ -155,9 +155,9 @@ class LosslessCodec:
       with few candidates the lower levels' KL grows and the pixels pay under p(x | z);
     - *smaller* blocks do too, at a given Omega, while each block's rounded-up step count costs more side
       information. Real / -ELBO on 8 images (B = 20, 1 + eps = 1.1) for blocks of 256 / 384 / 1,000 / 4,096 (a whole
-      level): 1.111 / 1.113 / 1.120 / 1.207 at Omega = 5 and 1.105 / 1.094 / 1.097 / 1.156 at Omega = 6;
+      level): 1.112 / 1.114 / 1.121 / 1.208 at Omega = 5 and 1.106 / 1.096 / 1.099 / 1.157 at Omega = 6;
     - the search's cost grows with N x B per step, and smaller blocks share the two cores more evenly: on 200
-      CIFAR-10 test images the default gave 1.096 at 0.87 s per image (``python -m irec.bench lossless``).
+      CIFAR-10 test images the default gave 1.097 at 0.88 s per image (``python -m irec.bench lossless``).
     """
 
     kind = KIND
