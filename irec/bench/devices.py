@@ -92,7 +92,8 @@ def write(model: str, images: list[tuple[str, np.ndarray]], out: Path, progress:
         write_png(folder / f"{stem}.png", image)
         write_png(out / f"{info['name']}{DECODED}" / f"{stem}.png", decoded)  # what a checker's decode should give
         rows.append({
-            "model": info["name"], "model_ref": str(Path(info["path"]).resolve()) if info["source"] == "path" else model,
+            "model": info["name"],
+            "model_ref": str(Path(info["path"]).resolve()) if info["source"] == "path" else model,
             "fingerprint": fingerprint, "image": stem, "bytes": len(data),
             "file_sha256": _sha256(data), "pixels_sha256": pixel_sha256(decoded),
             "encode_s": encode_s, "decode_s": decode_s, **machine(), "git_commit": provenance.git_commit(),
@@ -178,8 +179,8 @@ def summary(rows: pd.DataFrame) -> list[str]:
                 f"decoded exactly {int(group['decode_exact'].sum())}/{n} (anchor: {n}/{n}), "
                 f"same bytes re-encoded {int(group['same_bytes'].sum())}/{n}")
         if "changed_values" in group and group["changed_values"].notna().any():
-            line += (f"; the decodes that differ change {100 * group['changed_values'].mean():.3f}% of the uint8 values "
-                     f"(at most by {int(group['max_uint8_diff'].max())}), PSNR change "
+            line += (f"; the decodes that differ change {100 * group['changed_values'].mean():.3f}% of the uint8 "
+                     f"values (at most by {int(group['max_uint8_diff'].max())}), PSNR change "
                      f"{group['psnr_change_db'].mean():+.4f} dB")
         errors = group["decode_error"].fillna("").astype(str)
         if (errors != "").any():

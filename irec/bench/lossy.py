@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             coded_here.append(info["name"])
         else:
             write_rows(per_image, rows.to_dict("records"))
-        summaries.append({**model_summary(rows), **trained(info["path"]), "coder": args.coder, "n_beams": params.n_beams,
+        summaries.append({**model_summary(rows), **trained(info["path"]),
+                          "coder": args.coder, "n_beams": params.n_beams,
                           "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block,
                           "block_size": params.block_size})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     bd = bd_rows({OURS: table[["bpp", "psnr_db"]], IDEAL: ideal}, anchors, args.bd_method).assign(**stamp)
     bd.to_csv(_side_file(out, "bd"), index=False)
 
-    show = ["model", "beta", "model_channels", "model_steps", "model_trained_on", "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "target_rate_over_kl_pct",
+    show = ["model", "beta", "model_channels", "model_steps", "model_trained_on",
+            "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "target_rate_over_kl_pct",
             "psnr_db", "psnr_float", "sample_psnr", "psnr_gap_db", "target_psnr_gap_db", "ms_ssim_db",
             "psnr_minus_jpeg_db", "psnr_minus_webp_db", "encode_s", "target_encode_s", "decode_s",
             "target_decode_s", "n_exact"]

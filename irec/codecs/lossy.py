@@ -15,7 +15,9 @@ another process rebuilds the encoder's reconstruction bit for bit. On another ma
 EPYC with torch 2.13 and an Intel Xeon with torch 2.11, all 4 Kodak files decoded both ways, none bit for bit,
 with 0.001-0.002% of the uint8 values off by one and the PSNR unchanged to 1e-4 dB; the synthesis network on an
 H200 changes 0.002% of them in strict float32 and 0.58% with TF32 (``python -m irec.bench devices``,
-results/bench/devices.csv). Lossy files carry no pixel check, so such a decode is returned.
+results/bench/devices.csv). A lossy file parses on any machine (its step counts and candidate indices are coded
+under fixed distributions; only the floats of p(z1 | z2) and of the synthesis move), and it carries no pixel
+check, so such a decode is returned.
 
 Closing the coding gap (issue 5): beam search keeps the candidate with the highest q/p, which is a biased sample;
 the paper's files lost 0.6-1.35 dB against a posterior sample. ``final="beams"`` decodes each of the B final beams
