@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +20,7 @@ from irec.bench.lossy import (
     webp_gap,
 )
 from irec.checkpoint import save_model
+from irec.codecs.lossy import DEFAULT_PARAMS
 from irec.data.images import write_png
 from irec.models.vae2 import TwoLevelVAE, preset
 
@@ -137,3 +140,19 @@ def test_bd_rows_measure_half_the_rate_at_equal_psnr_as_minus_fifty_percent_and_
     assert "-50.0% with real file bits" in webp_gap(bd) and "beat WebP" in webp_gap(bd)
     worse = bd_rows({OURS: webp.assign(bpp=webp["bpp"] * 2), IDEAL: ideal}, {"WebP": webp}, "pchip")
     assert "+100.0%" in webp_gap(worse) and "the gap is the coder's" in webp_gap(worse)
+
+
+def test_coder_overrides_reach_the_files_and_are_named_in_the_summary(setup, capsys):
+    first = setup["root"] / "first-override" / "lossy.csv"
+    _run(setup, capsys, first, "--models", setup["models"][0], "--rerun-baselines", "--codecs", "jpeg")
+    out = setup["root"] / "override" / "lossy.csv"
+    text = _run(setup, capsys, out, "--models", setup["models"][0], "--codecs", "jpeg", "--extra-samples", "1.2",
+                "--block-size", "256", "--baselines", str(first.with_name("lossy-baselines.csv")))
+    row = pd.read_csv(out).iloc[0]
+    expected = DEFAULT_PARAMS.with_(extra_samples=1.2, block_size=256)
+    assert row["coder"] == "default, extra_samples=1.2, block_size=256" and row["block_size"] == 256
+    assert row["n_candidates"] == expected.n_candidates != DEFAULT_PARAMS.n_candidates
+    assert row["model_channels"] == "N=8, M=8"
+    images = pd.read_csv(out.with_name("lossy-images.csv"))
+    assert (images["params"].map(json.loads).map(lambda p: (p["extra_samples"], p["block_size"])) == (1.2, 256)).all()
+    assert "extra_samples=1.2" in text

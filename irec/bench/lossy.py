@@ -203,13 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coder", default="default", choices=tuple(CODERS), help=(
         "coder settings: default (the codec's: B=10, N=148, Omega=5, blocks of 384) or paper (B=10, N=20, "
         "Omega=3, blocks of 1000; issue 5's speed targets are stated for these)"))
+    for flag, cast, what in (("--n-beams", int, "B"), ("--extra-samples", float, "1+eps"),
+                             ("--kl-per-block", float, "Omega, nats"), ("--block-size", int, "dimensions per block")):
+        parser.add_argument(flag, type=cast, help=f"override the --coder setting's {what}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error(f"--images must be at least 1, got {args.images}")
 
     images = load_images(args.dataset, limit=args.images)
-    params = CODERS[args.coder]
+    changed = {k: v for k, v in (("n_beams", args.n_beams), ("extra_samples", args.extra_samples),
+                                 ("kl_per_block", args.kl_per_block), ("block_size", args.block_size)) if v is not None}
+    params = CODERS[args.coder].with_(**changed)
+    coder = args.coder + "".join(f", {k}={v:g}" for k, v in changed.items())
     codecs = tuple(c for c in args.codecs.split(",") if c.strip())
     resolved = [resolve_model(name) for name in args.models]  # every name checked before any image is coded
     out = args.out
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             write_rows(per_image, rows.to_dict("records"))
         summaries.append({**model_summary(rows), **trained(info["path"]),
-                          "coder": args.coder, "n_beams": params.n_beams,
+                          "coder": coder, "n_beams": params.n_beams,
                           "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block,
                           "block_size": params.block_size})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
@@ -260,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "target_decode_s", "n_exact"]
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 3,
                            "display.max_colwidth", 60):
-        sys.stdout.write(f"iREC lossy, final={args.final}, coder {args.coder}: B={params.n_beams}, "
+        sys.stdout.write(f"iREC lossy, final={args.final}, coder {coder}: B={params.n_beams}, "
                          f"N={params.n_candidates}, Omega={params.kl_per_block:g} nats, blocks of "
                          f"{params.block_size}, {len(images)} images of {args.dataset}\n")
         sys.stdout.write(table[show].to_string(index=False) + "\n")
