@@ -62,3 +62,18 @@ def test_a_file_changed_after_it_was_written_is_refused_not_checked(written, tmp
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(ValueError, match="is not the file the manifest lists"):
         main(["check", str(written), "--out", str(tmp_path / "devices.csv"), "--no-progress"])
+
+
+def test_with_a_gpu_the_check_synthesizes_each_lossy_file_there_and_measures_it_against_the_cpu_image(
+    written, tmp_path, monkeypatch
+):
+    # CI has no GPU: let the CPU stand in for it, so the GPU branch runs (and should find the CPU's image)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, device=None: self)
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, device=None: self)
+    assert main(["check", str(written), "--out", str(tmp_path / "devices.csv"), "--no-progress"]) == 0
+    rows = pd.read_csv(tmp_path / "devices.csv")
+    lossy, lossless = rows[rows["model"] == "lossy"], rows[rows["model"] == "lossless"]
+    for label in ("fp32", "tf32"):
+        assert lossy[f"gpu_{label}_max_uint8_diff"].le(1).all() and lossy[f"gpu_{label}_changed_values"].le(0.01).all()
+        assert lossless[f"gpu_{label}_max_abs_diff"].isna().all()

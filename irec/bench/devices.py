@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from irec import metrics, provenance
 from irec.cli_codec import codec_class
-from irec.data import crop_to, load_images, pixel_sha256, read_image, write_png
+from irec.codecs.lossy import synthesized_image
+from irec.data import load_images, pixel_sha256, read_image, write_png
 from irec.paths import RESULTS
 from irec.results import read_rows, write_rows
 from irec.zoo import resolve_model
@@ -102,21 +103,19 @@ def write(model: str, images: list[tuple[str, np.ndarray]], out: Path, progress:
     return rows
 
 
-def gpu_difference(codec, data: bytes, original: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """The lossy file's z1 synthesized on the GPU (strict float32, then TF32) against the CPU image ``reference``."""
-    z1, size = codec.decode_latents(data)
-    network = copy.deepcopy(codec.model).cuda().eval()
+def gpu_difference(network, z1: torch.Tensor, size: tuple[int, int], original: np.ndarray,
+                   reference: np.ndarray) -> dict[str, float]:
+    """A lossy file's decoded ``z1`` synthesized by ``network`` (a CUDA copy of the model) in strict float32, then
+    with TF32, against the CPU image ``reference``."""
     flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     out = {}
     try:
         for label, tf32 in (("fp32", False), ("tf32", True)):
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
             with torch.no_grad():
-                x_hat = network.synthesis(z1.cuda())
-            x_float = crop_to(x_hat[0], size, layout="chw").clamp(0.0, 1.0).permute(1, 2, 0).cpu()
-            image = torch.round(x_float * 255.0).to(torch.uint8).numpy()
+                image, x_float = synthesized_image(network.synthesis(z1.cuda()), size)
             changed = image != reference
-            out[f"gpu_{label}_max_abs_diff"] = float(np.max(np.abs(x_float.numpy() * 255.0 - reference)))
+            out[f"gpu_{label}_max_abs_diff"] = float(np.max(np.abs(x_float * 255.0 - reference)))
             out[f"gpu_{label}_changed_values"] = float(np.mean(changed))
             out[f"gpu_{label}_max_uint8_diff"] = int(np.max(np.abs(image.astype(int) - reference.astype(int))))
             out[f"gpu_{label}_psnr_change_db"] = metrics.psnr(original, image) - metrics.psnr(original, reference)
@@ -130,9 +129,11 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
     manifest = read_rows(folder / MANIFEST)
     here, rows, codecs = machine(), [], {}
     for entry in tqdm(list(manifest.itertuples(index=False)), desc="check", disable=not progress):
-        if entry.model not in codecs:
-            codecs[entry.model] = _codec(entry.model_ref)
-        codec, fingerprint, info = codecs[entry.model]
+        if entry.model not in codecs:  # each model loaded once, with its CUDA copy for a lossy one
+            codec, fingerprint, info = _codec(entry.model_ref)
+            gpu = info["kind"] == "lossy" and torch.cuda.is_available()
+            codecs[entry.model] = codec, fingerprint, info, copy.deepcopy(codec.model).cuda().eval() if gpu else None
+        codec, fingerprint, info, network = codecs[entry.model]
         if fingerprint != entry.fingerprint:
             raise ValueError(f"{entry.model} here has fingerprint {fingerprint[:16]}..., the files were "
                              f"written with {entry.fingerprint[:16]}...: check with the same model")
@@ -141,8 +142,10 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
             raise ValueError(f"{folder / entry.model / entry.image}.irec is not the file the manifest lists")
         original = read_image(folder / entry.model / f"{entry.image}.png")
         start = time.perf_counter()
-        try:
-            decoded, error = codec.decompress(data), ""
+        try:  # with a GPU, the lossy decode keeps its z1 for the GPU synthesis below
+            latents = codec.decode_latents(data) if network is not None else None
+            decoded = codec.reconstruct(*latents)[0] if latents is not None else codec.decompress(data)
+            error = ""
         except ValueError as err:  # CorruptStreamError and the like: this machine reads the file differently
             decoded, error = None, f"{type(err).__name__}: {err}"
         decode_s = time.perf_counter() - start
@@ -163,8 +166,8 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
                 row["changed_values"] = float(np.mean(theirs != decoded))
                 row["max_uint8_diff"] = int(np.max(np.abs(theirs.astype(int) - decoded.astype(int))))
                 row["psnr_change_db"] = metrics.psnr(original, decoded) - metrics.psnr(original, theirs)
-        if decoded is not None and info["kind"] == "lossy" and torch.cuda.is_available():
-            row.update(gpu_difference(codec, data, original, decoded))
+        if decoded is not None and network is not None:
+            row.update(gpu_difference(network, *latents, original, decoded))
         rows.append({**row, **provenance.stamp()})
     return rows
 

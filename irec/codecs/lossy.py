@@ -110,6 +110,13 @@ def _to_batch(image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
     return x.to(torch.float32) / 255.0, size
 
 
+def synthesized_image(x_hat: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A synthesis output (1, 3, H', W') on any device as the image a decoder gives: cropped to ``size`` = (H, W),
+    clipped to [0, 1], rounded on the CPU; (uint8 (H, W, 3), clipped float32 (H, W, 3))."""
+    x_float = crop_to(x_hat[0], size, layout="chw").clamp(0.0, 1.0).permute(1, 2, 0).contiguous().cpu()
+    return torch.round(x_float * 255.0).to(torch.uint8).numpy(), x_float.numpy()
+
+
 class LossyCodec:
     """``compress(image) -> bytes`` and ``decompress(bytes) -> image`` with a two-level VAE and iREC.
 
@@ -154,8 +161,7 @@ class LossyCodec:
         """The decoded image from the coded z1: (uint8 (H, W, 3), clipped float32 (H, W, 3)); both halves call it."""
         with pinned(self.model):
             x_hat = self.model.synthesis(z1)
-        x_float = crop_to(x_hat[0], size, layout="chw").clamp(0.0, 1.0).permute(1, 2, 0).contiguous()
-        return torch.round(x_float * 255.0).to(torch.uint8).numpy(), x_float.numpy()
+        return synthesized_image(x_hat, size)
 
     def latent_shapes(self, size: tuple[int, int]) -> list[tuple[int, ...]]:
         """The shapes of z2 and z1 (batch 1) for an image of ``size`` = (H, W) before padding."""
