@@ -47,6 +47,8 @@ def test_files_written_in_one_process_decode_exactly_and_encode_to_the_same_byte
     assert len(rows) == 4 and rows["decode_exact"].all() and rows["same_bytes"].all()
     assert rows.loc[rows["model"] == "lossless", "lossless_exact"].astype(bool).all()
     assert {"checked_cpu", "written_on", "git_commit"} <= set(rows.columns)
+    written_with = dict(zip(manifest["model"], manifest["fingerprint"]))  # each row names the weights it checked
+    assert (rows["fingerprint"] == rows["model"].map(written_with)).all()
 
 
 def test_a_decode_that_differs_from_the_writers_fails_the_check(written, tmp_path):
