@@ -17,6 +17,7 @@ def _train(args: argparse.Namespace) -> int:
     result = train_model(
         args.kind, args.preset, args.run_dir, beta=args.beta, distortion=args.distortion, limit=args.limit,
         n_steps=args.steps, init_from=args.init_from, max_seconds=args.max_seconds, num_threads=args.threads,
+        crop_size=args.crop_size, batch_size=args.batch_size,
     )
     state = "finished" if result.finished else "stopped early (run the same command again to resume)"
     print(f"{state} at step {result.step}; model: {result.model_path}; fingerprint {result.fingerprint}")
@@ -44,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lossy: fine-tune this model (a run's model.pt or a shipped name) with the preset's fine-tuning settings "
         "instead of training from scratch (the cpu preset fine-tunes every rate from one base model)"))
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--crop-size", type=int, help=(
+        "lossy: side of the training crops instead of the preset's (a multiple of 64; the cpu preset's 128 leaves "
+        "z2 a 2x2 grid, and its models code z2 at 10x the rate on whole Kodak images: 256 fixes that)"))
     p.add_argument("--max-seconds", type=float, help="stop (resumably) after this many seconds")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--limit", type=int, help="lossy: a seeded subset of this many photos per source (smoke runs)")

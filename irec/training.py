@@ -37,44 +37,52 @@ def _lossless(preset_name: str):
     return RVAE(p.model), p.train, ImageArrayDataset(images), p.dataset
 
 
-def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, finetune: bool = False):
-    from irec.models.vae2 import TwoLevelVAE, preset
+def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, finetune: bool = False,
+           crop_size: int | None = None):
+    from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, preset
 
     p = preset(preset_name)
+    crop = p.crop_size if crop_size is None else crop_size
+    if crop < DOWNSAMPLING or crop % DOWNSAMPLING:
+        raise ValueError(f"the lossy crop size must be a positive multiple of {DOWNSAMPLING}, got {crop}")
     if finetune and p.finetune is None:
         raise ValueError(f"the lossy {preset_name} preset has no fine-tuning settings; train every rate from scratch")
     parts: list[Dataset] = []
     if (paths.data_root() / "bsds500").is_dir():
         bsds = [image for _, image in load_images("bsds500", limit=limit)]
-        parts.append(RandomCropDataset(bsds, p.crop_size, CROPS_PER_EPOCH, seed=p.train.seed))
+        parts.append(RandomCropDataset(bsds, crop, CROPS_PER_EPOCH, seed=p.train.seed))
         sun = [image for _, image in load_images("sun_hays80", limit=limit)]
-        kept = [image for image in sun if min(image.shape[:2]) // 2 >= p.crop_size]  # one is 213 px after 2x
-        parts.append(RandomCropDataset(kept, p.crop_size, CROPS_PER_EPOCH // 5, seed=p.train.seed + 1, downsample=2))
+        kept = [image for image in sun if min(image.shape[:2]) // 2 >= crop]  # one is 213 px after 2x
+        parts.append(RandomCropDataset(kept, crop, CROPS_PER_EPOCH // 5, seed=p.train.seed + 1, downsample=2))
         data = "bsds500 (train, val, test) + sun_hays80 (2x area-downsampled)"
         if len(kept) < len(sun):
-            data += f", without the {len(sun) - len(kept)} smaller than {p.crop_size} px after the downsample"
+            data += f", without the {len(sun) - len(kept)} smaller than {crop} px after the downsample"
             log.info("training data: %s", data)
     else:
         clic = [image for _, image in load_images("clic", split="train", limit=limit)]
-        parts.append(RandomCropDataset(clic, p.crop_size, CROPS_PER_EPOCH, seed=p.train.seed))
+        parts.append(RandomCropDataset(clic, crop, CROPS_PER_EPOCH, seed=p.train.seed))
         data = "CLIC 2018 professional train"
+    data += f"; {crop}x{crop} crops"
     config = p.finetune if finetune else p.train
     return TwoLevelVAE(p.config(beta, distortion)), config, ConcatDataset(parts), data
 
 
 def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "mse", limit: int | None = None,
-          finetune: bool = False):
+          finetune: bool = False, crop_size: int | None = None):
     """(model, TrainConfig, dataset, data description) for a kind of model and a preset.
 
     ``limit``: train the lossy model on a seeded subset of that many photos per source (smoke runs); the
-    lossless model always takes its whole training set. ``finetune``: the preset's fine-tuning settings (lossy)."""
+    lossless model always takes its whole training set. ``finetune``: the preset's fine-tuning settings (lossy).
+    ``crop_size``: the side of the lossy training crops instead of the preset's (a multiple of 64)."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "lossless":
         if finetune:
             raise ValueError("the lossless presets have no fine-tuning settings")
+        if crop_size is not None:
+            raise ValueError("the lossless model trains on whole 32x32 images; crop_size is for the lossy model")
         return _lossless(preset_name)
-    return _lossy(preset_name, beta, distortion, limit, finetune)
+    return _lossy(preset_name, beta, distortion, limit, finetune, crop_size)
 
 
 def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
@@ -98,12 +106,14 @@ def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
 
 
 def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float = 0.01, distortion: str = "mse",
-                limit: int | None = None, init_from: str | Path | None = None, **overrides) -> TrainResult:
+                limit: int | None = None, init_from: str | Path | None = None, crop_size: int | None = None,
+                **overrides) -> TrainResult:
     """Train (or resume) one model into ``run_dir``; ``overrides`` replace TrainConfig fields (e.g. n_steps).
 
     ``init_from``: fine-tune the weights of that model (a ``model.pt`` path or a shipped name) with the preset's
     fine-tuning settings instead of training from scratch; a resumed run continues from its own checkpoint."""
-    model, config, dataset, data = build(kind, preset_name, beta, distortion, limit, finetune=init_from is not None)
+    model, config, dataset, data = build(kind, preset_name, beta, distortion, limit, finetune=init_from is not None,
+                                         crop_size=crop_size)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ def test_a_smoke_lossless_model_trains_resumes_and_ships_under_its_name(tmp_path
     (entry,) = json.loads((shipped / "manifest.json").read_text())["models"]
     assert (entry["name"], entry["kind"], entry["preset"], entry["steps"]) == ("lossless-smoke", "lossless", "smoke", 3)
     assert "cifar10" in entry["data"].lower() or "CIFAR" in entry["data"]
-    model, fingerprint, _ = zoo.resolve_model("lossless-smoke")
+    _model, fingerprint, _ = zoo.resolve_model("lossless-smoke")
     assert fingerprint == entry["fingerprint"]
 
 
@@ -55,3 +55,17 @@ def test_fine_tuning_from_a_model_of_another_kind_is_a_clear_error(tmp_path, sha
     code = main(["train", "lossy", str(tmp_path / "tuned"), "--preset", "smoke", "--steps", "1", "--limit", "3",
                  "--init-from", str(lossless / "model.pt")])
     assert code == 2 and "cannot fine-tune a TwoLevelVAE" in capsys.readouterr().err
+
+
+def test_a_lossy_run_trains_on_crops_and_batches_of_the_size_asked_for_and_records_them(tmp_path, shared_data):
+    run = tmp_path / "run"
+    assert main(["train", "lossy", str(run), "--preset", "smoke", "--steps", "1", "--threads", "1", "--limit", "3",
+                 "--crop-size", "128", "--batch-size", "1"]) == 0
+    assert "128x128 crops" in (run / "data.txt").read_text()
+    assert json.loads((run / "config.json").read_text())["train"]["batch_size"] == 1
+
+
+def test_a_crop_size_that_is_not_a_multiple_of_64_is_a_clear_error(tmp_path, shared_data, capsys):
+    code = main(["train", "lossy", str(tmp_path / "run"), "--preset", "smoke", "--steps", "1", "--limit", "3",
+                 "--crop-size", "100"])
+    assert code == 2 and "multiple of 64, got 100" in capsys.readouterr().err
