@@ -69,3 +69,8 @@ def test_a_crop_size_that_is_not_a_multiple_of_64_is_a_clear_error(tmp_path, sha
     code = main(["train", "lossy", str(tmp_path / "run"), "--preset", "smoke", "--steps", "1", "--limit", "3",
                  "--crop-size", "100"])
     assert code == 2 and "multiple of 64, got 100" in capsys.readouterr().err
+
+
+def test_a_crop_size_for_the_lossless_model_is_a_clear_error(tmp_path, shared_data, capsys):
+    code = main(["train", "lossless", str(tmp_path / "run"), "--preset", "smoke", "--steps", "1", "--crop-size", "64"])
+    assert code == 2 and "crop_size is for the lossy model" in capsys.readouterr().err

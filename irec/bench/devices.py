@@ -153,7 +153,8 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
         again = codec.compress(original)
         encode_s = time.perf_counter() - start
         row = {
-            "model": entry.model, "fingerprint": entry.fingerprint, "image": entry.image, "written_on": entry.cpu, "written_with": entry.torch,
+            "model": entry.model, "fingerprint": entry.fingerprint, "image": entry.image, "written_on": entry.cpu,
+            "written_with": entry.torch,
             "decode_exact": decoded is not None and pixel_sha256(decoded) == entry.pixels_sha256,
             "decode_error": error, "same_bytes": _sha256(again) == entry.file_sha256,
             "lossless_exact": bool(np.array_equal(decoded, original)) if info["kind"] == "lossless" else None,
