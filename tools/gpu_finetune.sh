@@ -21,9 +21,9 @@ set -u
 export IREC_DATA PYTHONUNBUFFERED=1
 bundle=/tmp/irec-bundle
 mkdir -p "$bundle" "$OUT"
-device=$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
-nvidia-smi -L 2>/dev/null || echo "no nvidia-smi: training on $device"
-python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
+nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
+python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'training on',
+                                        'cuda' if torch.cuda.is_available() else 'cpu')"
 pids=()
 for beta in ${BETAS:-0.001 0.003 0.01 0.03 0.05}; do
   run=/tmp/irec-runs/mse-$beta

@@ -50,8 +50,8 @@ equal-KL-per-step schedule solved from the level's own posterior (level with the
 carry near-equal KL), larger blocks (1,152 at beta 0.001: 1.7% over the KL instead of 4.2%, but a gap of 1.02 dB
 instead of 0.71), the synthesis fine-tuned on coded z1 of 200 training crops (``lossy-mse-0.03``: at most +0.02
 dB) and 40 Adam steps of per-image refinement of the analysis output (``lossy-mse-0.01``: R-D loss -2.4%, 140 s
-per image). The gap is the undersampling of N = exp(Omega) candidates
-per step, which only more candidates (1 + eps) close, at their rate.
+per image). The gap is the undersampling of N = exp(Omega) candidates per step, which only more candidates
+(1 + eps) close, at their rate.
 ``python -m irec.bench sweep`` moves each parameter alone. The paper's setting stays one argument away
 (``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 """
