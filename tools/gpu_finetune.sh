@@ -2,16 +2,19 @@
 # One prepared run for a short GPU lease (issue 5): continue training the `cpu` lossy preset at every MSE rate,
 # all rates at once on the one GPU, for a fixed time, and pack the EMA models into $OUT to bring back.
 #
-#   OUT=DIR IREC_DATA=DATA [TRAIN_S=450] [BETAS="0.001 0.003 0.01 0.03 0.05"] [INIT=lossy-mse-0.01]
-#   [CROP=256] [BATCH=8] [IREC_GIT_COMMIT=SHA] tools/gpu_finetune.sh
+#   OUT=DIR IREC_DATA=DATA [TRAIN_S=450] [RUNS="mse-0.001 mse-0.003 mse-0.01 mse-0.03 mse-0.05"]
+#   [INIT=lossy-mse-0.01 | INIT_DIR=DIR] [CROP=256] [BATCH=8] [IREC_GIT_COMMIT=SHA] tools/gpu_finetune.sh
 #
+# RUNS: one training per entry, named DISTORTION-BETA with DISTORTION mse or msssim (msssim-0.08 trains on
+# 255 * (1 - MS-SSIM)).
 # CROP and BATCH: the training crops' side and the batch size. The shipped models (2026-11-26) were trained at the
 # preset's 128 and 8, at 23-28 steps/s each; 128-px crops leave z2 (at 1/64 of the image side) a 2x2 grid, and those
 # models code z2 at 0.042 bpp on whole Kodak images against 0.003 on the crops. 1,000 CPU steps at 256 x 2 brought
 # it to 0.003-0.005 (README), so 256 is the default here (the paper's crop and batch; speed at 256 not yet measured).
 #
-# DATA holds bsds500/ and sun_hays80/. Every rate starts from INIT (a shipped name or a model.pt): the lease's
-# 64 MiB working tree holds the training photos and one model, not five. The preset's fine-tuning settings apply
+# DATA holds bsds500/ and sun_hays80/. Every run starts from INIT (a shipped name or a model.pt), or, with
+# INIT_DIR set, from INIT_DIR/lossy-NAME.pt: the lease's 64 MiB working tree holds the training photos and one
+# model, not five, so a first call can bring the shipped models to the machine's /tmp and a second train from there. The preset's fine-tuning settings apply
 # (Adam, lr 3e-4 for 850 steps, then 9e-5; EMA weights), with as many steps as TRAIN_S allows and a checkpoint
 # every 2,000 steps rather than 100 (a checkpoint every few seconds on a GPU). Bring back $OUT/mse-BETA.pt (the
 # EMA weights, as `irec train` writes them) and $OUT/bundle.tgz (logs, TensorBoard events, config, data.txt,
@@ -25,16 +28,20 @@ nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'training on',
                                         'cuda' if torch.cuda.is_available() else 'cpu')"
 pids=()
-for beta in ${BETAS:-0.001 0.003 0.01 0.03 0.05}; do
-  run=/tmp/irec-runs/mse-$beta
+for name in ${RUNS:-mse-0.001 mse-0.003 mse-0.01 mse-0.03 mse-0.05}; do
+  run=/tmp/irec-runs/$name
+  init=${INIT:-lossy-mse-0.01}
+  [[ -n "${INIT_DIR:-}" ]] && init=$INIT_DIR/lossy-$name.pt
   mkdir -p "$run"
-  python3 - "$run" "$beta" "${INIT:-lossy-mse-0.01}" "${TRAIN_S:-450}" "${CROP:-256}" "${BATCH:-8}" \
-    > "$bundle/train-mse-$beta.log" 2>&1 <<'EOF' &
+  python3 - "$run" "$name" "$init" "${TRAIN_S:-450}" "${CROP:-256}" "${BATCH:-8}" \
+    > "$bundle/train-$name.log" 2>&1 <<'EOF' &
 import logging, sys
 from irec.training import train_model
 logging.basicConfig(level=logging.INFO)
-run, beta, init, seconds = sys.argv[1], float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-result = train_model("lossy", "cpu", run, beta=beta, init_from=init, n_steps=1_000_000, max_seconds=seconds,
+run, init, seconds = sys.argv[1], sys.argv[3], float(sys.argv[4])
+distortion, beta = sys.argv[2].split("-")
+distortion = {"mse": "mse", "msssim": "ms_ssim"}[distortion]
+result = train_model("lossy", "cpu", run, beta=float(beta), distortion=distortion, init_from=init, n_steps=1_000_000, max_seconds=seconds,
                      crop_size=int(sys.argv[5]), batch_size=int(sys.argv[6]), checkpoint_every=2000, num_threads=2,
                      progress=False)
 print("steps", result.step, "metrics", result.metrics)
@@ -44,7 +51,7 @@ done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 echo "training exit $status"
-for run in /tmp/irec-runs/mse-*; do
+for run in /tmp/irec-runs/*; do
   name=$(basename "$run")
   [[ -f "$run/model.pt" ]] && cp "$run/model.pt" "$OUT/$name.pt"
   mkdir -p "$bundle/$name"
