@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# One prepared run for a short GPU lease (issue 5): continue training the `cpu` lossy preset at every MSE rate,
-# all rates at once on the one GPU, for a fixed time, and pack the EMA models into $OUT to bring back.
+# One prepared run for a short GPU lease (issue 5): continue training the `cpu` lossy preset's models (every MSE
+# rate, and the MS-SSIM one), all at once on the one GPU, for a fixed time, and pack the EMA models into $OUT to
+# bring back.
 #
 #   OUT=DIR IREC_DATA=DATA [TRAIN_S=450] [RUNS="mse-0.001 mse-0.003 mse-0.01 mse-0.03 mse-0.05"]
 #   [INIT=lossy-mse-0.01 | INIT_DIR=DIR] [CROP=256] [BATCH=8] [IREC_GIT_COMMIT=SHA] tools/gpu_finetune.sh
 #
 # RUNS: one training per entry, named DISTORTION-BETA with DISTORTION mse or msssim (msssim-0.08 trains on
 # 255 * (1 - MS-SSIM)).
-# CROP and BATCH: the training crops' side and the batch size. The shipped models (2026-11-26) were trained at the
-# preset's 128 and 8, at 23-28 steps/s each; 128-px crops leave z2 (at 1/64 of the image side) a 2x2 grid, and those
-# models code z2 at 0.042 bpp on whole Kodak images against 0.003 on the crops. 1,000 CPU steps at 256 x 2 brought
-# it to 0.003-0.005 (README), so 256 is the default here (the paper's crop and batch; speed at 256 not yet measured).
+# CROP and BATCH: the training crops' side and the batch size. 128-px crops (the preset's) leave z2, at 1/64 of the
+# image side, a 2x2 grid: models trained on them code z2 at ~0.043 bpp on whole Kodak images against 0.003 on the
+# crops. Measured rates: at 128 x 8, 23-28 steps/s per run with five at once on an H200 (the first GPU ship); at
+# 256 x 8, 16 steps/s per MSE run and 12 for MS-SSIM with six at once on an H100 (the second, 2026-11-26: ~10,500
+# steps each in 2 calls, 495 s then a resume of 190 s).
 #
 # DATA holds bsds500/ and sun_hays80/. Every run starts from INIT (a shipped name or a model.pt), or, with
-# INIT_DIR set, from INIT_DIR/lossy-NAME.pt: the lease's 64 MiB working tree holds the training photos and one
-# model, not five, so a first call can bring the shipped models to the machine's /tmp and a second train from there. The preset's fine-tuning settings apply
-# (Adam, lr 3e-4 for 850 steps, then 9e-5; EMA weights), with as many steps as TRAIN_S allows and a checkpoint
-# every 2,000 steps rather than 100 (a checkpoint every few seconds on a GPU). Bring back $OUT/mse-BETA.pt (the
-# EMA weights, as `irec train` writes them) and $OUT/bundle.tgz (logs, TensorBoard events, config, data.txt,
-# init.json, sha256s). Ship one with: mkdir RUN && cp mse-BETA.pt RUN/model.pt && (the bundle's files) && irec ship.
+# INIT_DIR set, from INIT_DIR/lossy-NAME.pt. The lease's 64 MiB working tree holds the training photos and one
+# model, not six: a first call (the tracked models travelling, the photos not) copies models/lossy-*.pt to the
+# machine's /tmp, and a second (the tracked models moved aside, the photos carried) trains from there while the
+# machine is still warm. The preset's fine-tuning settings apply (Adam, lr 3e-4 for 850 steps, then 9e-5; EMA
+# weights), with as many steps as TRAIN_S allows and a checkpoint every 2,000 steps rather than 100 (a checkpoint
+# every few seconds on a GPU); a second call with the same RUNS resumes every run from its checkpoint in /tmp.
+# Bring back $OUT/NAME.pt (the EMA weights, as `irec train` writes them) and $OUT/bundle.tgz (logs, TensorBoard
+# events, config, data.txt, init.json, sha256s). Ship one with: mkdir RUN && cp NAME.pt RUN/model.pt && (the
+# bundle's files) && irec ship.
 set -u
 : "${OUT:?set OUT to the folder to bring back}" "${IREC_DATA:?set IREC_DATA to the training images}"
 export IREC_DATA PYTHONUNBUFFERED=1
@@ -41,9 +46,9 @@ logging.basicConfig(level=logging.INFO)
 run, init, seconds = sys.argv[1], sys.argv[3], float(sys.argv[4])
 distortion, beta = sys.argv[2].split("-")
 distortion = {"mse": "mse", "msssim": "ms_ssim"}[distortion]
-result = train_model("lossy", "cpu", run, beta=float(beta), distortion=distortion, init_from=init, n_steps=1_000_000, max_seconds=seconds,
-                     crop_size=int(sys.argv[5]), batch_size=int(sys.argv[6]), checkpoint_every=2000, num_threads=2,
-                     progress=False)
+result = train_model("lossy", "cpu", run, beta=float(beta), distortion=distortion, init_from=init, n_steps=1_000_000,
+                     max_seconds=seconds, crop_size=int(sys.argv[5]), batch_size=int(sys.argv[6]),
+                     checkpoint_every=2000, num_threads=2, progress=False)
 print("steps", result.step, "metrics", result.metrics)
 EOF
   pids+=($!)
