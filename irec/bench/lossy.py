@@ -2,7 +2,7 @@
 
 Issue 5's benchmark (iREC paper, Flamich, Havasi & Hernandez-Lobato 2020, section 4 and Figure 4; method notes
 ../shared/docs/irec-method.md section 4). Every model given (one per trained rate) codes the images into real
-files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings (B=10, N=148, Omega=5 nats,
+files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings (B=10, N=403, Omega=6 nats,
 blocks of 384; ``--coder paper``: the paper's B=10, N=20, Omega=3, blocks of 1,000) and the chosen ``--final``
 (gap-closing passes included in the encode time). Per model it prints the mean real and ideal
 (KL) rate, the rate over the KL, the PSNR of the uint8 and float output beside the posterior-sample PSNR (the
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "per-image iREC rows to reuse instead of coding again (e.g. results/lossy/kodak.csv from notebook 05), for "
         "each model whose fingerprint, images and --final they cover with the --coder settings"))
     parser.add_argument("--coder", default="default", choices=tuple(CODERS), help=(
-        "coder settings: default (the codec's: B=10, N=148, Omega=5, blocks of 384) or paper (B=10, N=20, "
+        "coder settings: default (the codec's: B=10, N=403, Omega=6, blocks of 384) or paper (B=10, N=20, "
         "Omega=3, blocks of 1000; issue 5's speed targets are stated for these)"))
     for flag, cast, what in (("--n-beams", int, "B"), ("--extra-samples", float, "1+eps"),
                              ("--kl-per-block", float, "Omega, nats"), ("--block-size", int, "dimensions per block")):
