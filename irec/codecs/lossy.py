@@ -36,28 +36,28 @@ nats, N = 403, blocks of 384; Omega = 5, N = 148, until 2026-11-26) against the 
 with blocks of 1,000 (:data:`PAPER_LOSSY`). Larger steps and smaller blocks both keep the coded sample nearer the
 posterior (the same held for the lossless codec). With the shipped ``lossy-mse-0.01`` (8,950 CPU steps, then 15,853
 on an H200 and 10,534 at 256-px crops on an H100) on all 24 Kodak images: the paper's setting 0.76% above the KL and
-2.47 dB below a posterior sample, the default 2.0% above and 0.87 dB below (results/bench/lossy-paper-coder.csv,
-results/bench/lossy.csv). The gap grew as the models got better (0.91 dB with the model before, 0.70 dB with the
-8,950-step one, 0.65 and 0.24 dB with weaker ones before it); 1 + eps = 1.1 more than halves it (0.16-0.39 dB for
-the five MSE models) at 11-18% more rate, a BD-rate 0.8 points better against JPEG and 3 against WebP
-(results/bench/lossy-eps1.1.csv); Omega = 6 (N = 403) gains 0.13-0.22 dB over the default at the same rate, for
-twice the encode time, and beats JPEG at every rate (results/bench/lossy-omega6.csv). ``final="beams"`` changed the
-mean PSNR by at most 0.001 dB wherever we measured it (24 Kodak images at the paper's setting, 4 at the default with
-two models) while tripling the encode time at the paper's setting: candidate k takes every block's k-th beam, which
-is further from the posterior than beam 0 in every block at once, so beam 0 wins (choosing per block would need the
-decoder's error per block, which this API does not give). Also measured and dropped (scratch scripts, 1-4 Kodak
-images): the schedule's exponent (0.6 to 1.0 around the original 0.786, ``lossy-mse-0.01``: the best, 0.82, gained
-0.01 dB; 0.6 and 1.0 lost 1.4 and 1.1 dB), an equal-KL-per-step schedule solved from the level's own posterior
-(level with the power law, whose steps already carry near-equal KL), larger blocks (1,152 at beta 0.001: 1.7% over
-the KL instead of 4.2%, but a gap of 1.02 dB instead of 0.71), the synthesis fine-tuned on coded z1 of 200 training
-crops (``lossy-mse-0.03``: at most +0.02 dB), 40 Adam steps of per-image refinement of the analysis output
-(``lossy-mse-0.01``: R-D loss -2.4%, 140 s per image), scoring the beams by log q~ - gamma log p~ instead of the
-importance weight (gamma = 1; encoder-only, so the rate stays; ``lossy-mse-0.05``, 3 images: gamma 0, the candidate
-nearest the posterior mean, lost 1.62 dB, 0.5 lost 0.66, 1.15 and 1.3 lost 0.04 and 0.23), and more candidates in
-the last (or the first) steps of every block only (``lossy-mse-0.05``, 3 images: N = 403 in 4 steps, +0.04 dB for
-0.8% more rate; N = 1,808 in the last step, +0.01 dB for 0.5%, in the first +0.02 dB): per point of rate no better
-than 1 + eps on every step. The gap is the undersampling of N = exp(Omega) candidates per step, which only more
-candidates (1 + eps) close, at their rate.
+2.47 dB below a posterior sample, the default 2.2% above and 0.65 dB below (results/bench/lossy-paper-coder.csv,
+results/bench/lossy.csv), Omega = 5 2.0% and 0.87 dB. The gap grew as the models got better (0.91 dB with the model
+before, 0.70 dB with the 8,950-step one, 0.65 and 0.24 dB with weaker ones before it); 1 + eps = 1.1 more than
+halves it (0.16-0.39 dB for the five MSE models) at 11-18% more rate, a BD-rate 0.8 points better against JPEG and 3
+against WebP (results/bench/lossy-eps1.1.csv, at Omega = 5), while Omega = 6 (N = 403) gains 0.13-0.22 dB over Omega
+= 5 at the same rate, for twice the encode time, and beats JPEG at every rate (results/bench/lossy-omega6.csv):
+hence the default. ``final="beams"`` changed the mean PSNR by at most 0.001 dB wherever we measured it (24 Kodak
+images at the paper's setting, 4 at the default with two models) while tripling the encode time at the paper's
+setting: candidate k takes every block's k-th beam, which is further from the posterior than beam 0 in every block
+at once, so beam 0 wins (choosing per block would need the decoder's error per block, which this API does not give).
+Also measured and dropped (scratch scripts, 1-4 Kodak images): the schedule's exponent (0.6 to 1.0 around the
+original 0.786, ``lossy-mse-0.01``: the best, 0.82, gained 0.01 dB; 0.6 and 1.0 lost 1.4 and 1.1 dB), an
+equal-KL-per-step schedule solved from the level's own posterior (level with the power law, whose steps already
+carry near-equal KL), larger blocks (1,152 at beta 0.001: 1.7% over the KL instead of 4.2%, but a gap of 1.02 dB
+instead of 0.71), the synthesis fine-tuned on coded z1 of 200 training crops (``lossy-mse-0.03``: at most +0.02 dB),
+40 Adam steps of per-image refinement of the analysis output (``lossy-mse-0.01``: R-D loss -2.4%, 140 s per image),
+scoring the beams by log q~ - gamma log p~ instead of the importance weight (gamma = 1; encoder-only, so the rate
+stays; ``lossy-mse-0.05``, 3 images: gamma 0, the candidate nearest the posterior mean, lost 1.62 dB, 0.5 lost 0.66,
+1.15 and 1.3 lost 0.04 and 0.23), and more candidates in the last (or the first) steps of every block only
+(``lossy-mse-0.05``, 3 images: N = 403 in 4 steps, +0.04 dB for 0.8% more rate; N = 1,808 in the last step, +0.01 dB
+for 0.5%, in the first +0.02 dB): per point of rate no better than 1 + eps on every step. The gap is the
+undersampling of N = exp(Omega) candidates per step, which only more candidates (1 + eps) close, at their rate.
 ``python -m irec.bench sweep`` moves each parameter alone. The paper's setting stays one argument away
 (``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 """
