@@ -35,7 +35,8 @@ CODER_OPTIONS = (
     ("--n-beams", "n_beams", int, "B, beams kept by the search"),
     ("--extra-samples", "extra_samples", float, "1+eps: N = floor(exp(extra_samples * kl_per_block)) candidates"),
     ("--kl-per-block", "kl_per_block", float, "Omega, nats of KL per auxiliary step"),
-    ("--block-size", "block_size", int, "latent dimensions per block"),
+    ("--block-size", "block_size", int, "latent dimensions per block (the most, with --steps-per-block)"),
+    ("--steps-per-block", "steps_per_block", float, "adaptive blocks: about this many steps K_b each; 0: fixed"),
     ("--seed", "seed", int, "seed of the shared randomness (recorded in the file)"),
 )
 PIN_NAMES = {PIN_ONE_THREAD: "one-thread", PIN_DETERMINISTIC: "deterministic", PIN_FLOAT32: "float32-cpu-batch1"}
@@ -106,12 +107,12 @@ def _decompress(args: argparse.Namespace) -> int:
 def describe_file(data: bytes) -> dict:
     """The header of an irec file: kind, model fingerprint, image size, coder N / block size / seed, bytes."""
     header, r = unpack(data)
-    params, _, n_levels = read_coder_params(r)
+    params, _, block_sizes = read_coder_params(r)
     return {
         "kind": header.kind, "fingerprint": header.fingerprint.hex(), "height": header.height, "width": header.width,
-        "n_candidates": params.n_candidates, "block_size": params.block_size, "seed": params.seed,
-        "sampler": params.sampler,
-        "levels": n_levels, "pinned": [name for flag, name in PIN_NAMES.items() if header.pinned & flag],
+        "n_candidates": params.n_candidates, "seed": params.seed, "sampler": params.sampler,
+        "block_size": block_sizes[0] if len(set(block_sizes)) == 1 else [str(n) for n in block_sizes],
+        "levels": len(block_sizes), "pinned": [name for flag, name in PIN_NAMES.items() if header.pinned & flag],
         "bytes": len(data), "bpd": 8 * len(data) / (3 * header.height * header.width),
     }
 

@@ -6,8 +6,9 @@ and 4 (real files: the bits each level costs against its KL, the ideal rate). Is
 
 - :func:`run_once` is the pure logic: code one image with the model's codec (lossless RVAE or lossy two-level
   VAE, chosen by the model's kind), decode the file, and return an :class:`ExplorerResult`;
-- :func:`build_app` wires ipywidgets controls to it: sliders for B, 1+eps, Omega and the block size, a "start
-  from" menu of named settings (:func:`named_settings`: the paper's and each codec's default), and a button whose
+- :func:`build_app` wires ipywidgets controls to it: sliders for B, 1+eps, Omega, the block size and the steps per
+  block (adaptive blocks; 0 keeps the block size fixed), a "start from" menu of named settings
+  (:func:`named_settings`: the paper's and each codec's default), and a button whose
   callback fills an HTML table and a figure (reconstruction and error map), with a progress bar. Result widgets
   carry CSS classes (``irec-result``, ``irec-figure``, ``irec-progress``, ``irec-candidates``) so a browser test
   can find them.
@@ -110,7 +111,7 @@ def named_settings() -> dict[str, CoderParams]:
     named = {"paper, lossless": PAPER_LOSSLESS, "paper, lossy": PAPER_LOSSY,
              "irec lossless default": lossless.DEFAULT_PARAMS, "irec lossy default": lossy.DEFAULT_PARAMS}
     return {
-        f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_block:g}, blocks of {p.block_size}": p
+        f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_block:g}, blocks of {p.blocks_label}": p
         for name, p in named.items()
     }
 
@@ -128,7 +129,7 @@ def candidates_text(extra_samples: float, kl_per_block: float) -> str:
 
 
 def coder_params(n_beams: int, extra_samples: float, kl_per_block: float, sampler: str, block_size: int,
-                 seed: int) -> CoderParams:
+                 seed: int, steps_per_block: float = 0.0) -> CoderParams:
     """Validated coder settings; ExplorerSettingsError with a message naming the problem otherwise."""
     if sampler not in EXPLORER_SAMPLERS:
         raise ExplorerSettingsError(f"unknown sampler {sampler!r}; choose one of {', '.join(EXPLORER_SAMPLERS)}")
@@ -137,7 +138,7 @@ def coder_params(n_beams: int, extra_samples: float, kl_per_block: float, sample
         raise ExplorerSettingsError(line)
     try:
         return CoderParams(kl_per_block=kl_per_block, n_beams=n_beams, extra_samples=extra_samples,
-                           block_size=block_size, seed=seed, sampler=sampler)
+                           block_size=block_size, seed=seed, sampler=sampler, steps_per_block=steps_per_block)
     except ValueError as err:
         raise ExplorerSettingsError(str(err)) from err
 
@@ -150,13 +151,13 @@ def _load(model_ref: str, modified: float) -> tuple:
 
 def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extra_samples: float,
              kl_per_block: float, sampler: str = "beam", block_size: int = 1000, seed: int = 42,
-             on_stage: Callable[[int, str], None] | None = None) -> ExplorerResult:
+             on_stage: Callable[[int, str], None] | None = None, steps_per_block: float = 0.0) -> ExplorerResult:
     """Code ``image`` with the model ``model_ref`` (a path or a zoo name) under these settings; decode it back.
 
     ``on_stage(i, name)`` is called as each of :data:`STAGES` starts (for a progress bar).
     """
     report_stage = on_stage or (lambda i, name: None)
-    params = coder_params(n_beams, extra_samples, kl_per_block, sampler, block_size, seed)
+    params = coder_params(n_beams, extra_samples, kl_per_block, sampler, block_size, seed, steps_per_block)
     report_stage(0, STAGES[0])
     path = os.path.expanduser(os.fspath(model_ref))
     model, fingerprint, info = _load(str(model_ref), os.path.getmtime(path) if os.path.isfile(path) else 0.0)
@@ -254,6 +255,8 @@ class ExplorerApp(widgets.VBox):
         self.extra_samples = widgets.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.05, description="1+eps")
         self.kl_per_block = widgets.FloatSlider(value=3.0, min=0.5, max=10.0, step=0.25, description="Omega (nats)")
         self.block_size = widgets.IntSlider(value=block_size, min=64, max=4096, step=8, description="block (dims)")
+        self.steps_per_block = widgets.FloatSlider(  # adaptive blocks (0: the block size above, fixed)
+            value=0.0, min=0.0, max=200.0, step=5.0, description="steps/block")
         self.start_from = widgets.Dropdown(options=["", *self.settings], value="", description="start from")
         self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value="beam", description="sampler")
         self.candidates = widgets.HTML().add_class("irec-candidates")
@@ -271,7 +274,8 @@ class ExplorerApp(widgets.VBox):
         self.encode_button.on_click(self.encode)
         self._show_candidates()
         controls = widgets.VBox([self.model, self.image, self.upload, self.start_from, self.n_beams,
-                                 self.extra_samples, self.kl_per_block, self.candidates, self.block_size, self.sampler,
+                                 self.extra_samples, self.kl_per_block, self.candidates, self.block_size,
+                                 self.steps_per_block, self.sampler,
                                  widgets.HBox([self.encode_button, self.progress])])
         super().__init__([controls, self.message, self.result, self.figure])
         if not self.models:  # e.g. the cpu profile before its checkpoints are shipped: say so, don't fail
@@ -289,6 +293,7 @@ class ExplorerApp(widgets.VBox):
         if params is not None:
             self.n_beams.value, self.extra_samples.value = params.n_beams, params.extra_samples
             self.kl_per_block.value, self.block_size.value = params.kl_per_block, params.block_size
+            self.steps_per_block.value = params.steps_per_block
 
     def _add_upload(self, change) -> None:
         for item in change["new"]:
@@ -318,7 +323,7 @@ class ExplorerApp(widgets.VBox):
                 raise ExplorerSettingsError("no image chosen: pick one, or upload an image file")
             result = run_once(self.models[self.model.value], original, self.n_beams.value, self.extra_samples.value,
                               self.kl_per_block.value, self.sampler.value, block_size=self.block_size.value,
-                              seed=self.seed, on_stage=self._stage)
+                              seed=self.seed, on_stage=self._stage, steps_per_block=self.steps_per_block.value)
         except ValueError as err:  # settings, models and images all report bad input as ValueError subclasses
             self._fail(err)
             self.progress.description, self.progress.bar_style = "failed", "danger"

@@ -127,3 +127,16 @@ def test_without_imagecodecs_training_still_runs_and_baselines_names_what_is_mis
     assert "resumably" in done.stdout  # irec train --help
     assert done.returncode == 2
     assert "cannot import irec.baselines" in done.stderr and "imagecodecs" in done.stderr
+
+
+def test_adaptive_blocks_from_the_command_line_decode_and_info_lists_each_levels_block_size(setup, capsys):
+    tmp, model_path, _, image = setup
+    options = ["--block-size", "600", "--steps-per-block", "0.2", "--kl-per-block", "3"]
+    assert main(["compress", "--model", str(model_path), *options, str(tmp / "in.png"), str(tmp / "a.irec")]) == 0
+    assert main(["decompress", "--model", str(model_path), str(tmp / "a.irec"), str(tmp / "out.png")]) == 0
+    np.testing.assert_array_equal(read_image(tmp / "out.png"), image)
+    capsys.readouterr()
+    assert main(["info", str(tmp / "a.irec")]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if "block_size" in s)
+    sizes = [int(n) for n in line.split(":")[1].split(",")]
+    assert len(sizes) == 2 and max(sizes) < 600  # one per level (the smoke model has two), below the cap

@@ -13,7 +13,7 @@ from irec.codecs.container import (
     WrongModelError,
     peek_header,
 )
-from irec.codecs.lossy import LossyCodec
+from irec.codecs.lossy import DEFAULT_PARAMS, LossyCodec
 from irec.coder import PAPER_LOSSY, CorruptStreamError
 from irec.models.vae2 import TwoLevelVAE, preset
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
@@ -127,10 +127,16 @@ def test_the_report_measures_ms_ssim_on_images_large_enough_for_five_scales(code
     assert 0 < report["sample_ms_ssim"] <= 1
 
 
-def test_the_decoder_takes_the_seed_from_the_file_not_from_its_own_params(model, codec):
+def test_the_decoder_takes_the_seed_and_the_blocks_from_the_file_not_from_its_own_params(model, codec):
     fingerprint = weights_fingerprint(model.state_dict())
     encoding = LossyCodec(model, fingerprint, PAPER_LOSSY.with_(seed=7)).encode(_image((64, 64)))
     assert encoding.seed == 7
+    assert_identical(encoding.image, codec.decompress(encoding.data))
+    # the codec's default (adaptive blocks) reads fixed blocks, and the paper's setting reads adaptive ones
+    assert DEFAULT_PARAMS.steps_per_block > 0
+    assert_identical(encoding.image, LossyCodec(model, fingerprint).decompress(encoding.data))
+    adaptive = LossyCodec(model, fingerprint, DEFAULT_PARAMS.with_(steps_per_block=0.5, block_size=999))
+    encoding = adaptive.encode(_image((64, 64)))
     assert_identical(encoding.image, codec.decompress(encoding.data))
 
 

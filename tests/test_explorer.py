@@ -118,18 +118,22 @@ def test_the_encode_button_fills_the_result_table_and_the_figure(lossless_path, 
     assert "real bpd" in app.result.value and "pixels" in app.result.value and app.last_result.exact
 
 
-def test_choosing_a_named_setting_moves_the_sliders_and_the_block_size_reaches_the_coder(lossy_path, photo_crop):
+def test_choosing_a_named_setting_moves_the_sliders_and_the_block_settings_reach_the_coder(lossy_path, photo_crop):
     from irec.codecs.lossy import DEFAULT_PARAMS
 
     app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
     label = next(name for name in app.start_from.options if name.startswith("irec lossy default"))
     app.start_from.value = label
-    assert (app.n_beams.value, app.extra_samples.value, app.kl_per_block.value, app.block_size.value) == (
-        DEFAULT_PARAMS.n_beams, DEFAULT_PARAMS.extra_samples, DEFAULT_PARAMS.kl_per_block, DEFAULT_PARAMS.block_size)
-    app.n_beams.value, app.block_size.value = 2, 128
+    assert (app.n_beams.value, app.extra_samples.value, app.kl_per_block.value, app.block_size.value,
+            app.steps_per_block.value) == (DEFAULT_PARAMS.n_beams, DEFAULT_PARAMS.extra_samples,
+                                           DEFAULT_PARAMS.kl_per_block, DEFAULT_PARAMS.block_size,
+                                           DEFAULT_PARAMS.steps_per_block)
+    app.n_beams.value, app.block_size.value, app.steps_per_block.value = 2, 128, 0.0
     result = app.encode()
     assert result.params.block_size == 128 and result.params.n_candidates == DEFAULT_PARAMS.n_candidates
-    assert result.params.n_beams == 2 and result.exact
+    assert result.params.n_beams == 2 and result.params.steps_per_block == 0.0 and result.exact
+    app.steps_per_block.value = 5.0
+    assert app.encode().params.steps_per_block == 5.0
 
 
 def test_the_candidate_line_follows_the_sliders_and_invalid_settings_show_a_message_not_a_traceback(

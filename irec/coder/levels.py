@@ -11,7 +11,9 @@ Side information per level, all in the ANS stream: the step counts K_b (their mi
 each K_b - K_min under a triangular categorical model); then the indices, uniform over N. (Version 1 wrote the
 minimum and span as header varints: 16 bytes on a 32x32 image with 8 levels, 0.042 bpd; now about 7.)
 Standalone files (:func:`compress_latent`) also record each level's shape; codecs, whose model fixes the
-shapes, leave them out (``describe_shapes=False``) because header bytes matter on 32x32 images.
+shapes, leave them out (``describe_shapes=False``) because header bytes matter on 32x32 images. With adaptive blocks
+(``steps_per_block`` > 0, :func:`irec.coder.schedule.adaptive_block_size`) the header also records each level's block
+size, a flag bit telling the decoder so; files with fixed blocks are byte for byte as before.
 """
 
 from __future__ import annotations
@@ -23,15 +25,29 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from irec.coder.bitstream import ByteReader, ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
+from irec.coder.bitstream import (
+    ByteReader,
+    ByteWriter,
+    CorruptStreamError,
+    SymbolReader,
+    SymbolWriter,
+    seal,
+    unseal,
+)
 from irec.coder.params import SAMPLERS, CoderParams
-from irec.coder.schedule import BlockLayout, level_layout, step_counts
+from irec.coder.schedule import (
+    BlockLayout,
+    adaptive_block_size,
+    level_layout,
+    step_counts,
+)
 from irec.coder.search import reconstruct, search
 
 MAGIC = b"iRL"  # standalone latent files
 VERSION = 2  # 2: step-count minimum and span moved from the header into the ANS stream
 MAX_STEPS = 1 << 24  # sanity bound on K_b read from a file
 MAX_DIMS = 1 << 34  # sanity bound on a level's size read from a file
+PER_LEVEL_BLOCKS = 8  # header flag bit: each level's block size follows the level count (adaptive blocks)
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,7 @@ class LatentEncoder:
         self.params = params
         self.describe_shapes = describe_shapes
         self.stats: list[LevelStats] = []
-        self._levels: list[tuple[tuple[int, ...], np.ndarray, np.ndarray]] = []  # shape, K_b, indices
+        self._levels: list[tuple[tuple[int, ...], int, np.ndarray, np.ndarray]] = []  # shape, block size, K_b, indices
 
     def encode_level(self, q_loc, q_scale, p_loc, p_scale, select=None) -> torch.Tensor:
         """Code one level; returns its coded sample z (what the decoder will rebuild), shaped like p_loc.
@@ -136,9 +152,12 @@ class LatentEncoder:
         if self.params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only (see irec.coder.pfr)")
         level = len(self._levels)
-        layout = level_layout(self.params.seed, level, p_loc.numel(), self.params.block_size)
         q_mu, q_s, p_mu, p_s = (_flat64(x) for x in (q_loc, q_scale, p_loc, p_scale))
         kl = torch.log(p_s / q_s) + (q_s**2 + (q_mu - p_mu) ** 2) / (2 * p_s**2) - 0.5
+        p = self.params
+        block_size = adaptive_block_size(p_loc.numel(), float(kl.sum()), p.kl_per_block, p.steps_per_block,
+                                         p.block_size)
+        layout = level_layout(self.params.seed, level, p_loc.numel(), block_size)
         n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_block)
         p_scale32 = _prior_scale32(p_scale, layout)
         indices = search(
@@ -158,7 +177,7 @@ class LatentEncoder:
             n_dims=p_loc.numel(), n_blocks=layout.n_blocks, n_steps=int(n_steps.sum()), kl_nats=float(kl.sum()),
             index_bits=float(n_steps.sum() * math.log2(self.params.n_candidates)), log_ratio_nats=float(log_ratio),
         ))
-        self._levels.append((tuple(p_loc.shape), n_steps, indices))
+        self._levels.append((tuple(p_loc.shape), block_size, n_steps, indices))
         return z
 
     def write_header(self, w: ByteWriter) -> None:
@@ -166,9 +185,12 @@ class LatentEncoder:
         w.varint(self.params.n_candidates)
         w.varint(self.params.block_size)
         w.varint(self.params.seed)
-        w.varint(2 * SAMPLERS.index(self.params.sampler) + int(self.describe_shapes))
+        adaptive = self.params.steps_per_block > 0
+        w.varint(2 * SAMPLERS.index(self.params.sampler) + int(self.describe_shapes) + PER_LEVEL_BLOCKS * adaptive)
         w.varint(len(self._levels))
-        for shape, n_steps, _ in self._levels:
+        for _, block_size, _, _ in self._levels if adaptive else ():
+            w.varint(block_size)
+        for shape, _, _, _ in self._levels:
             if self.describe_shapes:
                 w.varint(len(shape))
                 for n in shape:
@@ -176,7 +198,7 @@ class LatentEncoder:
 
     def write_symbols(self, s: SymbolWriter) -> None:
         """Each level's step counts, then its indices, in decoding order."""
-        for level, (_, n_steps, indices) in enumerate(self._levels):
+        for level, (_, _, n_steps, indices) in enumerate(self._levels):
             span = int(n_steps.max() - n_steps.min())
             _push_count(s, int(n_steps.min()), f"level{level}/steps")
             if len(n_steps) > 1:  # the decoder knows the block count from the shape
@@ -187,22 +209,27 @@ class LatentEncoder:
             s.push_uniform(chosen, self.params.n_candidates, f"level{level}/indices")
 
 
-def read_coder_params(r: ByteReader) -> tuple[CoderParams, bool, int]:
-    """The start of a latent header: (coder parameters, whether shapes are recorded, number of levels).
+def read_coder_params(r: ByteReader) -> tuple[CoderParams, bool, tuple[int, ...]]:
+    """The start of a latent header: (coder parameters, whether shapes are recorded, each level's block size).
 
-    Decoding needs only N, the block size and the seed; Omega and B are not recorded, so the returned
-    parameters carry an Omega that gives this N and the default B.
+    Decoding needs only N, the block sizes and the seed; Omega, B and steps_per_block are not recorded, so the
+    returned parameters carry an Omega that gives this N, the default B, and the largest block size.
     """
     n_candidates = r.varint(limit=2**24 - 1)
     block_size = r.varint(limit=MAX_DIMS)
     seed = r.varint(limit=2**63 - 1)
-    flags = r.varint(limit=2 * len(SAMPLERS) - 1)
+    flags = r.varint(limit=PER_LEVEL_BLOCKS + 2 * len(SAMPLERS) - 1)
     n_levels = r.varint(limit=1 << 16)
-    if n_candidates < 2 or block_size < 1:
+    if n_candidates < 2 or block_size < 1 or flags % PER_LEVEL_BLOCKS >= 2 * len(SAMPLERS):
         raise CorruptStreamError("malformed header: impossible coder parameters")
+    sizes = (block_size,) * n_levels
+    if flags & PER_LEVEL_BLOCKS:
+        sizes = tuple(r.varint(limit=block_size) for _ in range(n_levels))
+        if not all(sizes):
+            raise CorruptStreamError("malformed header: a level with blocks of 0 dimensions")
     params = CoderParams(kl_per_block=math.log(n_candidates + 0.5), block_size=block_size, seed=seed,
-                         sampler=SAMPLERS[flags // 2])
-    return params, bool(flags % 2), n_levels
+                         sampler=SAMPLERS[flags % PER_LEVEL_BLOCKS // 2])
+    return params, bool(flags % 2), sizes
 
 
 class LatentDecoder:
@@ -213,7 +240,8 @@ class LatentDecoder:
     """
 
     def __init__(self, r: ByteReader, shapes: list[tuple[int, ...]] | None = None) -> None:
-        self.params, described, n_levels = read_coder_params(r)
+        self.params, described, self._block_sizes = read_coder_params(r)
+        n_levels = len(self._block_sizes)
         if shapes is None and not described:
             raise ValueError("this latent stream does not record its shapes: pass the shapes the model gives")
         if shapes is not None and len(shapes) != n_levels:
@@ -255,7 +283,7 @@ class LatentDecoder:
                 f"latent level {level} was coded with shape {shape}, but the prior given has shape "
                 f"{tuple(p_loc.shape)}: wrong model or wrong image size?"
             )
-        layout = level_layout(self.params.seed, level, p_loc.numel(), self.params.block_size)
+        layout = level_layout(self.params.seed, level, p_loc.numel(), self._block_sizes[level])
         k_min = _pull_count(self._symbols)
         span = _pull_count(self._symbols) if layout.n_blocks > 1 else 0
         if k_min + span > MAX_STEPS:
@@ -276,14 +304,14 @@ class LatentDecoder:
 def compress_latent(
     q_loc: torch.Tensor, q_scale: torch.Tensor, p_loc: torch.Tensor, p_scale: torch.Tensor, *,
     kl_per_block: float = 3.0, n_beams: int = 10, extra_samples: float = 1.0, block_size: int = 1000,
-    seed: int = 0, sampler: str = "beam",
+    seed: int = 0, sampler: str = "beam", steps_per_block: float = 0.0,
 ) -> tuple[bytes, torch.Tensor]:
     """Code a sample of N(q_loc, q_scale^2) against the prior N(p_loc, p_scale^2), tensors of any shape.
 
     Returns the self-describing bytes and the coded sample z, which :func:`decompress_latent` rebuilds exactly.
     """
     params = CoderParams(kl_per_block=kl_per_block, n_beams=n_beams, extra_samples=extra_samples,
-                         block_size=block_size, seed=seed, sampler=sampler)
+                         block_size=block_size, seed=seed, sampler=sampler, steps_per_block=steps_per_block)
     if sampler == "pfr":
         from irec.coder import pfr
 

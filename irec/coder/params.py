@@ -14,12 +14,13 @@ SAMPLERS = ("beam", "greedy", "sample", "pfr")
 
 @dataclass(frozen=True)
 class CoderParams:
-    """Settings of the relative entropy coder. Only ``n_candidates``, ``block_size`` and ``seed`` reach the file."""
+    """Settings of the relative entropy coder. Only ``n_candidates``, the block sizes and ``seed`` reach the file."""
 
     kl_per_block: float = 3.0  # Omega: nats of KL carried by each auxiliary step (paper: 3)
     n_beams: int = 10  # B: beams kept by the search (paper: 20 lossless, 10 lossy); greedy forces 1
     extra_samples: float = 1.0  # 1+epsilon: N = floor(exp(extra_samples * kl_per_block)) candidates per step
-    block_size: int = 1000  # dimensions per block, before the near-equal split (paper: 1000)
+    block_size: int = 1000  # dimensions per block, before the near-equal split (paper: 1000); the most, if adaptive
+    steps_per_block: float = 0.0  # adaptive blocks: size each level's blocks to take about this many steps K_b; 0: off
     seed: int = 0  # seed of the shared randomness (and of the encoder's Gumbel noise for "sample")
     sampler: str = "beam"  # "beam" (iREC), "greedy" (B = 1), "sample" (Gumbel-top-B), "pfr" (exact reference)
 
@@ -34,6 +35,8 @@ class CoderParams:
             raise ValueError(f"n_beams (B) must be at least 1, got {self.n_beams}")
         if self.block_size < 1:
             raise ValueError(f"block_size must be at least 1, got {self.block_size}")
+        if not (math.isfinite(self.steps_per_block) and self.steps_per_block >= 0):
+            raise ValueError(f"steps_per_block must be 0 (fixed blocks) or positive, got {self.steps_per_block}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
         if self.sampler != "pfr" and not 2 <= self.n_candidates < 2**24:
@@ -51,6 +54,13 @@ class CoderParams:
     def beams(self) -> int:
         """The number of beams actually kept (1 for the greedy sampler)."""
         return 1 if self.sampler == "greedy" else self.n_beams
+
+    @property
+    def blocks_label(self) -> str:
+        """The block sizes in words: "384", or "at most 384 dimensions, about 45 steps each" when adaptive."""
+        if not self.steps_per_block:
+            return f"{self.block_size}"
+        return f"at most {self.block_size} dimensions, about {self.steps_per_block:g} steps each"
 
     def with_(self, **changes) -> "CoderParams":
         """A copy with some fields changed (validated again)."""

@@ -5,6 +5,10 @@ Paper, section 3.2 and appendix (auxiliary variables), and ../shared/docs/irec-m
 - the flattened latent is permuted by a seeded permutation and cut into blocks of about ``block_size``
   dimensions (here of near-equal sizes, differing by at most one, so that all blocks batch together);
 - block b takes ``K_b = ceil(KL_b / kl_per_block)`` steps (KL in nats, as in the paper);
+- with adaptive blocks (``steps_per_block`` = K* > 0, not in the paper) each level takes the largest block size,
+  at most ``block_size``, whose blocks take about K* steps on average, K* * Omega * n_dims / KL_level: the coder's
+  overhead per block (the last step's rounding, the step count) is then a near-fixed share 1/K* of the rate, and
+  rates high enough to afford it get smaller blocks, which keep the coded sample nearer the posterior;
 - the step with ``n`` auxiliary variables still to go, counting itself, takes the fraction
   ``r_n = n ** -0.7864636765648174`` of the remaining prior variance; the last step takes all that is left.
 
@@ -68,6 +72,15 @@ def step_counts(kl_blocks: np.ndarray, kl_per_block: float) -> np.ndarray:
     kl = np.asarray(kl_blocks, dtype=np.float64)
     counts = np.ceil(kl / kl_per_block - 1e-12).astype(np.int64)
     return np.where(kl <= ZERO_KL_NATS, 0, np.maximum(counts, 1))
+
+
+def adaptive_block_size(n_dims: int, kl_nats: float, kl_per_block: float, steps_per_block: float,
+                        max_size: int) -> int:
+    """Block size of a level whose blocks take about ``steps_per_block`` steps on average (encoder only: the file
+    records the result), at most ``max_size``; ``max_size`` when ``steps_per_block`` is 0 (fixed blocks)."""
+    if steps_per_block <= 0 or kl_nats <= 0:
+        return max_size
+    return int(min(max_size, max(1, math.floor(steps_per_block * kl_per_block * n_dims / kl_nats))))
 
 
 @dataclass(frozen=True)
