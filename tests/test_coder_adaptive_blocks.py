@@ -89,6 +89,12 @@ def test_a_per_level_block_size_of_zero_or_above_the_largest_is_a_corrupt_header
         read_coder_params(ByteReader(w.getvalue()))
 
 
+def test_the_pfr_reference_sampler_refuses_adaptive_blocks_instead_of_ignoring_them():
+    pair = synthetic_pair((40,), 20.0, 0.5, 0)
+    with pytest.raises(ValueError, match="pfr"):
+        compress_latent(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, sampler="pfr", steps_per_block=4.0)
+
+
 @pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
 def test_a_negative_or_non_finite_steps_per_block_is_refused(value):
     with pytest.raises(ValueError, match="steps_per_block"):

@@ -68,12 +68,13 @@ steps: 16.8% over the KL at beta 0.001 with blocks of 128. Sizing each level's b
 share near 2.5% (the issue's target is 3%) and spends it on smaller blocks only where the rate affords them: on the
 median Kodak image 358 dimensions at beta 0.01, 223 at 0.03 and 187 at 0.05; 384 at 0.001. On all 24 images (notebook
 05) against fixed blocks of 384: +0.04 / +0.08 / +0.07 dB at beta 0.01 / 0.03 / 0.05 for 0.5 / 1.0 / 1.2% more rate,
-the gap 0.65 / 0.58 / 0.52 -> 0.61 / 0.50 / 0.45 dB, 20% faster encoding. Measured on the same 4 images and dropped:
-Omega = 7 with blocks of 192 (+0.12-0.27 dB for 1.0-1.7% more rate, at twice the encode time of Omega = 6), the search
-aimed at a posterior with scales times 1.15-1.25 (encoder only: +0.05 dB at beta 0.05, -0.2 to -0.6 dB at 0.001), and
-each block's final beam chosen by the gradient of the image's MSE (+0.02 dB on kodim01). ``python -m irec.bench
-sweep`` moves each parameter alone. The paper's setting stays one argument away (``params=PAPER_LOSSY``; ``python -m
-irec.bench lossy --coder paper``).
+the gap 0.65 / 0.58 / 0.52 -> 0.61 / 0.50 / 0.45 dB, 20% faster encoding. Omega = 7 (N = 1,096) with these blocks, all
+24 images (results/bench/lossy-omega7.csv): +0.06-0.11 dB at the same rate, the gap 0.25-0.50 dB, BD-rate +5.1%
+against WebP (+8.2% at Omega = 6), but 2.2 times the encode time (5-26 s per image), so not the default. Measured on 4
+images and dropped: the search aimed at a posterior with scales times 1.15-1.25 (encoder only: +0.05 dB at beta 0.05,
+-0.2 to -0.6 dB at 0.001), and each block's final beam chosen by the gradient of the image's MSE (+0.02 dB on
+kodim01). ``python -m irec.bench sweep`` moves each parameter alone. The paper's setting stays one argument away
+(``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 """
 
 from __future__ import annotations

@@ -315,6 +315,9 @@ def compress_latent(
     if sampler == "pfr":
         from irec.coder import pfr
 
+        if steps_per_block:
+            raise ValueError("the pfr reference sampler has its own blocks; adaptive blocks (steps_per_block) are "
+                             "for the beam, greedy and sample samplers")
         return pfr.compress_latent(q_loc, q_scale, p_loc, p_scale, params)
     encoder = LatentEncoder(params, describe_shapes=True)
     z = encoder.encode_level(q_loc, q_scale, p_loc, p_scale)
