@@ -12,6 +12,7 @@ from irec.coder import (
     CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, compress_latent, decompress_latent,
 )
 from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
+from irec.coder.search import _top_k
 from irec.coder.synthetic import synthetic_pair
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
@@ -138,6 +139,17 @@ def test_beam_search_codes_a_sample_with_a_higher_weight_than_greedy_search():
         encoder.encode_level(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale)
         ratio[sampler] = encoder.stats[0].log_ratio_nats
     assert ratio["beam"] > ratio["greedy"]
+
+
+@pytest.mark.parametrize("n,k", [(4030, 10), (12090, 30), (7, 10), (1, 1)])
+def test_the_search_keeps_the_beams_a_stable_sort_of_the_scores_would_keep(n, k):
+    values = np.random.default_rng(n).normal(size=n).round(1)  # rounded: many ties, which go to the lower index
+    order, top = np.empty(k, dtype=np.int64), np.empty(k)
+    kept = _top_k(values, n, k, order, top)
+    expected = np.argsort(-values, kind="stable")[:k]
+    assert kept == len(expected)
+    np.testing.assert_array_equal(order[:kept], expected)
+    np.testing.assert_array_equal(top[:kept], values[expected])
 
 
 @pytest.mark.parametrize(
