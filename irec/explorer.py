@@ -251,7 +251,7 @@ class ExplorerApp(widgets.VBox):
         self.model = widgets.Dropdown(options=list(self.models), description="model")
         self.image = widgets.Dropdown(options=list(self.images), description="image")
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload image")
-        self.n_beams = widgets.IntSlider(value=10, min=1, max=50, description="B (beams)")
+        self.n_beams = widgets.IntSlider(value=10, min=1, max=200, description="B (beams)")
         self.extra_samples = widgets.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.05, description="1+eps")
         self.kl_per_block = widgets.FloatSlider(value=3.0, min=0.5, max=10.0, step=0.25, description="Omega (nats)")
         self.block_size = widgets.IntSlider(value=block_size, min=64, max=4096, step=8, description="block (dims)")

@@ -36,7 +36,7 @@ def test_an_image_row_has_the_schema_columns_the_rate_split_and_provenance(codec
     assert row["bpp_header"] + row["bpp_z2"] + row["bpp_z1"] == pytest.approx(row["bpp"])
     assert row["exact"] is True and row["bit_exact"] is False
     assert (row["beta"], row["sweep_value"], row["fingerprint"]) == (0.003, 0.003, codec.fingerprint_hex)
-    assert row["params"]["n_beams"] == 10 and row["params"]["final"] == "best-q"
+    assert row["params"]["n_beams"] == codec.params.n_beams and row["params"]["final"] == "best-q"
     assert row["psnr_db"] == pytest.approx(row["psnr_float"], abs=0.5) and np.isfinite(row["sample_psnr"])
     assert row["git_commit"] and row["timestamp"]
 

@@ -2,9 +2,9 @@
 
 Issue 5's benchmark (iREC paper, Flamich, Havasi & Hernandez-Lobato 2020, section 4 and Figure 4; method notes
 ../shared/docs/irec-method.md section 4). Every model given (one per trained rate) codes the images into real
-files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings (B=10, N=403, Omega=6 nats,
-blocks of at most 384 dimensions and about 40 steps; ``--coder paper``: the paper's B=10, N=20, Omega=3, blocks of
-1,000) and the chosen ``--final``
+files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings
+(:data:`irec.codecs.lossy.DEFAULT_PARAMS`, spelled out by ``--help``; ``--coder paper``: the paper's B=10, N=20,
+Omega=3, blocks of 1,000) and the chosen ``--final``
 (gap-closing passes included in the encode time). Per model it prints the mean real and ideal
 (KL) rate, the rate over the KL, the PSNR of the uint8 and float output beside the posterior-sample PSNR (the
 coding gap), MS-SSIM in dB, encode and decode seconds per image, the exact-decode count, and the PSNR difference to
@@ -40,7 +40,7 @@ from irec.baselines import run_baselines
 from irec.checkpoint import read_model_info
 from irec.classical import make_codecs
 from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LossyCodec
-from irec.coder import PAPER_LOSSY
+from irec.coder import PAPER_LOSSY, CoderParams
 from irec.data import load_images
 from irec.lossy_eval import evaluate_dataset
 from irec.paths import RESULTS
@@ -56,6 +56,12 @@ CODERS = {"default": DEFAULT_PARAMS, "paper": PAPER_LOSSY}
 TARGETS = {"rate_over_kl_pct": 3.0, "psnr_gap_db": -0.3, "encode_s": 10.0, "decode_s": 2.0}
 TWO_RATES = "needs >= 2 rates"  # printed instead of a BD-rate when a curve has fewer than two points
 OURS, IDEAL = "iREC (this run, real file bits)", "iREC (this run, ideal: KL rate, posterior sample)"
+
+
+def _settings(params: CoderParams) -> str:
+    """A coder setting in words for --help, e.g. "B=50, N=403, Omega=6, blocks of 1000"."""
+    return (f"B={params.n_beams}, N={params.n_candidates}, Omega={params.kl_per_block:g}, "
+            f"blocks of {params.blocks_label}")
 
 
 def _side_file(out: Path, suffix: str) -> Path:
@@ -203,9 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         "per-image iREC rows to reuse instead of coding again (e.g. results/lossy/kodak.csv from notebook 05), for "
         "each model whose fingerprint, images and --final they cover with the --coder settings"))
     parser.add_argument("--coder", default="default", choices=tuple(CODERS), help=(
-        "coder settings: default (the codec's: B=10, N=403, Omega=6, blocks of at most 384 dimensions and about 40 "
-        "steps) or paper (B=10, N=20, "
-        "Omega=3, blocks of 1000; issue 5's speed targets are stated for these)"))
+        f"coder settings: default (the codec's: {_settings(DEFAULT_PARAMS)}) or paper ({_settings(PAPER_LOSSY)}; "
+        "issue 5's speed targets are stated for these)"))
     for flag, cast, what in (("--n-beams", int, "B"), ("--extra-samples", float, "1+eps"),
                              ("--kl-per-block", float, "Omega, nats"), ("--block-size", int, "dimensions per block"),
                              ("--steps-per-block", float, "adaptive blocks' steps K_b per block (0: fixed)")):
