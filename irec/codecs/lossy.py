@@ -80,8 +80,8 @@ narrowed the gap to 0.25 / 0.41 / 0.45 / 0.36 / 0.31 dB at the same rate (from 0
 B = 10), BD-rate +4.0% against WebP, 2.6-9.7 s per image: hence the default. On 3 images the gap at beta 0.01 was 0.60
 / 0.47 / 0.44 / 0.39 / 0.35 dB at B = 10 / 30 / 50 / 100 / 200, and Omega = 7 or 8 bought less per second (README).
 Dropped: a coordinate-descent pass over the best beam's steps under the final log q/p (no change: beam search leaves
-a local optimum), z1 shrunk toward the prior mean before the synthesis (-1.5 dB at 0.9), and at most 2 children per beam at B = 50
-(-0.03 dB). ``python -m irec.bench
+a local optimum), z1 shrunk toward the prior mean before the synthesis (-1.5 dB at 0.9), and at most 2 children per
+beam at B = 50 (-0.03 dB). ``python -m irec.bench
 sweep`` moves each parameter alone. The paper's setting stays one argument away
 (``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 """
