@@ -152,6 +152,13 @@ def test_the_search_keeps_the_beams_a_stable_sort_of_the_scores_would_keep(n, k)
     np.testing.assert_array_equal(top[:kept], values[expected])
 
 
+def test_the_search_ranks_a_nan_score_below_every_number():
+    values = np.array([np.nan, 1.0, -np.inf, 3.0, np.nan, 2.0])
+    order, top = np.empty(4, dtype=np.int64), np.empty(4)
+    _top_k(values, len(values), 4, order, top)
+    np.testing.assert_array_equal(order, [3, 5, 1, 0])
+
+
 @pytest.mark.parametrize(
     "change,message",
     [

@@ -74,11 +74,13 @@ def _top_k(values, n, k, order, top):
     """The indices of the k largest of values[:n] into order[:k], largest first, ties to the lower index.
 
     The same as ``np.argsort(-values[:n], kind="mergesort")[:k]`` for finite values, in O(n) for small k (a full
-    sort of the B x N scores per step took about half of the search). Returns min(k, n).
+    sort of the B x N scores per step took most of the search); a NaN ranks as -inf. Returns min(k, n).
     """
     kept = 0
     for j in range(n):
         v = values[j]
+        if v != v:  # NaN: never ahead of a number
+            v = -np.inf
         if kept == k and not v > top[k - 1]:
             continue
         i = kept if kept < k else k - 1
