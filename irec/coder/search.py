@@ -39,7 +39,6 @@ from irec.coder import randomness
 from irec.coder.params import CoderParams
 from irec.coder.schedule import BlockLayout, schedule_tables
 
-
 _SHIFT = np.uint64(64 - randomness.TABLE_BITS)
 
 
@@ -79,7 +78,7 @@ def _top_k(values, n, k, order, top):
     kept = 0
     for j in range(n):
         v = values[j]
-        if v != v:  # NaN: never ahead of a number
+        if np.isnan(v):  # never ahead of a number
             v = -np.inf
         if kept == k and not v > top[k - 1]:
             continue
