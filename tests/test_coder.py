@@ -9,12 +9,7 @@ import pytest
 import torch
 
 from irec.coder import (
-    CoderParams,
-    CorruptStreamError,
-    LatentDecoder,
-    LatentEncoder,
-    compress_latent,
-    decompress_latent,
+    CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, compress_latent, decompress_latent,
 )
 from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
 from irec.coder.search import _top_k
