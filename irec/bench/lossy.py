@@ -59,8 +59,8 @@ OURS, IDEAL = "iREC (this run, real file bits)", "iREC (this run, ideal: KL rate
 
 
 def _settings(params: CoderParams) -> str:
-    """A coder setting in words for --help, e.g. "B=50, N=403, Omega=6, blocks of 1000"."""
-    return (f"B={params.n_beams}, N={params.n_candidates}, Omega={params.kl_per_block:g}, "
+    """A coder setting in words for --help and the printed summary, e.g. "B=10, N=20, Omega=3 nats, blocks of 1000"."""
+    return (f"B={params.n_beams}, N={params.n_candidates}, Omega={params.kl_per_block:g} nats, "
             f"blocks of {params.blocks_label}")
 
 
@@ -276,9 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             "target_decode_s", "n_exact"]
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 3,
                            "display.max_colwidth", 60):
-        sys.stdout.write(f"iREC lossy, final={args.final}, coder {coder}: B={params.n_beams}, "
-                         f"N={params.n_candidates}, Omega={params.kl_per_block:g} nats, blocks of "
-                         f"{params.blocks_label}, {len(images)} images of {args.dataset}\n")
+        sys.stdout.write(f"iREC lossy, final={args.final}, coder {coder}: {_settings(params)}, {len(images)} images "
+                         f"of {args.dataset}\n")
         sys.stdout.write(table[show].to_string(index=False) + "\n")
         sys.stdout.write("(psnr_gap_db: PSNR of the file minus that of a posterior sample; psnr_minus_*: ours minus "
                          "the codec's PSNR at our rate, NaN outside its range; targets: issue 5)\n\n")

@@ -154,9 +154,8 @@ class LatentEncoder:
         level = len(self._levels)
         q_mu, q_s, p_mu, p_s = (_flat64(x) for x in (q_loc, q_scale, p_loc, p_scale))
         kl = torch.log(p_s / q_s) + (q_s**2 + (q_mu - p_mu) ** 2) / (2 * p_s**2) - 0.5
-        p = self.params
-        block_size = adaptive_block_size(p_loc.numel(), float(kl.sum()), p.kl_per_block, p.steps_per_block,
-                                         p.block_size)
+        block_size = adaptive_block_size(p_loc.numel(), float(kl.sum()), self.params.kl_per_block,
+                                         self.params.steps_per_block, self.params.block_size)
         layout = level_layout(self.params.seed, level, p_loc.numel(), block_size)
         n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_block)
         p_scale32 = _prior_scale32(p_scale, layout)
