@@ -12,7 +12,9 @@ from irec.coder import (
     CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, compress_latent, decompress_latent,
 )
 from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
-from irec.coder.search import _top_k
+from irec.coder import randomness
+from irec.coder.search import _score_block, _top_k, search
+from irec.coder.schedule import level_layout, step_counts
 from irec.coder.synthetic import synthetic_pair
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
@@ -139,6 +141,40 @@ def test_beam_search_codes_a_sample_with_a_higher_weight_than_greedy_search():
         encoder.encode_level(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale)
         ratio[sampler] = encoder.stats[0].log_ratio_nats
     assert ratio["beam"] > ratio["greedy"]
+
+
+def test_the_matrix_product_scores_every_beam_and_candidate_as_a_float64_reference_does():
+    rng = np.random.default_rng(3)
+    dims, n_cand, n_beams, n_valid = 37, 50, 6, 4
+    std = rng.uniform(0.2, 1.0, dims).astype(np.float32)
+    u, l = rng.normal(size=dims).astype(np.float32), rng.normal(size=dims).astype(np.float32)
+    beams = rng.normal(size=(n_beams, dims)).astype(np.float32)
+    key = randomness.block_keys(7, 1, np.array([2]), np.array([5]))[0]
+    cand, weighted = np.empty((n_cand, dims), np.float32), np.empty((n_beams, dims), np.float32)
+    scores = np.full(n_beams * n_cand, np.nan)
+    _score_block(key, dims, n_cand, randomness.normal_table(), std, u, l, beams, n_valid, cand, weighted, scores)
+    eps = randomness.normals(key[None], np.arange(n_cand)[None], np.array([dims]), dims)[0].numpy()
+    a, s, u64, l64 = (eps * std).astype(np.float64), beams[:n_valid].astype(np.float64), u.astype(np.float64), l.astype(np.float64)
+    f = (0.5 * u64 * s**2 + l64 * s).sum(1)
+    g = (0.5 * u64 * a**2 + l64 * a).sum(1)
+    expected = f[:, None] + g[None, :] + (u64 * s) @ a.T
+    np.testing.assert_array_equal(cand, (eps * std).astype(np.float32))
+    np.testing.assert_allclose(scores[: n_valid * n_cand].reshape(n_valid, n_cand), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_the_search_leaves_the_blas_thread_count_as_it_found_it():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
+    pair = _pair((300,), kl=80.0, seed=2)
+    params = CoderParams(n_beams=4, block_size=100)
+    layout = level_layout(params.seed, 0, 300, params.block_size)
+    q_mu, q_s, p_mu, p_s = (x.double() for x in (pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale))
+    kl = torch.log(p_s / q_s) + (q_s**2 + (q_mu - p_mu) ** 2) / (2 * p_s**2) - 0.5
+    n_steps = step_counts(layout.gather(kl, 0.0).sum(1).numpy(), params.kl_per_block)
+    indices = search(params, 0, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
+                     layout.gather(p_s**2, 1.0), layout.gather(p_s.float(), 1.0), n_steps)
+    assert indices.shape == (layout.n_blocks, 4, n_steps.max())
+    assert [pool["num_threads"] for pool in threadpoolctl.threadpool_info()] == before
 
 
 @pytest.mark.parametrize("n,k", [(4030, 10), (12090, 30), (7, 10), (1, 1)])
