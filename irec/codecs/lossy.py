@@ -124,9 +124,9 @@ from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, latent_hw
 FINALS = ("best-q", "beams", "mse", "rd")
 PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32  # what pinned() guarantees, recorded in every file
 LEVELS = ("z2", "z1")  # coding order, level 0 then level 1
-# B = 50 beams, 1 + eps = 1, Omega = 6 nats (N = 403), blocks of at most 384 dimensions and about 40 steps
+# B = 100 beams, 1 + eps = 1, Omega = 6 nats (N = 403), blocks of at most 384 dimensions and about 40 steps
 # (adaptive blocks): see the module docstring.
-DEFAULT_PARAMS = CoderParams(kl_per_block=6.0, n_beams=50, extra_samples=1.0, block_size=384, seed=42,
+DEFAULT_PARAMS = CoderParams(kl_per_block=6.0, n_beams=100, extra_samples=1.0, block_size=384, seed=42,
                              steps_per_block=40.0)
 
 
