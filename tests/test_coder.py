@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from irec.coder import (
-    CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, compress_latent, decompress_latent,
+    CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, compress_latent, decompress_latent, randomness,
 )
 from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
-from irec.coder import randomness
-from irec.coder.search import _score_block, _top_k, search
 from irec.coder.schedule import level_layout, step_counts
+from irec.coder.search import _score_block, _top_k, search
 from irec.coder.synthetic import synthetic_pair
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
