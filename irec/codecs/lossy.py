@@ -31,14 +31,14 @@ rate; ``final="rd"`` (MSE models) keeps the seed with the lowest training loss b
 file instead, never higher than best-q's. The coder's ``sampler="sample"`` (Gumbel-top-B, via ``params``) is the
 other option the current API allows.
 
-What narrowed the gap, measured, is the coder's setting: :data:`DEFAULT_PARAMS` (B = 50, 1 + eps = 1, Omega = 6 nats,
-N = 403, adaptive blocks of about 40 steps and at most 384 dimensions; B = 10 with fixed blocks of 384 and Omega = 5,
-N = 148, until 2026-11-26) against the paper's B = 10, N = 20, Omega = 3 with blocks of 1,000
+What narrowed the gap, measured, is the coder's setting: :data:`DEFAULT_PARAMS` (B = 100, 1 + eps = 1, Omega = 6
+nats, N = 403, adaptive blocks of about 40 steps and at most 384 dimensions; B = 10 with fixed blocks of 384 and
+Omega = 5, N = 148, until 2026-11-26) against the paper's B = 10, N = 20, Omega = 3 with blocks of 1,000
 (:data:`PAPER_LOSSY`). Larger
 steps and smaller blocks both keep the coded sample nearer the posterior (the same held for the lossless codec). With
 the shipped ``lossy-mse-0.01`` (8,950 CPU steps, then 15,853 on an H200 and 10,534 at 256-px crops on an H100) on all
-24 Kodak images: the paper's setting 0.76% above the KL and 2.47 dB below a posterior sample, the default 2.7% above
-and 0.45 dB below (results/bench/lossy-paper-coder.csv, results/bench/lossy.csv), fixed blocks of 384 2.2% and 0.65
+24 Kodak images: the paper's setting 0.76% above the KL and 2.47 dB below a posterior sample, the default 2.6% above
+and 0.40 dB below (results/bench/lossy-paper-coder.csv, results/bench/lossy.csv), fixed blocks of 384 2.2% and 0.65
 dB, and Omega = 5 2.0% and 0.87 dB. The gap grew as the models got better (0.91 dB with the model before, 0.70 dB with
 the 8,950-step one, 0.65 and 0.24 dB with weaker ones before it); 1 + eps = 1.1 more than halves it (0.16-0.39 dB for
 the five MSE models) at 11-18% more rate, a BD-rate 0.8 points better against JPEG and 3 against WebP
@@ -77,8 +77,11 @@ images and dropped: the search aimed at a posterior with scales times 1.15-1.25 
 kodim01). More beams: once the search kept its top B pairs in one pass instead of sorting all B x N scores of a
 step (same files, 2-5 times faster), B = 50 cost less encode time than B = 10 had, and on all 24 images (notebook 05)
 narrowed the gap to 0.25 / 0.41 / 0.45 / 0.36 / 0.31 dB at the same rate (from 0.34 / 0.54 / 0.61 / 0.50 / 0.45 at
-B = 10), BD-rate +4.0% against WebP, 2.6-9.7 s per image: hence the default. On 3 images the gap at beta 0.01 was 0.60
-/ 0.47 / 0.44 / 0.39 / 0.35 dB at B = 10 / 30 / 50 / 100 / 200, and Omega = 7 or 8 bought less per second (README).
+B = 10), BD-rate +4.0% against WebP, 2.6-9.7 s per image. On 3 images the gap at beta 0.01 was 0.60 / 0.47 / 0.44 /
+0.39 / 0.35 dB at B = 10 / 30 / 50 / 100 / 200, and Omega = 7 or 8 bought less per second (README). Once the search
+scored its beams and candidates with one matrix product per step (irec.coder.search), B = 100 cost what B = 50 had,
+and on all 24 images (notebook 05) narrowed the gap to 0.22 / 0.37 / 0.40 / 0.31 / 0.27 dB at the same rate, BD-rate
++2.9% against WebP, 3.8-10.5 s per image: hence the default.
 Dropped: a coordinate-descent pass over the best beam's steps under the final log q/p (no change: beam search leaves
 a local optimum), z1 shrunk toward the prior mean before the synthesis (-1.5 dB at 0.9), and at most 2 children per
 beam at B = 50 (-0.03 dB). ``python -m irec.bench
