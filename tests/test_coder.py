@@ -142,16 +142,17 @@ def test_beam_search_codes_a_sample_with_a_higher_weight_than_greedy_search():
     assert ratio["beam"] > ratio["greedy"]
 
 
-def test_the_matrix_product_scores_every_beam_and_candidate_as_a_float64_reference_does():
+@pytest.mark.parametrize("gemm", [False, True])  # the loop (B < GEMM_MIN_BEAMS), then sgemm
+def test_the_search_scores_every_beam_and_candidate_as_a_float64_reference_does(gemm):
     rng = np.random.default_rng(3)
-    dims, n_cand, n_beams, n_valid = 37, 50, 6, 4
+    dims, n_cand, n_beams, n_valid = 37, 50, 24, 20
     std = rng.uniform(0.2, 1.0, dims).astype(np.float32)
     u, l = rng.normal(size=dims).astype(np.float32), rng.normal(size=dims).astype(np.float32)
     beams = rng.normal(size=(n_beams, dims)).astype(np.float32)
     key = randomness.block_keys(7, 1, np.array([2]), np.array([5]))[0]
     cand, weighted = np.empty((n_cand, dims), np.float32), np.empty((n_beams, dims), np.float32)
     scores = np.full(n_beams * n_cand, np.nan)
-    _score_block(key, dims, n_cand, randomness.normal_table(), std, u, l, beams, n_valid, cand, weighted, scores)
+    _score_block(key, dims, n_cand, randomness.normal_table(), std, u, l, beams, n_valid, gemm, cand, weighted, scores)
     eps = randomness.normals(key[None], np.arange(n_cand)[None], np.array([dims]), dims)[0].numpy()
     a, s, u64, l64 = (eps * std).astype(np.float64), beams[:n_valid].astype(np.float64), u.astype(np.float64), l.astype(np.float64)
     f = (0.5 * u64 * s**2 + l64 * s).sum(1)

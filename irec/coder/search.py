@@ -12,15 +12,15 @@ score of beam b extended by candidate a_c is, up to a constant per block and ste
 
     f(S_b) + g(a_c) + sum_d u_d S_bd a_cd,   f(S) = sum 0.5 u S^2 + l S,   g(a) = sum 0.5 u a^2 + l a.
 
-All blocks of a level are searched by one compiled kernel, in parallel over blocks and without any Python
-loop over blocks or steps; within a block, each step generates the N candidates from the shared randomness,
-scores them against all beams (the beam x candidate cross term is one float32 matrix product, BLAS sgemm in one
-thread per block: 1.6 times faster than the loop it replaced at B = 50, and at B = 100 as fast as that loop was
-at B = 50), then top-B selection keeps the beams. Generating the candidates, N x dims values per step whatever
-B, now takes most of the time. A block's search is serial and deterministic, so the chosen indices do not depend
-on the thread count. They may depend on the CPU: another BLAS kernel (or vector width) rounds the scores
-differently and can flip a near-tie, giving another valid file, which decodes exactly all the same (the switch
-from the loop to sgemm changed 1 of 6 Kodak files this way, at the same length). Samplers:
+All blocks of a level are searched by one compiled kernel, in parallel over blocks and without any Python loop over
+blocks or steps; within a block, each step generates the N candidates from the shared randomness, scores them
+against all beams (the beam x candidate cross term is one float32 matrix product, BLAS sgemm in one thread per
+block, when B >= GEMM_MIN_BEAMS: 1.6 times faster than the loop it replaced at B = 50, and at B = 100 as fast as
+that loop was at B = 50), then top-B selection keeps the beams. Generating the candidates, N x dims values per step
+whatever B, now takes most of the time. A block's search is serial and deterministic, so the chosen indices do not
+depend on the thread count. They may depend on the CPU: another BLAS kernel (or vector width) rounds the scores
+differently and can flip a near-tie, giving another valid file, which decodes exactly all the same (the switch from
+the loop to sgemm changed 1 of 6 Kodak files this way, at the same length). Samplers:
 
 - ``beam``: keep the B best (beam, candidate) pairs by cumulative score (iREC); ``greedy`` is B = 1;
 - ``sample``: Gumbel-top-B on the incremental log-weights score_t(b, c) - score_{t-1}(b), i.e. sequential
@@ -35,24 +35,37 @@ device; tests check that both agree.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from irec.coder import randomness
 from irec.coder.params import CoderParams
 from irec.coder.schedule import BlockLayout, schedule_tables
 
 _SHIFT = np.uint64(64 - randomness.TABLE_BITS)
+# B from which the cross term is one sgemm rather than a loop (measured: sgemm is 0.4-0.8 times as fast as the
+# loop with 4-10 beams, 0.9-1.8 times with 20, 1.1-2.3 times with 50, for 20 or 735 candidates of 32-384 dimensions).
+GEMM_MIN_BEAMS = 16
+
+
+@functools.cache
+def _blas_pools() -> ThreadpoolController:
+    """The process's BLAS thread pools, found once (finding them scans the loaded libraries: 2 ms a time)."""
+    import scipy.linalg.cython_blas  # noqa: F401 (the BLAS numba's np.dot calls: loaded before the scan)
+
+    return ThreadpoolController()
 
 
 @numba.njit(cache=True, fastmath=True)
-def _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, cand, weighted, scores):
+def _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, gemm, cand, weighted, scores):
     """scores[b * n_cand + c] = f(S_b) + g(a_c) + <u S_b, a_c> up to a constant (encoder side only).
 
     Fills ``cand`` [n_cand, dims] with the step's candidates a_c; the cross term of all beams and candidates is one
-    float32 matrix product (BLAS sgemm, one thread per block: see :func:`search`).
+    float32 matrix product if ``gemm`` (BLAS sgemm, one thread per block: see :func:`search`), else a loop.
     """
     g = np.empty(n_cand, dtype=np.float32)
     for c in range(n_cand):
@@ -70,10 +83,18 @@ def _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, cand, weig
             weighted[b, d] = u[d] * s
             acc64 += (0.5 * u[d] * s + l[d]) * s
         beam_term[b] = acc64
-    cross = np.dot(weighted[:n_valid], cand.T)
-    for b in range(n_valid):
-        for c in range(n_cand):
-            scores[b * n_cand + c] = beam_term[b] + g[c] + cross[b, c]
+    if gemm:
+        cross = np.dot(weighted[:n_valid], cand.T)
+        for b in range(n_valid):
+            for c in range(n_cand):
+                scores[b * n_cand + c] = beam_term[b] + g[c] + cross[b, c]
+        return
+    for c in range(n_cand):  # few beams: sgemm's packing costs more than it saves
+        for b in range(n_valid):
+            acc = np.float32(0.0)
+            for d in range(dims):
+                acc += weighted[b, d] * cand[c, d]
+            scores[b * n_cand + c] = beam_term[b] + g[c] + acc
 
 
 @numba.njit(cache=True)
@@ -110,6 +131,7 @@ def _search_block(seed, level, block, dims, n_steps, n_beams, n_cand, sample, ta
     scores = np.empty(n_beams * n_cand, dtype=np.float64)
     cand = np.empty((n_cand, dims), dtype=np.float32)
     weighted = np.empty((n_beams, dims), dtype=np.float32)
+    gemm = n_beams >= GEMM_MIN_BEAMS  # for the whole search, so that a setting always scores the same way
     gumbel = np.empty(n_beams * n_cand if sample else 0, dtype=np.float64)
     order = np.empty(n_beams, dtype=np.int64)
     top = np.empty(n_beams, dtype=np.float64)
@@ -126,7 +148,7 @@ def _search_block(seed, level, block, dims, n_steps, n_beams, n_cand, sample, ta
             l[d] = q_mean[d] * rho / var
             std[d] = p_scale32[d] * root_fraction[t]
         key = randomness._key(seed, level, block, t)
-        _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, cand, weighted, scores)
+        _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, gemm, cand, weighted, scores)
         n_pairs = n_valid * n_cand
         ranking = scores
         if sample:
@@ -227,7 +249,7 @@ def search(
     """
     root_fraction, cumulative = schedule_tables(n_steps)
     out = np.zeros((layout.n_blocks, params.beams, int(n_steps.max(initial=0))), dtype=np.int64)
-    with threadpool_limits(1, user_api="blas"):  # the blocks run in parallel; each one's matrix products in one thread
+    with _blas_pools().limit(limits=1, user_api="blas"):  # blocks run in parallel; each one's products in one thread
         _search(
             np.uint64(params.seed), np.uint64(level), layout.sizes, n_steps, params.beams, params.n_candidates,
             params.sampler == "sample", randomness.normal_table(), q_mean.numpy(), q_var.numpy(), p_var.numpy(),
