@@ -47,6 +47,17 @@ PIN_DETERMINISTIC = 2  # torch.use_deterministic_algorithms(True)
 PIN_FLOAT32 = 4  # networks evaluated in float32 on the CPU, batch size 1
 
 
+def _set_deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` without the import of ``torch._inductor`` it starts with (3 s
+    at a command's start-up, to set a flag of ``torch.compile``, which the codecs do not use); the public call where
+    torch lacks the private setter that it wraps."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode)
+
+
 @contextlib.contextmanager
 def pinned(model: torch.nn.Module | None = None):
     """What PIN_ONE_THREAD | PIN_DETERMINISTIC promise: one intra-op thread, deterministic algorithms, no autograd
@@ -54,7 +65,7 @@ def pinned(model: torch.nn.Module | None = None):
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     training = model.training if model is not None else False
     torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    _set_deterministic(True)
     if model is not None:
         model.eval()
     try:
@@ -63,7 +74,7 @@ def pinned(model: torch.nn.Module | None = None):
     finally:
         if model is not None:
             model.train(training)
-        torch.use_deterministic_algorithms(deterministic)
+        _set_deterministic(deterministic)
         torch.set_num_threads(threads)
 
 
