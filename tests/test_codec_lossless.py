@@ -141,13 +141,13 @@ def test_pinning_restores_the_thread_count_and_the_determinism_flag():
     assert torch.are_deterministic_algorithms_enabled() == deterministic
 
 
-
 def test_pinning_sets_the_determinism_flag_without_importing_torch_compile_in_a_fresh_process():
     code = ("import sys, torch; from irec.codecs.container import pinned\n"
             "with pinned():\n    assert torch.are_deterministic_algorithms_enabled()\n"
             "print('torch._inductor' in sys.modules, 'torch._dynamo' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]  # their import took 3 s of every irec command's start-up
+
 
 def test_a_decode_that_gives_other_pixels_than_the_encoders_raises_a_clear_error_instead_of_returning_them():
     from irec.codecs.container import MAGIC, PIXEL_CHECK_BYTES

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import threadpoolctl
 import torch
 
 from irec.coder import (
@@ -13,8 +14,9 @@ from irec.coder import (
 )
 from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
 from irec.coder.schedule import level_layout, step_counts
-from irec.coder.search import _score_block, _top_k, search
+from irec.coder.search import GEMM_MIN_BEAMS, _score_block, _top_k, search
 from irec.coder.synthetic import synthetic_pair
+from irec.distributions import DiagGaussian
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
 ITERATIVE = ["beam", "greedy", "sample"]
@@ -163,17 +165,16 @@ def test_the_search_scores_every_beam_and_candidate_as_a_float64_reference_does(
 
 
 def test_the_search_leaves_the_blas_thread_count_as_it_found_it():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
     pair = _pair((300,), kl=80.0, seed=2)
-    params = CoderParams(n_beams=4, block_size=100)
+    params = CoderParams(n_beams=GEMM_MIN_BEAMS, block_size=100)  # the sgemm path, which the limit is for
     layout = level_layout(params.seed, 0, 300, params.block_size)
     q_mu, q_s, p_mu, p_s = (x.double() for x in (pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale))
-    kl = torch.log(p_s / q_s) + (q_s**2 + (q_mu - p_mu) ** 2) / (2 * p_s**2) - 0.5
+    kl = DiagGaussian(q_mu, q_s).kl(DiagGaussian(p_mu, p_s))
     n_steps = step_counts(layout.gather(kl, 0.0).sum(1).numpy(), params.kl_per_block)
     indices = search(params, 0, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
                      layout.gather(p_s**2, 1.0), layout.gather(p_s.float(), 1.0), n_steps)
-    assert indices.shape == (layout.n_blocks, 4, n_steps.max())
+    assert indices.shape == (layout.n_blocks, GEMM_MIN_BEAMS, n_steps.max())
     assert [pool["num_threads"] for pool in threadpoolctl.threadpool_info()] == before
 
 
