@@ -8,11 +8,15 @@ quality of the coded sample compared with a random posterior sample"). The rows 
 
 - ``model``, ``fingerprint``, ``beta``, ``distortion``: which model made the file;
 - ``bpp_header``, ``bpp_z2``, ``bpp_z1``: the real rate split (they add up to ``bpp``);
-- ``bpp_ideal``, ``bpp_ideal_z2``, ``bpp_ideal_z1``: KL(q || p) per level in bits per pixel;
+- ``bpp_ideal``, ``bpp_ideal_z2``, ``bpp_ideal_z1``: KL(q || p) per level in bits per pixel, of the model's own
+  (amortized) posterior: the paper's ideal rate;
+- ``bpp_kl_coded``, ``bpp_kl_coded_z2``, ``bpp_kl_coded_z1``: the same of the posterior coded, which the encoder's
+  refinement (``refine_steps`` > 0, :mod:`irec.codecs.refine`) moves; equal to the above without it;
 - ``psnr_float``: PSNR of the clipped float output (the paper's); ``psnr_db`` is that of the uint8 image;
 - ``sample_psnr``, ``sample_psnr_float``, ``sample_ms_ssim``, ``sample_ms_ssim_db``: one random posterior sample;
 - ``log_ratio_minus_kl_z2``, ``log_ratio_minus_kl_z1``: log q(z)/p(z) of the coded sample minus KL (nats);
-- ``final``, ``n_seeds``, ``seed``: how the coded sample was chosen; ``exact``: decoded == encoder's image.
+- ``final``, ``n_seeds``, ``seed``: how the coded sample was chosen; ``exact``: decoded == encoder's image;
+- ``refine_steps``, ``refine_step_size``, ``refine_kl_weight``: the encoder's refinement of q(z1) (also in ``params``).
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ def evaluate_image(
     height, width = image.shape[:2]
     config = codec.model.config
     label = f"iREC lossy ({codec.final})"
-    params = {**asdict(codec.params), "final": codec.final, "n_seeds": report["n_seeds"]}
+    params = {**asdict(codec.params), "final": codec.final, "n_seeds": report["n_seeds"],
+              **{f"refine_{k}": v for k, v in asdict(codec.refinement).items()}}
     row = {
         "dataset": dataset, "split": split, "image": name, "height": height, "width": width,
         "codec": CODEC_NAME, "codec_label": label, "lossless": False, "sweep_param": "beta", "sweep_value": config.beta,

@@ -12,7 +12,7 @@ evaluated on CIFAR-10 test (and Kodak), the lossy models on Kodak. Per profile:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -144,8 +144,12 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0) -> pd.Da
     return pd.concat(frames, ignore_index=True)
 
 
-def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams") -> pd.DataFrame | None:
-    """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv."""
+def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams",
+                   refine_steps: int | None = None) -> pd.DataFrame | None:
+    """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv.
+
+    ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
+    paper; None: the codec's default)."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
         if c.path is None:
@@ -153,15 +157,17 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
     if not available:
         return None
     from irec.codecs.lossy import LossyCodec
+    from irec.codecs.refine import DEFAULT_REFINEMENT
     from irec.data import load_images
     from irec.lossy_eval import evaluate_dataset
 
     out = results_csv("lossy", "kodak", profile)
     out.unlink(missing_ok=True)
     images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
+    refinement = DEFAULT_REFINEMENT if refine_steps is None else replace(DEFAULT_REFINEMENT, steps=refine_steps)
     frames = []
     for choice in available:
         model, fingerprint, _ = zoo.resolve_model(choice.path)
-        codec = LossyCodec(model.cpu().float(), fingerprint, final=final)
+        codec = LossyCodec(model.cpu().float(), fingerprint, final=final, refinement=refinement)
         frames.append(evaluate_dataset(codec, images, dataset="kodak", out=out, model=choice.name))
     return pd.concat(frames, ignore_index=True)

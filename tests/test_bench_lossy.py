@@ -156,3 +156,21 @@ def test_coder_overrides_reach_the_files_and_are_named_in_the_summary(setup, cap
     images = pd.read_csv(out.with_name("lossy-images.csv"))
     assert (images["params"].map(json.loads).map(lambda p: (p["extra_samples"], p["block_size"])) == (1.2, 256)).all()
     assert "extra_samples=1.2" in text
+
+
+def test_rows_coded_with_another_refinement_are_not_reused(setup, capsys):
+    first = setup["root"] / "refined" / "lossy.csv"
+    _run(setup, capsys, first, "--models", setup["models"][0], "--rerun-baselines", "--codecs", "jpeg")
+    baselines = str(first.with_name("lossy-baselines.csv"))
+    coded = str(first.with_name("lossy-images.csv"))
+    unrefined = setup["root"] / "unrefined" / "lossy.csv"
+    _run(setup, capsys, unrefined, "--models", setup["models"][0], "--codecs", "jpeg", "--rows", coded,
+         "--refine-steps", "0", "--baselines", baselines)
+    table = pd.read_csv(unrefined)
+    assert table["irec_rows"].tolist() == ["coded in this run"] and table["refine_steps"].tolist() == [0]
+    rows = pd.read_csv(unrefined.with_name("lossy-images.csv"))
+    assert np.allclose(rows["bpp_kl_coded"], rows["bpp_ideal"])  # nothing refined: the amortized posterior coded
+    same = setup["root"] / "same" / "lossy.csv"
+    _run(setup, capsys, same, "--models", setup["models"][0], "--codecs", "jpeg", "--rows", coded,
+         "--baselines", baselines)
+    assert pd.read_csv(same)["irec_rows"].tolist() == [f"reused from {coded}"]

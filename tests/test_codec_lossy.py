@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from irec.codecs.container import (
     peek_header,
 )
 from irec.codecs.lossy import DEFAULT_PARAMS, LossyCodec
+from irec.codecs.refine import NO_REFINEMENT, Refinement, refine_posterior
 from irec.coder import PAPER_LOSSY, CorruptStreamError
 from irec.models.vae2 import TwoLevelVAE, preset
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
@@ -195,3 +198,44 @@ def test_bad_arguments_raise_clear_errors(model, codec):
         LossyCodec(TwoLevelVAE(preset("smoke").config(0.01, "ms_ssim")), fingerprint, final="rd")
     with pytest.raises(ValueError, match="float32"):
         LossyCodec(TwoLevelVAE(preset("smoke").config(0.01)).double(), fingerprint)
+
+
+def test_the_refinement_steps_downhill_on_its_objective_and_leaves_the_scales(model):
+    x = torch.from_numpy(_image((64, 64)).transpose(2, 0, 1).copy()).unsqueeze(0).float() / 255.0
+    refinement = Refinement(steps=4, step_size=0.05, kl_weight=1.5)
+    with torch.no_grad():
+        enc = model.analysis(x)
+        p1 = model.prior_z1(model.posterior_z2(enc).loc)
+        q1 = model.posterior_z1(enc, p1)
+
+    def objective(loc):
+        with torch.no_grad():
+            distortion = model.distortion(x, model.synthesis(loc)) * model.config.beta * 64 * 64 * math.log(2.0)
+            return float(distortion + refinement.kl_weight * (((loc - p1.loc) / p1.scale) ** 2).sum() / 2)
+
+    refined = refine_posterior(model, x, q1, p1, refinement)
+    assert objective(refined.loc) < objective(q1.loc)
+    assert torch.equal(refined.scale, q1.scale) and not torch.equal(refined.loc, q1.loc)
+    assert refine_posterior(model, x, q1, p1, NO_REFINEMENT) is q1
+
+
+def test_an_unrefined_encoding_codes_the_amortized_posterior_and_a_refined_one_reports_both_rates(model):
+    fingerprint = weights_fingerprint(model.state_dict())
+    image = _image((64, 64), seed=3)
+    plain = LossyCodec(model, fingerprint, PAPER_LOSSY, refinement=NO_REFINEMENT)
+    refined = LossyCodec(model, fingerprint, PAPER_LOSSY, refinement=Refinement(steps=2, step_size=0.05))
+    _, unrefined = plain.compress_with_report(image)
+    assert unrefined["bpp_kl_coded"] == pytest.approx(unrefined["bpp_ideal"]) and unrefined["refine_steps"] == 0
+    data, report = refined.compress_with_report(image)
+    assert report["exact"] and report["refine_steps"] == 2
+    assert report["bpp_ideal"] == pytest.approx(unrefined["bpp_ideal"])  # the model's posterior, either way
+    assert report["bpp_kl_coded"] != report["bpp_ideal"]
+    assert data != plain.compress(image)
+    assert_identical(plain.decompress(data), refined.decompress(data))  # the decoder does not depend on it
+
+
+def test_a_refinement_with_negative_steps_or_step_size_is_rejected():
+    with pytest.raises(ValueError, match="steps"):
+        Refinement(steps=-1)
+    with pytest.raises(ValueError, match="step_size"):
+        Refinement(step_size=float("nan"))

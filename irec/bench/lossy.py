@@ -40,6 +40,7 @@ from irec.baselines import run_baselines
 from irec.checkpoint import read_model_info
 from irec.classical import make_codecs
 from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LossyCodec
+from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement
 from irec.coder import PAPER_LOSSY, CoderParams
 from irec.data import load_images
 from irec.lossy_eval import evaluate_dataset
@@ -94,10 +95,18 @@ def classical_rows(images: list, dataset: str, codecs: tuple[str, ...], baseline
     return rows, f"classical codecs: measured in this run ({reason}); {len(rows)} rows written to {target}"
 
 
+def _same_refinement(params: dict, refinement: Refinement) -> bool:
+    """Whether a row's ``params`` record this refinement (rows from before it existed were not refined)."""
+    steps = params.get("refine_steps", 0)
+    if steps == 0 or refinement.steps == 0:
+        return steps == refinement.steps
+    return all(params.get(f"refine_{k}") == v for k, v in dataclasses.asdict(refinement).items())
+
+
 def reusable_rows(path: Path | None, fingerprint: str, images: list[str], final: str,
-                  params=DEFAULT_PARAMS) -> pd.DataFrame | None:
-    """The rows of ``path`` (irec.lossy_eval rows) for this model on exactly these images, coded with ``final``
-    and the coder settings ``params``; None when the file does not cover them all."""
+                  params=DEFAULT_PARAMS, refinement: Refinement = DEFAULT_REFINEMENT) -> pd.DataFrame | None:
+    """The rows of ``path`` (irec.lossy_eval rows) for this model on exactly these images, coded with ``final``,
+    the coder settings ``params`` and the encoder's ``refinement``; None when the file does not cover them all."""
     if path is None or not path.is_file():
         return None
     rows = read_rows(path)
@@ -105,8 +114,9 @@ def reusable_rows(path: Path | None, fingerprint: str, images: list[str], final:
                 & rows["image"].astype(str).isin(images)]
     wanted = dataclasses.asdict(params)
     default = {f.name: f.default for f in dataclasses.fields(params)}  # a field newer than a row: its default
-    same = np.array([all(json.loads(p).get(k, default[k]) == v for k, v in wanted.items())
-                     for p in rows["params"].astype(str)], dtype=bool)
+    recorded = [json.loads(p) for p in rows["params"].astype(str)]
+    same = np.array([all(p.get(k, default[k]) == v for k, v in wanted.items()) and _same_refinement(p, refinement)
+                     for p in recorded], dtype=bool)
     rows = rows[same].drop_duplicates("image", keep="last")
     return rows.reset_index(drop=True) if set(rows["image"].astype(str)) == set(images) else None
 
@@ -119,6 +129,7 @@ def model_summary(rows: pd.DataFrame) -> dict:
         "final": rows["final"].iloc[0], "n_images": len(rows), "bpp": bpp, "bpp_ideal": ideal,
         "bpp_header": rows["bpp_header"].mean(), "bpp_z2": rows["bpp_z2"].mean(), "bpp_z1": rows["bpp_z1"].mean(),
         "rate_over_kl_pct": 100.0 * (bpp / ideal - 1.0) if ideal > 0 else np.nan,
+        "bpp_kl_coded": rows["bpp_kl_coded"].mean() if "bpp_kl_coded" in rows else ideal,
         "psnr_db": rows["psnr_db"].mean(), "psnr_float": rows["psnr_float"].mean(),
         "sample_psnr": rows["sample_psnr"].mean(), "sample_psnr_float": rows["sample_psnr_float"].mean(),
         "psnr_gap_db": rows["psnr_db"].mean() - rows["sample_psnr"].mean(),
@@ -215,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
                              ("--kl-per-block", float, "Omega, nats"), ("--block-size", int, "dimensions per block"),
                              ("--steps-per-block", float, "adaptive blocks' steps K_b per block (0: fixed)")):
         parser.add_argument(flag, type=cast, help=f"override the --coder setting's {what}")
+    for field, what in (("steps", "gradient steps (0: code the amortized posterior, as the paper)"),
+                        ("step_size", "step size lambda"), ("kl_weight", "weight kappa of the KL")):
+        default = getattr(DEFAULT_REFINEMENT, field)
+        parser.add_argument(f"--refine-{field.replace('_', '-')}", type=type(default), default=default,
+                            help=f"encoder's refinement of q(z1)'s mean (irec.codecs.refine): {what} (default {default})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.images < 1:
@@ -225,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                                  ("kl_per_block", args.kl_per_block), ("block_size", args.block_size),
                                  ("steps_per_block", args.steps_per_block)) if v is not None}
     params = CODERS[args.coder].with_(**changed)
+    refinement = Refinement(args.refine_steps, args.refine_step_size, args.refine_kl_weight)
     coder = args.coder + "".join(f", {k}={v:g}" for k, v in changed.items())
+    if refinement != DEFAULT_REFINEMENT:
+        coder += "".join(f", refine_{k}={v:g}" for k, v in dataclasses.asdict(refinement).items())
     codecs = tuple(c for c in args.codecs.split(",") if c.strip())
     resolved = [resolve_model(name) for name in args.models]  # every name checked before any image is coded
     out = args.out
@@ -234,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     per_image.unlink(missing_ok=True)
     summaries, coded_here = [], []
     for model, fingerprint, info in resolved:
-        rows = reusable_rows(args.rows, fingerprint, [name for name, _ in images], args.final, params)
+        rows = reusable_rows(args.rows, fingerprint, [name for name, _ in images], args.final, params, refinement)
         if rows is None:
-            codec = LossyCodec(model, fingerprint, params, final=args.final, n_seeds=args.n_seeds)
+            codec = LossyCodec(model, fingerprint, params, final=args.final, n_seeds=args.n_seeds,
+                               refinement=refinement)
             rows = evaluate_dataset(codec, images, dataset=args.dataset, out=per_image, model=info["name"],
                                     progress=not args.no_progress)
             coded_here.append(info["name"])
@@ -245,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         summaries.append({**model_summary(rows), **trained(info["path"]),
                           "coder": coder, "n_beams": params.n_beams,
                           "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block,
-                          "block_size": params.block_size, "steps_per_block": params.steps_per_block})
+                          "block_size": params.block_size, "steps_per_block": params.steps_per_block,
+                          **{f"refine_{k}": v for k, v in dataclasses.asdict(refinement).items()}})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
 
     rows, source = classical_rows(images, args.dataset, codecs, args.baselines, args.rerun_baselines, out)

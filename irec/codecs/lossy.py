@@ -120,7 +120,9 @@ from irec.coder import (
     SymbolReader,
     SymbolWriter,
 )
+from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement, refine_posterior
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
+from irec.distributions import DiagGaussian
 from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, latent_hw
 
 # the coder's best q/p beam; the final z1 beam with the lowest MSE; over n_seeds seeds, the lowest MSE or RD loss
@@ -139,7 +141,8 @@ class Encoding:
 
     data: bytes  # the file
     bits: dict[str, float]  # bits per part from container.pack: 'header' and the coder's symbol labels
-    stats: tuple[LevelStats, ...]  # the coder's statistics per level (z2, z1)
+    stats: tuple[LevelStats, ...]  # the coder's statistics per level (z2, z1), of the posterior coded
+    kl_amortized_nats: tuple[float, ...]  # KL(q || p) per level of the model's own (amortized) posterior
     seed: int  # seed of the shared randomness written in the file
     image: np.ndarray  # the decoded uint8 (H, W, 3) image
     x_float: np.ndarray  # the clipped float reconstruction in [0, 1], (H, W, 3) float32
@@ -167,14 +170,15 @@ class LossyCodec:
 
     ``fingerprint``: the model weights' sha256 in hex (as from :func:`irec.checkpoint.load_model`);
     ``params``: the coder settings (default :data:`DEFAULT_PARAMS`; the paper's are :data:`PAPER_LOSSY`);
-    ``final``: ``"best-q"`` (iREC), ``"mse"`` or ``"rd"`` (keep the best of ``n_seeds`` encodings; see the module).
+    ``final``: ``"best-q"`` (iREC), ``"mse"`` or ``"rd"`` (keep the best of ``n_seeds`` encodings; see the module);
+    ``refinement``: the encoder's refinement of q(z1)'s mean (:mod:`irec.codecs.refine`; ``NO_REFINEMENT``: the paper).
     """
 
     kind = "lossy"
 
     def __init__(
         self, model: TwoLevelVAE, fingerprint: str, params: CoderParams = DEFAULT_PARAMS, final: str = "best-q",
-        n_seeds: int = 4,
+        n_seeds: int = 4, refinement: Refinement = DEFAULT_REFINEMENT,
     ) -> None:
         if not isinstance(model, TwoLevelVAE):
             raise ValueError(f"LossyCodec needs a TwoLevelVAE (irec.models.vae2), got {type(model).__name__}")  # noqa: TRY004 (house rule: bad input is a ValueError)
@@ -199,7 +203,7 @@ class LossyCodec:
         if n_seeds < 1 or (final in ("mse", "rd") and params.seed + n_seeds > 2**63):
             raise ValueError(f"n_seeds must be at least 1 and params.seed + n_seeds below 2**63, got {n_seeds}")
         self.model, self.fingerprint_hex, self.params = model, fingerprint, params
-        self.final, self.n_seeds = final, n_seeds
+        self.final, self.n_seeds, self.refinement = final, n_seeds, refinement
 
     # ------------------------------------------------------------------------------ shared by both halves
     def reconstruct(self, z1: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -215,12 +219,13 @@ class LossyCodec:
         return [(1, config.m_channels, h2, w2), (1, config.n_channels, h1, w1)]
 
     # ------------------------------------------------------------------------------------------ encoder
-    def _encode_with_seed(self, enc, q2, p2, size: tuple[int, int], seed: int, original: np.ndarray) -> Encoding:
+    def _encode_with_seed(self, x, enc, q2, p2, size: tuple[int, int], seed: int, original: np.ndarray) -> Encoding:
         latents = LatentEncoder(self.params.with_(seed=seed), describe_shapes=False)
         z2 = latents.encode_level(q2.loc, q2.scale, p2.loc, p2.scale)
         with pinned(self.model):
             p1 = self.model.prior_z1(z2)
             q1 = self.model.posterior_z1(enc, p1)
+        coded = refine_posterior(self.model, x, q1, p1, self.refinement)
         select, chosen = None, []
         if self.final == "beams":
             def select(candidates):  # lowest MSE of the decoded image; ties keep beam 0, the iREC choice
@@ -229,13 +234,15 @@ class LossyCodec:
                 best = int(np.argmin(errors))
                 chosen.append(decoded[best])  # its reconstruction, so it is not synthesized twice
                 return best
-        z1 = latents.encode_level(q1.loc, q1.scale, p1.loc, p1.scale, select=select)
+        z1 = latents.encode_level(coded.loc, coded.scale, p1.loc, p1.scale, select=select)
         image, x_float = chosen[0] if chosen else self.reconstruct(z1, size)
         symbols = SymbolWriter()
         latents.write_symbols(symbols)
         header = CodecHeader(self.kind, self.fingerprint[:FINGERPRINT_BYTES], PINNED, *size)
         data, bits = pack(header, latents, symbols)
-        return Encoding(data, bits, tuple(latents.stats), seed, image, x_float)
+        stats = tuple(latents.stats)
+        kl_z1 = stats[1].kl_nats if coded is q1 else _kl_nats(q1, p1)
+        return Encoding(data, bits, stats, (stats[0].kl_nats, kl_z1), seed, image, x_float)
 
     def encode(self, image: np.ndarray) -> Encoding:
         """The file and the encoder's view of it (the decoded image included)."""
@@ -248,7 +255,7 @@ class LossyCodec:
             seeds = range(self.params.seed, self.params.seed + self.n_seeds) if several else [self.params.seed]
             best, best_cost = None, math.inf
             for seed in seeds:
-                candidate = self._encode_with_seed(enc, q2, p2, size, seed, image.astype(np.float64))
+                candidate = self._encode_with_seed(x, enc, q2, p2, size, seed, image.astype(np.float64))
                 cost = self.cost(image, candidate)
                 if cost < best_cost:  # strict: ties keep the earlier seed, the default first
                     best, best_cost = candidate, cost
@@ -326,18 +333,31 @@ class LossyCodec:
             for i, name in enumerate(LEVELS)
         }
         report["bpp_header"] = (8 * len(encoding.data) - sum(level_bits.values())) / pixels
-        for name, stats in zip(LEVELS, encoding.stats):
+        # The ideal rate is the KL of the model's own posterior (the paper's); bpp_kl_coded that of the posterior coded,
+        # which differs from it when the encoder refines q(z1)'s mean (irec.codecs.refine).
+        to_bpp = 1.0 / (pixels * math.log(2.0))
+        for name, stats, amortized in zip(LEVELS, encoding.stats, encoding.kl_amortized_nats):
             report[f"bpp_{name}"] = level_bits[name] / pixels
-            report[f"bpp_ideal_{name}"] = stats.kl_bits / pixels
+            report[f"bpp_ideal_{name}"] = amortized * to_bpp
+            report[f"bpp_kl_coded_{name}"] = stats.kl_bits / pixels
             report[f"log_ratio_minus_kl_{name}"] = stats.log_ratio_nats - stats.kl_nats  # nats; > 0: beam bias
-        report["bpp_ideal"] = sum(s.kl_bits for s in encoding.stats) / pixels
+        report["bpp_ideal"] = sum(encoding.kl_amortized_nats) * to_bpp
+        report["bpp_kl_coded"] = sum(s.kl_bits for s in encoding.stats) / pixels
         report.update(_quality(image, encoding.image, encoding.x_float, ""))
         report.update(_quality(image, *self.posterior_sample(image), "sample_"))
         report.update({
-            "seed": encoding.seed, "final": self.final, "n_seeds": self.n_seeds if self.final in ("mse", "rd") else 1,
+            "refine_steps": self.refinement.steps, "refine_step_size": self.refinement.step_size,
+            "refine_kl_weight": self.refinement.kl_weight, "seed": encoding.seed, "final": self.final,
+            "n_seeds": self.n_seeds if self.final in ("mse", "rd") else 1,
             "encode_s": encode_s, "decode_s": decode_s, "exact": bool(np.array_equal(decoded, encoding.image)),
         })
         return report
+
+
+def _kl_nats(q: DiagGaussian, p: DiagGaussian) -> float:
+    """KL(q || p) in nats, summed in float64."""
+    as64 = [DiagGaussian(d.loc.double(), d.scale.double(), validate=False) for d in (q, p)]
+    return float(as64[0].kl(as64[1]).sum())
 
 
 def _quality(image: np.ndarray, decoded: np.ndarray, x_float: np.ndarray, prefix: str) -> dict[str, float]:
