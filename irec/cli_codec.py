@@ -53,10 +53,11 @@ def codec_class(kind: str) -> type:
         raise ValueError(f"the {kind} codec ({CODECS[kind]}) is not available in this installation: {err}") from err
 
 
-def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None = None):
+def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None = None, refine_steps: int | None = None):
     """A codec for a model name or path; ``overrides`` change fields of the codec's default coder parameters.
 
-    ``kind``: the kind the model must have (a file's), checked before any codec is imported.
+    ``kind``: the kind the model must have (a file's), checked before any codec is imported; ``refine_steps``: the
+    lossy encoder's refinement steps of q(z1) (irec.codecs.refine; None: the codec's default).
     """
     model, fingerprint, info = zoo.resolve_model(model_ref)
     if kind is not None and info["kind"] != kind:
@@ -64,7 +65,12 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
     cls = codec_class(info["kind"])
     default = inspect.signature(cls).parameters["params"].default
     params = dataclasses.replace(default, **overrides) if overrides else default
-    return cls(model, fingerprint, params), info
+    if refine_steps is None:
+        return cls(model, fingerprint, params), info
+    if "refinement" not in inspect.signature(cls).parameters:
+        raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
+    refinement = inspect.signature(cls).parameters["refinement"].default
+    return cls(model, fingerprint, params, refinement=dataclasses.replace(refinement, steps=refine_steps)), info
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -83,7 +89,7 @@ def _read_file(path: str) -> bytes:
 def _compress(args: argparse.Namespace) -> int:
     image = read_image(args.input)
     overrides = {field: getattr(args, field) for _, field, _, _ in CODER_OPTIONS if getattr(args, field) is not None}
-    codec, info = make_codec(args.model, overrides)
+    codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
     data = codec.compress(image)
     _write_atomic(Path(args.output), data)
     report = getattr(codec, "last_report", None)
@@ -145,6 +151,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="shipped or cached model name, or a saved model path")
     for flag, field, typ, text in CODER_OPTIONS:
         p.add_argument(flag, dest=field, type=typ, default=None, help=f"{text} (default: the codec's)")
+    p.add_argument("--refine-steps", type=int, default=None, help=(
+        "lossy models: gradient steps refining q(z1)'s mean before coding it (irec.codecs.refine; 0: code the "
+        "model's own posterior, as the paper; default: the codec's)"))
     p.set_defaults(func=_compress)
 
     p = subparsers.add_parser("decompress", help="decode an .irec file into a PNG")

@@ -140,3 +140,11 @@ def test_adaptive_blocks_from_the_command_line_decode_and_info_lists_each_levels
     line = next(s for s in capsys.readouterr().out.splitlines() if "block_size" in s)
     sizes = [int(n) for n in line.split(":")[1].split(",")]
     assert len(sizes) == 2 and max(sizes) < 600  # one per level (the smoke model has two), below the cap
+
+
+def test_refine_steps_on_a_lossless_model_exits_with_code_2_and_says_it_is_for_lossy_models(setup, capsys):
+    tmp, model_path, _, _ = setup
+    args = ["compress", "--model", str(model_path), "--refine-steps", "0", str(tmp / "in.png"), str(tmp / "x.irec")]
+    assert main(args) == 2
+    assert "--refine-steps applies to lossy models" in capsys.readouterr().err
+    assert not (tmp / "x.irec").exists()
