@@ -23,13 +23,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
 from irec import metrics, zoo
+from irec.codecs.refine import DEFAULT_REFINEMENT
 from irec.coder.params import PAPER_LOSSLESS, PAPER_LOSSY, SAMPLERS, CoderParams
 from irec.data import decode_image
 
@@ -51,7 +52,8 @@ class ExplorerResult:
     params: CoderParams  # the coder settings used
     level_names: tuple[str, ...]  # latent levels in coding order (level 0 = top; z2 then z1 for lossy)
     real_bits: tuple[float, ...]  # real bits of each level in the file (step counts + indices)
-    ideal_bits: tuple[float, ...]  # ideal bits of each level: KL(q || p) given the coded levels above
+    ideal_bits: tuple[float, ...]  # ideal bits of each level: KL(q || p) given the coded levels above (lossy: q the
+    # model's own posterior, the paper's ideal, whatever the encoder's refinement codes)
     pixel_bits: float  # lossless: real bits of the pixels under p(x | z); lossy: 0 (no pixel stream)
     pixel_ideal_bits: float  # lossless: -log2 p(x | z coded); lossy: 0
     framing_bits: float  # header, crc and the entropy coder's final flush
@@ -66,6 +68,7 @@ class ExplorerResult:
     exact: bool  # the decoder rebuilt what the encoder meant (lossless: the image itself)
     reconstruction: np.ndarray = field(repr=False)  # the decoded uint8 (H, W, 3) image
     error_map: np.ndarray = field(repr=False)  # |decoded - original| per pixel, mean over channels, 0-255 float
+    refine_steps: int = 0  # lossy: the encoder's refinement steps of q(z1) (irec.codecs.refine); lossless: 0
 
     @property
     def unit(self) -> str:
@@ -100,7 +103,7 @@ class ExplorerResult:
             "PSNR dB": self.psnr, "MS-SSIM": self.ms_ssim,
             "MS-SSIM dB": self.ms_ssim_db, "encode s": self.encode_s, "decode s": self.decode_s, "exact": self.exact,
             "B": self.params.beams, "1+eps": self.params.extra_samples, "Omega": self.params.kl_per_block,
-            "N": self.params.n_candidates, "sampler": self.params.sampler,
+            "N": self.params.n_candidates, "sampler": self.params.sampler, "refine steps": self.refine_steps,
         }
 
 
@@ -151,10 +154,12 @@ def _load(model_ref: str, modified: float) -> tuple:
 
 def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extra_samples: float,
              kl_per_block: float, sampler: str = "beam", block_size: int = 1000, seed: int = 42,
-             on_stage: Callable[[int, str], None] | None = None, steps_per_block: float = 0.0) -> ExplorerResult:
+             on_stage: Callable[[int, str], None] | None = None, steps_per_block: float = 0.0,
+             refine_steps: int | None = None) -> ExplorerResult:
     """Code ``image`` with the model ``model_ref`` (a path or a zoo name) under these settings; decode it back.
 
-    ``on_stage(i, name)`` is called as each of :data:`STAGES` starts (for a progress bar).
+    ``on_stage(i, name)`` is called as each of :data:`STAGES` starts (for a progress bar). ``refine_steps``: lossy
+    models only, the encoder's refinement steps of q(z1) (:mod:`irec.codecs.refine`; 0: none; None: the codec's).
     """
     report_stage = on_stage or (lambda i, name: None)
     params = coder_params(n_beams, extra_samples, kl_per_block, sampler, block_size, seed, steps_per_block)
@@ -183,8 +188,8 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
         ideal_rate = report.ideal_bpd
     else:
         from irec.codecs.lossy import LEVELS, LossyCodec
-
-        codec = LossyCodec(model.cpu().float(), fingerprint, params)
+        steps = DEFAULT_REFINEMENT.steps if refine_steps is None else refine_steps
+        codec = LossyCodec(model.cpu().float(), fingerprint, params, refinement=replace(DEFAULT_REFINEMENT, steps=steps))
         start = time.perf_counter()
         encoding = codec.encode(image)
         encode_s = time.perf_counter() - start
@@ -208,6 +213,7 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
         n_bytes=len(data), rate=rate, ideal_rate=ideal_rate, psnr=metrics.psnr(image, decoded), ms_ssim=ms_ssim,
         ms_ssim_db=metrics.ms_ssim_db(ms_ssim), encode_s=encode_s, decode_s=decode_s, exact=exact,
         reconstruction=decoded, error_map=np.abs(decoded.astype(np.float32) - image.astype(np.float32)).mean(axis=2),
+        refine_steps=codec.refinement.steps if info.get("kind") != "lossless" else 0,
     )
 
 
@@ -257,6 +263,8 @@ class ExplorerApp(widgets.VBox):
         self.block_size = widgets.IntSlider(value=block_size, min=64, max=4096, step=8, description="block (dims)")
         self.steps_per_block = widgets.FloatSlider(  # adaptive blocks (0: the block size above, fixed)
             value=0.0, min=0.0, max=200.0, step=5.0, description="steps/block")
+        self.refine_steps = widgets.IntSlider(  # lossy models: the encoder's refinement of q(z1) (0: none, as the paper)
+            value=DEFAULT_REFINEMENT.steps, min=0, max=20, description="refine steps")
         self.start_from = widgets.Dropdown(options=["", *self.settings], value="", description="start from")
         self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value="beam", description="sampler")
         self.candidates = widgets.HTML().add_class("irec-candidates")
@@ -275,7 +283,7 @@ class ExplorerApp(widgets.VBox):
         self._show_candidates()
         controls = widgets.VBox([self.model, self.image, self.upload, self.start_from, self.n_beams,
                                  self.extra_samples, self.kl_per_block, self.candidates, self.block_size,
-                                 self.steps_per_block, self.sampler,
+                                 self.steps_per_block, self.sampler, self.refine_steps,
                                  widgets.HBox([self.encode_button, self.progress])])
         super().__init__([controls, self.message, self.result, self.figure])
         if not self.models:  # e.g. the cpu profile before its checkpoints are shipped: say so, don't fail
@@ -323,7 +331,8 @@ class ExplorerApp(widgets.VBox):
                 raise ExplorerSettingsError("no image chosen: pick one, or upload an image file")
             result = run_once(self.models[self.model.value], original, self.n_beams.value, self.extra_samples.value,
                               self.kl_per_block.value, self.sampler.value, block_size=self.block_size.value,
-                              seed=self.seed, on_stage=self._stage, steps_per_block=self.steps_per_block.value)
+                              seed=self.seed, on_stage=self._stage, steps_per_block=self.steps_per_block.value,
+                              refine_steps=self.refine_steps.value)
         except ValueError as err:  # settings, models and images all report bad input as ValueError subclasses
             self._fail(err)
             self.progress.description, self.progress.bar_style = "failed", "danger"

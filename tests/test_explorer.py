@@ -190,3 +190,15 @@ def test_without_any_model_the_app_says_what_to_do_instead_of_failing():
     app = build_app({}, {"grey": np.full((32, 32, 3), 128, np.uint8)})
     assert app.encode_button.disabled and "no models to explore yet" in app.message.value
     assert app.encode() is None and NO_MODELS.split(":")[0] in app.message.value
+
+
+def test_the_refinement_slider_reaches_the_lossy_encoder_and_the_summary_says_how_many_steps(lossy_path, photo_crop):
+    from irec.codecs.refine import DEFAULT_REFINEMENT
+
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
+    app.n_beams.value = 2
+    assert app.refine_steps.value == DEFAULT_REFINEMENT.steps
+    assert app.encode().summary()["refine steps"] == DEFAULT_REFINEMENT.steps
+    app.refine_steps.value = 0
+    result = app.encode()
+    assert result.refine_steps == 0 and result.summary()["refine steps"] == 0 and result.exact
