@@ -118,6 +118,7 @@ from irec.codecs.container import (
     pinned,
     unpack,
 )
+from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement, refine_posterior
 from irec.coder import (
     CoderParams,
     CorruptStreamError,
@@ -127,7 +128,6 @@ from irec.coder import (
     SymbolReader,
     SymbolWriter,
 )
-from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement, refine_posterior
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
 from irec.distributions import DiagGaussian
 from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, latent_hw
