@@ -189,7 +189,8 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
     else:
         from irec.codecs.lossy import LEVELS, LossyCodec
         steps = DEFAULT_REFINEMENT.steps if refine_steps is None else refine_steps
-        codec = LossyCodec(model.cpu().float(), fingerprint, params, refinement=replace(DEFAULT_REFINEMENT, steps=steps))
+        refinement = replace(DEFAULT_REFINEMENT, steps=steps)
+        codec = LossyCodec(model.cpu().float(), fingerprint, params, refinement=refinement)
         start = time.perf_counter()
         encoding = codec.encode(image)
         encode_s = time.perf_counter() - start
@@ -263,7 +264,7 @@ class ExplorerApp(widgets.VBox):
         self.block_size = widgets.IntSlider(value=block_size, min=64, max=4096, step=8, description="block (dims)")
         self.steps_per_block = widgets.FloatSlider(  # adaptive blocks (0: the block size above, fixed)
             value=0.0, min=0.0, max=200.0, step=5.0, description="steps/block")
-        self.refine_steps = widgets.IntSlider(  # lossy models: the encoder's refinement of q(z1) (0: none, as the paper)
+        self.refine_steps = widgets.IntSlider(  # lossy models: the encoder's refinement of q(z1) (0: none, the paper)
             value=DEFAULT_REFINEMENT.steps, min=0, max=20, description="refine steps")
         self.start_from = widgets.Dropdown(options=["", *self.settings], value="", description="start from")
         self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value="beam", description="sampler")

@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                         ("step_size", "step size lambda"), ("kl_weight", "weight kappa of the KL")):
         default = getattr(DEFAULT_REFINEMENT, field)
         parser.add_argument(f"--refine-{field.replace('_', '-')}", type=type(default), default=default,
-                            help=f"encoder's refinement of q(z1)'s mean (irec.codecs.refine): {what} (default {default})")
+                            help=f"the encoder's refinement of q(z1)'s mean (irec.codecs.refine): {what} "
+                                 f"(default {default})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.images < 1:
