@@ -36,6 +36,7 @@ def test_the_sweep_writes_one_exactly_decoded_row_per_setting_and_image_with_its
     assert sorted(rows["varied"].unique()) == sorted([BASE, "n_beams", "kl_per_block", "block_size"])
     assert sorted(rows["block_size"].unique()) == [384, 1000]
     assert np.allclose(rows["real_over_kl"], rows["bpp"] / rows["bpp_ideal"])
+    assert (rows["refine_steps"] == 0).all() and np.allclose(rows["bpp_kl_coded"], rows["bpp_ideal"])  # coder alone
     assert np.allclose(rows["psnr_gap_db"], rows["psnr_db"] - rows["sample_psnr"])
     assert {"git_commit", "device"} <= set(rows.columns)
     assert "one parameter moved at a time" in capsys.readouterr().out

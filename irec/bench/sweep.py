@@ -7,7 +7,8 @@ of 1,000 dimensions); every other parameter stays at that base. Per image and se
 over the KL (``real_over_kl``, file bits over the ideal rate) and the PSNR of the decoded image minus that of a
 posterior sample (``psnr_gap_db``), with encode and decode seconds and the exact-decode check. The rows
 (``varied`` names the moved parameter, ``base`` marks the base setting) go to ``results/bench/sweep.csv``, which
-notebook 07 plots with :func:`irec.plotting.overhead_figure`.
+notebook 07 plots with :func:`irec.plotting.overhead_figure`. It measures the coder alone, so the encoder codes
+the model's own posterior (``NO_REFINEMENT``, as the paper), not the refined one (:mod:`irec.codecs.refine`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from irec import provenance
 from irec.bench import comma_separated
 from irec.codecs.lossy import FINALS, LossyCodec
+from irec.codecs.refine import NO_REFINEMENT
 from irec.coder import PAPER_LOSSY, CoderParams
 from irec.data import centre_crop, load_images
 from irec.lossy_eval import evaluate_image
@@ -51,7 +53,7 @@ def sweep_rows(model, fingerprint: str, images, grid: dict[str, tuple], final: s
     rows = []
     pairs = settings(PAPER_LOSSY, grid)
     for varied, params in tqdm(pairs, desc="settings", disable=not progress):
-        codec = LossyCodec(model, fingerprint, params, final=final)
+        codec = LossyCodec(model, fingerprint, params, final=final, refinement=NO_REFINEMENT)
         for name, image in images:
             row = evaluate_image(codec, name, image, dataset=dataset, model=model_name)
             rows.append({**row, "varied": varied, "n_beams": params.n_beams, "extra_samples": params.extra_samples,
