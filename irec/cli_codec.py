@@ -69,8 +69,10 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
         return cls(model, fingerprint, params), info
     if "refinement" not in inspect.signature(cls).parameters:
         raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
-    refinement = inspect.signature(cls).parameters["refinement"].default
-    return cls(model, fingerprint, params, refinement=dataclasses.replace(refinement, steps=refine_steps)), info
+    # imported here, as the lossy codec is: a lossless model never needs it
+    from irec.codecs.refine import with_steps
+
+    return cls(model, fingerprint, params, refinement=with_steps(refine_steps)), info
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

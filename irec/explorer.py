@@ -23,14 +23,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
 from irec import metrics, zoo
-from irec.codecs.refine import DEFAULT_REFINEMENT
+from irec.codecs.refine import DEFAULT_REFINEMENT, NO_REFINEMENT, with_steps
 from irec.coder.params import PAPER_LOSSLESS, PAPER_LOSSY, SAMPLERS, CoderParams
 from irec.data import decode_image
 
@@ -188,9 +188,7 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
         ideal_rate = report.ideal_bpd
     else:
         from irec.codecs.lossy import LEVELS, LossyCodec
-        steps = DEFAULT_REFINEMENT.steps if refine_steps is None else refine_steps
-        refinement = replace(DEFAULT_REFINEMENT, steps=steps)
-        codec = LossyCodec(model.cpu().float(), fingerprint, params, refinement=refinement)
+        codec = LossyCodec(model.cpu().float(), fingerprint, params, refinement=with_steps(refine_steps))
         start = time.perf_counter()
         encoding = codec.encode(image)
         encode_s = time.perf_counter() - start
@@ -214,7 +212,7 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
         n_bytes=len(data), rate=rate, ideal_rate=ideal_rate, psnr=metrics.psnr(image, decoded), ms_ssim=ms_ssim,
         ms_ssim_db=metrics.ms_ssim_db(ms_ssim), encode_s=encode_s, decode_s=decode_s, exact=exact,
         reconstruction=decoded, error_map=np.abs(decoded.astype(np.float32) - image.astype(np.float32)).mean(axis=2),
-        refine_steps=codec.refinement.steps if info.get("kind") != "lossless" else 0,
+        refine_steps=getattr(codec, "refinement", NO_REFINEMENT).steps,
     )
 
 

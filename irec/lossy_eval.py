@@ -58,7 +58,7 @@ def evaluate_image(
     config = codec.model.config
     label = f"iREC lossy ({codec.final})"
     params = {**asdict(codec.params), "final": codec.final, "n_seeds": report["n_seeds"],
-              **{f"refine_{k}": v for k, v in asdict(codec.refinement).items()}}
+              **codec.refinement.columns()}
     row = {
         "dataset": dataset, "split": split, "image": name, "height": height, "width": width,
         "codec": CODEC_NAME, "codec_label": label, "lossless": False, "sweep_param": "beta", "sweep_value": config.beta,

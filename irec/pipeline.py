@@ -12,7 +12,7 @@ evaluated on CIFAR-10 test (and Kodak), the lossy models on Kodak. Per profile:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -157,14 +157,14 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
     if not available:
         return None
     from irec.codecs.lossy import LossyCodec
-    from irec.codecs.refine import DEFAULT_REFINEMENT
+    from irec.codecs.refine import with_steps
     from irec.data import load_images
     from irec.lossy_eval import evaluate_dataset
 
     out = results_csv("lossy", "kodak", profile)
     out.unlink(missing_ok=True)
     images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
-    refinement = DEFAULT_REFINEMENT if refine_steps is None else replace(DEFAULT_REFINEMENT, steps=refine_steps)
+    refinement = with_steps(refine_steps)
     frames = []
     for choice in available:
         model, fingerprint, _ = zoo.resolve_model(choice.path)

@@ -100,7 +100,7 @@ def _same_refinement(params: dict, refinement: Refinement) -> bool:
     steps = params.get("refine_steps", 0)
     if steps == 0 or refinement.steps == 0:
         return steps == refinement.steps
-    return all(params.get(f"refine_{k}") == v for k, v in dataclasses.asdict(refinement).items())
+    return all(params.get(k) == v for k, v in refinement.columns().items())
 
 
 def reusable_rows(path: Path | None, fingerprint: str, images: list[str], final: str,
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     refinement = Refinement(args.refine_steps, args.refine_step_size, args.refine_kl_weight)
     coder = args.coder + "".join(f", {k}={v:g}" for k, v in changed.items())
     if refinement != DEFAULT_REFINEMENT:
-        coder += "".join(f", refine_{k}={v:g}" for k, v in dataclasses.asdict(refinement).items())
+        coder += "".join(f", {k}={v:g}" for k, v in refinement.columns().items())
     codecs = tuple(c for c in args.codecs.split(",") if c.strip())
     resolved = [resolve_model(name) for name in args.models]  # every name checked before any image is coded
     out = args.out
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                           "coder": coder, "n_beams": params.n_beams,
                           "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block,
                           "block_size": params.block_size, "steps_per_block": params.steps_per_block,
-                          **{f"refine_{k}": v for k, v in dataclasses.asdict(refinement).items()}})
+                          **refinement.columns()})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
 
     rows, source = classical_rows(images, args.dataset, codecs, args.baselines, args.rerun_baselines, out)

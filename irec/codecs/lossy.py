@@ -353,8 +353,7 @@ class LossyCodec:
         report.update(_quality(image, encoding.image, encoding.x_float, ""))
         report.update(_quality(image, *self.posterior_sample(image), "sample_"))
         report.update({
-            "refine_steps": self.refinement.steps, "refine_step_size": self.refinement.step_size,
-            "refine_kl_weight": self.refinement.kl_weight, "seed": encoding.seed, "final": self.final,
+            **self.refinement.columns(), "seed": encoding.seed, "final": self.final,
             "n_seeds": self.n_seeds if self.final in ("mse", "rd") else 1,
             "encode_s": encode_s, "decode_s": decode_s, "exact": bool(np.array_equal(decoded, encoding.image)),
         })

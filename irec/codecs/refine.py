@@ -29,7 +29,7 @@ instead of 6 (0.1% more of the loss), and holding the KL by scaling the mean tow
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -54,9 +54,18 @@ class Refinement:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"refinement {name} must be a finite number >= 0, got {value}")
 
+    def columns(self) -> dict[str, float]:
+        """The setting as result columns (and ``params`` keys): ``refine_steps``, ``refine_step_size``, ..."""
+        return {f"refine_{f.name}": getattr(self, f.name) for f in fields(self)}
+
 
 NO_REFINEMENT = Refinement(steps=0)  # the paper: code the amortized posterior
 DEFAULT_REFINEMENT = Refinement()
+
+
+def with_steps(steps: int | None) -> Refinement:
+    """The default refinement with ``steps`` gradient steps (0: none); None: the default as it is."""
+    return DEFAULT_REFINEMENT if steps is None else replace(DEFAULT_REFINEMENT, steps=steps)
 
 
 def refine_posterior(
