@@ -63,16 +63,17 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
     if kind is not None and info["kind"] != kind:
         raise ValueError(f"the file is {kind}, but model {info['name']} is a {info['kind']} model; pass a {kind} one")
     cls = codec_class(info["kind"])
-    default = inspect.signature(cls).parameters["params"].default
-    params = dataclasses.replace(default, **overrides) if overrides else default
-    if refine_steps is None:
-        return cls(model, fingerprint, params), info
-    if "refinement" not in inspect.signature(cls).parameters:
-        raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
-    # imported here, as the lossy codec is: a lossless model never needs it
-    from irec.codecs.refine import with_steps
+    kwargs = {}
+    if refine_steps is not None:
+        if "refinement" not in inspect.signature(cls).parameters:
+            raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
+        # imported here, as the lossy codec is: a lossless model never needs it
+        from irec.codecs.refine import with_steps
 
-    return cls(model, fingerprint, params, refinement=with_steps(refine_steps)), info
+        kwargs["refinement"] = with_steps(refine_steps)
+    if overrides:  # one setting for every image (the lossy codec's default also has one for low-rate images)
+        kwargs["params"] = dataclasses.replace(cls.default_params, **overrides)
+    return cls(model, fingerprint, **kwargs), info
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -152,7 +153,9 @@ def register(subparsers) -> None:
     p.add_argument("output", help="the .irec file to write")
     p.add_argument("--model", required=True, help="shipped or cached model name, or a saved model path")
     for flag, field, typ, text in CODER_OPTIONS:
-        p.add_argument(flag, dest=field, type=typ, default=None, help=f"{text} (default: the codec's)")
+        p.add_argument(flag, dest=field, type=typ, default=None,
+                       help=f"{text} (default: the codec's; with any of these, lossy models code every image with one "
+                            "setting)")
     p.add_argument("--refine-steps", type=int, default=None, help=(
         "lossy models: gradient steps refining q(z1)'s mean before coding it (irec.codecs.refine; 0: code the "
         "model's own posterior, as the paper; default: the codec's)"))

@@ -16,7 +16,9 @@ quality of the coded sample compared with a random posterior sample"). The rows 
 - ``sample_psnr``, ``sample_psnr_float``, ``sample_ms_ssim``, ``sample_ms_ssim_db``: one random posterior sample;
 - ``log_ratio_minus_kl_z2``, ``log_ratio_minus_kl_z1``: log q(z)/p(z) of the coded sample minus KL (nats);
 - ``final``, ``n_seeds``, ``seed``: how the coded sample was chosen; ``exact``: decoded == encoder's image;
-- ``refine_steps``, ``refine_step_size``, ``refine_kl_weight``: the encoder's refinement of q(z1) (also in ``params``).
+- ``refine_steps``, ``refine_step_size``, ``refine_kl_weight``: the encoder's refinement of q(z1) (also in ``params``);
+- ``low_rate``: coded with the codec's ``low_rate_params`` (the setting for cheap images), which ``params`` then
+  gives, beside the codec's ``low_rate_params`` (None: one setting for every image).
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def evaluate_image(
     height, width = image.shape[:2]
     config = codec.model.config
     label = f"iREC lossy ({codec.final})"
-    params = {**asdict(codec.params), "final": codec.final, "n_seeds": report["n_seeds"],
-              **codec.refinement.columns()}
+    low = codec.low_rate_params
+    params = {**asdict(low if report["low_rate"] else codec.params), "final": codec.final, "n_seeds": report["n_seeds"],
+              "low_rate_params": None if low is None else asdict(low), **codec.refinement.columns()}
     row = {
         "dataset": dataset, "split": split, "image": name, "height": height, "width": width,
         "codec": CODEC_NAME, "codec_label": label, "lossless": False, "sweep_param": "beta", "sweep_value": config.beta,

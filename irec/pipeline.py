@@ -145,18 +145,19 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0) -> pd.Da
 
 
 def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams",
-                   refine_steps: int | None = None) -> pd.DataFrame | None:
+                   refine_steps: int | None = None, low_rate: bool = True) -> pd.DataFrame | None:
     """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv.
 
     ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
-    paper; None: the codec's default)."""
+    paper; None: the codec's default); ``low_rate``: code low-rate images with the codec's ``LOW_RATE_PARAMS``
+    (False: ``DEFAULT_PARAMS`` for every image)."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
         if c.path is None:
             log.warning("%s", c.status)
     if not available:
         return None
-    from irec.codecs.lossy import LossyCodec
+    from irec.codecs.lossy import DEFAULT_PARAMS, LossyCodec
     from irec.codecs.refine import with_steps
     from irec.data import load_images
     from irec.lossy_eval import evaluate_dataset
@@ -168,6 +169,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
     frames = []
     for choice in available:
         model, fingerprint, _ = zoo.resolve_model(choice.path)
-        codec = LossyCodec(model.cpu().float(), fingerprint, final=final, refinement=refinement)
+        codec = LossyCodec(model.cpu().float(), fingerprint, None if low_rate else DEFAULT_PARAMS, final=final,
+                           refinement=refinement)
         frames.append(evaluate_dataset(codec, images, dataset="kodak", out=out, model=choice.name))
     return pd.concat(frames, ignore_index=True)

@@ -20,7 +20,7 @@ from irec.bench.lossy import (
     webp_gap,
 )
 from irec.checkpoint import save_model
-from irec.codecs.lossy import DEFAULT_PARAMS
+from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS
 from irec.data.images import write_png
 from irec.models.vae2 import TwoLevelVAE, preset
 
@@ -174,3 +174,18 @@ def test_rows_coded_with_another_refinement_are_not_reused(setup, capsys):
     _run(setup, capsys, same, "--models", setup["models"][0], "--codecs", "jpeg", "--rows", coded,
          "--baselines", baselines)
     assert pd.read_csv(same)["irec_rows"].tolist() == [f"reused from {coded}"]
+
+
+def test_rows_coded_with_the_low_rate_setting_beside_are_not_reused_for_one_setting_and_are_counted(setup, capsys):
+    first = setup["root"] / "paired" / "lossy.csv"
+    _run(setup, capsys, first, "--models", setup["models"][0], "--rerun-baselines", "--codecs", "jpeg")
+    coded, baselines = (str(first.with_name(f"lossy-{side}.csv")) for side in ("images", "baselines"))
+    paired = pd.read_csv(first)
+    assert paired["n_low_rate"].tolist() == [int(pd.read_csv(coded)["low_rate"].sum())]
+    assert paired["low_rate_block_size"].tolist() == [LOW_RATE_PARAMS.block_size]
+    single = setup["root"] / "single" / "lossy.csv"
+    _run(setup, capsys, single, "--models", setup["models"][0], "--codecs", "jpeg", "--rows", coded,
+         "--baselines", baselines, "--no-low-rate")
+    table = pd.read_csv(single)
+    assert table["irec_rows"].tolist() == ["coded in this run"] and table["n_low_rate"].tolist() == [0]
+    assert table["low_rate_block_size"].isna().all() and table["coder"].str.endswith("--no-low-rate").all()

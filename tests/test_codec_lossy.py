@@ -15,7 +15,7 @@ from irec.codecs.container import (
     WrongModelError,
     peek_header,
 )
-from irec.codecs.lossy import DEFAULT_PARAMS, LossyCodec
+from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS, LossyCodec
 from irec.codecs.refine import NO_REFINEMENT, Refinement, refine_posterior
 from irec.coder import PAPER_LOSSY, CorruptStreamError
 from irec.models.vae2 import TwoLevelVAE, preset
@@ -143,6 +143,27 @@ def test_the_decoder_takes_the_seed_and_the_blocks_from_the_file_not_from_its_ow
     assert_identical(encoding.image, codec.decompress(encoding.data))
 
 
+def test_an_image_cheap_enough_to_cap_the_blocks_is_coded_with_the_low_rate_setting_which_any_decoder_reads(model):
+    fingerprint = weights_fingerprint(model.state_dict())
+    image, low = _image((64, 64), seed=4), PAPER_LOSSY.with_(kl_per_block=2.0, block_size=64, steps_per_block=4.0)
+    # blocks of at most 1 dimension and 1000 steps: any image's z1 would cap them (KL below 3,000 nats a dimension)
+    capped = LossyCodec(model, fingerprint, PAPER_LOSSY.with_(block_size=1, steps_per_block=1000.0),
+                        low_rate_params=low)
+    encoding = capped.encode(image)
+    assert encoding.params == low
+    data, report = capped.compress_with_report(image)
+    assert report["low_rate"] and report["exact"]
+    assert_identical(encoding.image, LossyCodec(model, fingerprint, PAPER_LOSSY).decompress(data))
+    # blocks of a million dimensions for 1e-6 steps are never capped, and fixed blocks never switch
+    for params in (PAPER_LOSSY.with_(block_size=10**6, steps_per_block=1e-6), PAPER_LOSSY.with_(block_size=1)):
+        codec = LossyCodec(model, fingerprint, params, low_rate_params=low)
+        assert codec.encode(image).params == params
+        assert not codec.compress_with_report(image)[1]["low_rate"]
+    default = LossyCodec(model, fingerprint)
+    assert (default.params, default.low_rate_params) == (DEFAULT_PARAMS, LOW_RATE_PARAMS)
+    assert LossyCodec(model, fingerprint, DEFAULT_PARAMS).low_rate_params is None
+
+
 @pytest.mark.parametrize("image_seed", [0, 1, 2])
 def test_choosing_the_final_sample_by_mse_never_reconstructs_worse_than_best_q(model, codec, image_seed):
     image = _image((64, 128), seed=image_seed)
@@ -198,6 +219,10 @@ def test_bad_arguments_raise_clear_errors(model, codec):
         LossyCodec(TwoLevelVAE(preset("smoke").config(0.01, "ms_ssim")), fingerprint, final="rd")
     with pytest.raises(ValueError, match="float32"):
         LossyCodec(TwoLevelVAE(preset("smoke").config(0.01)).double(), fingerprint)
+    with pytest.raises(ValueError, match="seed"):
+        LossyCodec(model, fingerprint, PAPER_LOSSY, low_rate_params=PAPER_LOSSY.with_(seed=1))
+    with pytest.raises(ValueError, match="goes with params"):
+        LossyCodec(model, fingerprint, low_rate_params=PAPER_LOSSY)
 
 
 def test_the_refinement_steps_downhill_on_its_objective_and_leaves_the_scales(model):

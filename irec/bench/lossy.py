@@ -39,7 +39,7 @@ from irec import provenance
 from irec.baselines import run_baselines
 from irec.checkpoint import read_model_info
 from irec.classical import make_codecs
-from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LossyCodec
+from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LOW_RATE_PARAMS, LossyCodec
 from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement
 from irec.coder import PAPER_LOSSY, CoderParams
 from irec.data import load_images
@@ -104,19 +104,23 @@ def _same_refinement(params: dict, refinement: Refinement) -> bool:
 
 
 def reusable_rows(path: Path | None, fingerprint: str, images: list[str], final: str,
-                  params=DEFAULT_PARAMS, refinement: Refinement = DEFAULT_REFINEMENT) -> pd.DataFrame | None:
+                  params=DEFAULT_PARAMS, refinement: Refinement = DEFAULT_REFINEMENT,
+                  low_rate_params: CoderParams | None = LOW_RATE_PARAMS) -> pd.DataFrame | None:
     """The rows of ``path`` (irec.lossy_eval rows) for this model on exactly these images, coded with ``final``,
-    the coder settings ``params`` and the encoder's ``refinement``; None when the file does not cover them all."""
+    the coder settings ``params`` and ``low_rate_params`` (the codec's) and the encoder's ``refinement``; None when
+    the file does not cover them all. Rows from before low_rate_params existed were coded with one setting."""
     if path is None or not path.is_file():
         return None
     rows = read_rows(path)
     rows = rows[(rows["fingerprint"].astype(str) == fingerprint) & (rows["final"].astype(str) == final)
                 & rows["image"].astype(str).isin(images)]
-    wanted = dataclasses.asdict(params)
+    low = None if low_rate_params is None else dataclasses.asdict(low_rate_params)
+    settings = [dataclasses.asdict(params)] + ([low] if low else [])  # what a row of this codec was coded with
     default = {f.name: f.default for f in dataclasses.fields(params)}  # a field newer than a row: its default
     recorded = [json.loads(p) for p in rows["params"].astype(str)]
-    same = np.array([all(p.get(k, default[k]) == v for k, v in wanted.items()) and _same_refinement(p, refinement)
-                     for p in recorded], dtype=bool)
+    same = np.array([any(all(p.get(k, default[k]) == v for k, v in s.items()) for s in settings)
+                     and p.get("low_rate_params") == low and _same_refinement(p, refinement) for p in recorded],
+                    dtype=bool)
     rows = rows[same].drop_duplicates("image", keep="last")
     return rows.reset_index(drop=True) if set(rows["image"].astype(str)) == set(images) else None
 
@@ -137,6 +141,7 @@ def model_summary(rows: pd.DataFrame) -> dict:
         "encode_s": rows["encode_s"].mean(), "encode_s_max": rows["encode_s"].max(),
         "decode_s": rows["decode_s"].mean(), "decode_s_max": rows["decode_s"].max(),
         "n_exact": int(rows["exact"].astype(bool).sum()),
+        "n_low_rate": int(rows["low_rate"].fillna(False).astype(bool).sum()) if "low_rate" in rows else 0,
     }
 
 
@@ -220,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         "per-image iREC rows to reuse instead of coding again (e.g. results/lossy/kodak.csv from notebook 05), for "
         "each model whose fingerprint, images and --final they cover with the --coder settings"))
     parser.add_argument("--coder", default="default", choices=tuple(CODERS), help=(
-        f"coder settings: default (the codec's: {_settings(DEFAULT_PARAMS)}) or paper ({_settings(PAPER_LOSSY)}; "
-        "issue 5's speed targets are stated for these)"))
+        f"coder settings: default (the codec's: {_settings(DEFAULT_PARAMS)}; for images whose z1 would cap those "
+        f"blocks, {_settings(LOW_RATE_PARAMS)}) or paper ({_settings(PAPER_LOSSY)}; issue 5's speed targets are "
+        "stated for these). The flags below fix one setting for every image"))
     for flag, cast, what in (("--n-beams", int, "B"), ("--extra-samples", float, "1+eps"),
                              ("--kl-per-block", float, "Omega, nats"), ("--block-size", int, "dimensions per block"),
                              ("--steps-per-block", float, "adaptive blocks' steps K_b per block (0: fixed)")):
@@ -232,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--refine-{field.replace('_', '-')}", type=type(default), default=default,
                             help=f"the encoder's refinement of q(z1)'s mean (irec.codecs.refine): {what} "
                                  f"(default {default})")
+    parser.add_argument("--no-low-rate", action="store_true",
+                        help="code every image with the --coder setting (default: low-rate images get their own)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.images < 1:
@@ -242,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
                                  ("kl_per_block", args.kl_per_block), ("block_size", args.block_size),
                                  ("steps_per_block", args.steps_per_block)) if v is not None}
     params = CODERS[args.coder].with_(**changed)
+    low_rate = LOW_RATE_PARAMS if args.coder == "default" and not changed and not args.no_low_rate else None
     refinement = Refinement(args.refine_steps, args.refine_step_size, args.refine_kl_weight)
     coder = args.coder + "".join(f", {k}={v:g}" for k, v in changed.items())
+    coder += ", --no-low-rate" if args.no_low_rate else ""
     if refinement != DEFAULT_REFINEMENT:
         coder += "".join(f", {k}={v:g}" for k, v in refinement.columns().items())
     codecs = tuple(c for c in args.codecs.split(",") if c.strip())
@@ -254,10 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     per_image.unlink(missing_ok=True)
     summaries, coded_here = [], []
     for model, fingerprint, info in resolved:
-        rows = reusable_rows(args.rows, fingerprint, [name for name, _ in images], args.final, params, refinement)
+        rows = reusable_rows(args.rows, fingerprint, [name for name, _ in images], args.final, params, refinement,
+                             low_rate)
         if rows is None:
             codec = LossyCodec(model, fingerprint, params, final=args.final, n_seeds=args.n_seeds,
-                               refinement=refinement)
+                               refinement=refinement, low_rate_params=low_rate)
             rows = evaluate_dataset(codec, images, dataset=args.dataset, out=per_image, model=info["name"],
                                     progress=not args.no_progress)
             coded_here.append(info["name"])
@@ -267,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                           "coder": coder, "n_beams": params.n_beams,
                           "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block,
                           "block_size": params.block_size, "steps_per_block": params.steps_per_block,
+                          "low_rate_kl_per_block": low_rate.kl_per_block if low_rate else np.nan,
+                          "low_rate_block_size": low_rate.block_size if low_rate else np.nan,
                           **refinement.columns()})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
 
@@ -295,11 +308,12 @@ def main(argv: list[str] | None = None) -> int:
             "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "target_rate_over_kl_pct",
             "psnr_db", "psnr_float", "sample_psnr", "psnr_gap_db", "target_psnr_gap_db", "ms_ssim_db",
             "psnr_minus_jpeg_db", "psnr_minus_webp_db", "encode_s", "target_encode_s", "decode_s",
-            "target_decode_s", "n_exact"]
+            "target_decode_s", "n_exact", "n_low_rate"]
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 3,
                            "display.max_colwidth", 60):
-        sys.stdout.write(f"iREC lossy, final={args.final}, coder {coder}: {_settings(params)}, {len(images)} images "
-                         f"of {args.dataset}\n")
+        low_text = f"; low-rate images (n_low_rate): {_settings(low_rate)}" if low_rate else ""
+        sys.stdout.write(f"iREC lossy, final={args.final}, coder {coder}: {_settings(params)}{low_text}, "
+                         f"{len(images)} images of {args.dataset}\n")
         sys.stdout.write(table[show].to_string(index=False) + "\n")
         sys.stdout.write("(psnr_gap_db: PSNR of the file minus that of a posterior sample; psnr_minus_*: ours minus "
                          "the codec's PSNR at our rate, NaN outside its range; targets: issue 5)\n\n")

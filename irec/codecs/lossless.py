@@ -161,6 +161,7 @@ class LosslessCodec:
     """
 
     kind = KIND
+    default_params = DEFAULT_PARAMS  # what coder options given on their own change (irec compress)
 
     def __init__(self, model: RVAE, fingerprint: str, params: CoderParams = DEFAULT_PARAMS) -> None:
         if params.sampler == "pfr":

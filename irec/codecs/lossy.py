@@ -88,6 +88,23 @@ beam at B = 50 (-0.03 dB). ``python -m irec.bench
 sweep`` moves each parameter alone. The paper's setting stays one argument away
 (``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 
+Low-rate images (issue 5's rate target at beta 0.001 and 0.003): below about 0.34 bpp of z1 (N = 96 channels) the
+blocks of :data:`DEFAULT_PARAMS` reach their cap of 384 dimensions and take fewer than 40 steps, so the overhead per
+block is a larger share of the rate: 8.2% of z1's coded KL at beta 0.001 on 6 Kodak images, 3.3 points for the step
+counts and 4.9 for the last step's rounding. Larger blocks cut that share but cost PSNR (more steps per block), which
+Omega = 7 (N = 1,096) wins back. On 3 Kodak images (kodim05, 19, 22) at beta 0.001, blocks of at most 384 / 576 / 768
+at Omega = 6 were 5.9 / 3.9 / 3.0% over the KL with gaps of 0.24 / 0.30 / 0.35 dB; 768 at Omega = 7, 2.9% and 0.26
+dB, in 10.3 s instead of 5.7 (also tried: Omega = 6.5, 2.7% and 0.31 dB; Omega = 7 with B = 50, 2.9% and 0.30 dB;
+Omega = 6 with B = 200, 2.8% and 0.32 dB; 640 at Omega = 7, 3.5% and 0.24 dB). Omega = 7 with those blocks was better
+at every rate on those images (+0.01 to +0.07 dB at 0.2-1.2% less rate for beta 0.003-0.05), but it doubles the
+encode time where the rate is high (14-15 s instead of 7-8.5 s at beta >= 0.01). So the encoder uses it
+(:data:`LOW_RATE_PARAMS`) only for images whose z1 would cap the default's blocks, estimating z1's KL with z2 at q2's
+mean (:meth:`LossyCodec.coder_params`); the file records N and the block sizes, so the decoder needs nothing. Measured
+and dropped (accounting on 6 images, coder unchanged): dealing z1's dimensions into blocks stratified by the prior's
+scale, which the decoder knows, and coding the step counts under a discretized Gaussian would cut the counts' share
+from 3.3 to 2.4 points at beta 0.001 (1.8 to 1.4 at 0.003); stratified by channel, which needs no float to agree
+across machines, to 2.7: a format change for less than a point.
+
 Beyond the coder: the encoder refines the mean of q(z1 | x, z2_coded) per image before iREC codes it
 (:mod:`irec.codecs.refine`, ``refinement``; ``NO_REFINEMENT`` codes the amortized posterior, as the paper). The
 decoder and the file format are unchanged. Reports keep the paper's ideal, the KL of the model's own posterior and a
@@ -140,6 +157,10 @@ LEVELS = ("z2", "z1")  # coding order, level 0 then level 1
 # (adaptive blocks): see the module docstring.
 DEFAULT_PARAMS = CoderParams(kl_per_block=6.0, n_beams=100, extra_samples=1.0, block_size=384, seed=42,
                              steps_per_block=40.0)
+# For images whose z1 is so cheap that DEFAULT_PARAMS' blocks would be capped (below about 0.34 bpp with N = 96
+# channels), where blocks take fewer than 40 steps and the overhead per block grows: Omega = 7 (N = 1,096) and blocks
+# of at most 768 dimensions (see the module docstring).
+LOW_RATE_PARAMS = DEFAULT_PARAMS.with_(kl_per_block=7.0, block_size=768)
 
 
 @dataclass(frozen=True)
@@ -148,11 +169,16 @@ class Encoding:
 
     data: bytes  # the file
     bits: dict[str, float]  # bits per part from container.pack: 'header' and the coder's symbol labels
+    params: CoderParams  # the coder setting of this image (the codec's params or low_rate_params), seed included
     stats: tuple[LevelStats, ...]  # the coder's statistics per level (z2, z1), of the posterior coded
     kl_amortized_nats: tuple[float, ...]  # KL(q || p) per level of the model's own (amortized) posterior
-    seed: int  # seed of the shared randomness written in the file
     image: np.ndarray  # the decoded uint8 (H, W, 3) image
     x_float: np.ndarray  # the clipped float reconstruction in [0, 1], (H, W, 3) float32
+
+    @property
+    def seed(self) -> int:
+        """The seed of the shared randomness written in the file."""
+        return self.params.seed
 
 
 def _to_batch(image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -176,17 +202,25 @@ class LossyCodec:
     """``compress(image) -> bytes`` and ``decompress(bytes) -> image`` with a two-level VAE and iREC.
 
     ``fingerprint``: the model weights' sha256 in hex (as from :func:`irec.checkpoint.load_model`);
-    ``params``: the coder settings (default :data:`DEFAULT_PARAMS`; the paper's are :data:`PAPER_LOSSY`);
+    ``params``: the coder settings (the paper's are :data:`PAPER_LOSSY`); None: :data:`DEFAULT_PARAMS`, and
+    :data:`LOW_RATE_PARAMS` for low-rate images;
+    ``low_rate_params``: with ``params`` given, the setting for images whose z1 would cap ``params``' adaptive blocks
+    (:meth:`coder_params`); None: ``params`` for every image;
     ``final``: ``"best-q"`` (iREC), ``"mse"`` or ``"rd"`` (keep the best of ``n_seeds`` encodings; see the module);
     ``refinement``: the encoder's refinement of q(z1)'s mean (:mod:`irec.codecs.refine`; ``NO_REFINEMENT``: the paper).
     """
 
     kind = "lossy"
+    default_params = DEFAULT_PARAMS  # what coder options given on their own change (irec compress)
 
     def __init__(
-        self, model: TwoLevelVAE, fingerprint: str, params: CoderParams = DEFAULT_PARAMS, final: str = "best-q",
-        n_seeds: int = 4, refinement: Refinement = DEFAULT_REFINEMENT,
+        self, model: TwoLevelVAE, fingerprint: str, params: CoderParams | None = None, final: str = "best-q",
+        n_seeds: int = 4, refinement: Refinement = DEFAULT_REFINEMENT, low_rate_params: CoderParams | None = None,
     ) -> None:
+        if params is None:
+            if low_rate_params is not None:
+                raise ValueError("low_rate_params goes with params; leave both out for the default pair")
+            params, low_rate_params = DEFAULT_PARAMS, LOW_RATE_PARAMS
         if not isinstance(model, TwoLevelVAE):
             raise ValueError(f"LossyCodec needs a TwoLevelVAE (irec.models.vae2), got {type(model).__name__}")  # noqa: TRY004 (house rule: bad input is a ValueError)
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
@@ -201,15 +235,17 @@ class LossyCodec:
             raise ValueError(f"fingerprint must be the model's sha256 in hex, got {fingerprint!r}") from err
         if len(self.fingerprint) < FINGERPRINT_BYTES:
             raise ValueError(f"fingerprint must have at least {2 * FINGERPRINT_BYTES} hex digits, got {fingerprint!r}")
-        if params.sampler == "pfr":
+        if params.sampler == "pfr" or (low_rate_params is not None and low_rate_params.sampler == "pfr"):
             raise ValueError("the pfr reference sampler codes standalone latents only; use beam, greedy or sample")
+        if low_rate_params is not None and low_rate_params.seed != params.seed:
+            raise ValueError(f"low_rate_params must share params' seed ({params.seed}), got {low_rate_params.seed}")
         if final not in FINALS:
             raise ValueError(f"unknown final {final!r}; choose one of {', '.join(FINALS)}")
         if final == "rd" and model.config.distortion != "mse":
             raise ValueError(f"final='rd' uses the MSE loss; this model was trained for {model.config.distortion}")
         if n_seeds < 1 or (final in ("mse", "rd") and params.seed + n_seeds > 2**63):
             raise ValueError(f"n_seeds must be at least 1 and params.seed + n_seeds below 2**63, got {n_seeds}")
-        self.model, self.fingerprint_hex, self.params = model, fingerprint, params
+        self.model, self.fingerprint_hex, self.params, self.low_rate_params = model, fingerprint, params, low_rate_params
         self.final, self.n_seeds, self.refinement = final, n_seeds, refinement
 
     # ------------------------------------------------------------------------------ shared by both halves
@@ -226,8 +262,23 @@ class LossyCodec:
         return [(1, config.m_channels, h2, w2), (1, config.n_channels, h1, w1)]
 
     # ------------------------------------------------------------------------------------------ encoder
-    def _encode_with_seed(self, x, enc, q2, p2, size: tuple[int, int], seed: int, original: np.ndarray) -> Encoding:
-        latents = LatentEncoder(self.params.with_(seed=seed), describe_shapes=False)
+    def coder_params(self, enc: torch.Tensor, q2: DiagGaussian) -> CoderParams:
+        """This image's coder setting: ``low_rate_params`` when ``params`` has adaptive blocks and the image's z1 is
+        so cheap that they would be capped, i.e. its KL (amortized, with z2 at q2's mean: the encoder's estimate) is
+        below steps_per_block * Omega * dims / block_size nats; else ``params``. The file records N and the block
+        sizes, so the decoder needs nothing of this choice."""
+        params, low = self.params, self.low_rate_params
+        if low is None or not params.steps_per_block:
+            return params
+        with pinned(self.model):
+            p1 = self.model.prior_z1(q2.loc)
+            q1 = self.model.posterior_z1(enc, p1)
+        capped_below = params.steps_per_block * params.kl_per_block * q1.loc.numel() / params.block_size
+        return low if _kl_nats(q1, p1) < capped_below else params
+
+    def _encode_with_seed(self, x, enc, q2, p2, size: tuple[int, int], params: CoderParams,
+                          original: np.ndarray) -> Encoding:
+        latents = LatentEncoder(params, describe_shapes=False)
         z2 = latents.encode_level(q2.loc, q2.scale, p2.loc, p2.scale)
         with pinned(self.model):
             p1 = self.model.prior_z1(z2)
@@ -249,7 +300,7 @@ class LossyCodec:
         data, bits = pack(header, latents, symbols)
         stats = tuple(latents.stats)
         kl_z1 = stats[1].kl_nats if coded is q1 else _kl_nats(q1, p1)
-        return Encoding(data, bits, stats, (stats[0].kl_nats, kl_z1), seed, image, x_float)
+        return Encoding(data, bits, params, stats, (stats[0].kl_nats, kl_z1), image, x_float)
 
     def encode(self, image: np.ndarray) -> Encoding:
         """The file and the encoder's view of it (the decoded image included)."""
@@ -258,11 +309,12 @@ class LossyCodec:
             enc = self.model.analysis(x)
             q2 = self.model.posterior_z2(enc)
             p2 = self.model.prior_z2(q2.shape[-2:], batch_size=1)
+            params = self.coder_params(enc, q2)
             several = self.final in ("mse", "rd")
-            seeds = range(self.params.seed, self.params.seed + self.n_seeds) if several else [self.params.seed]
+            seeds = range(params.seed, params.seed + self.n_seeds) if several else [params.seed]
             best, best_cost = None, math.inf
             for seed in seeds:
-                candidate = self._encode_with_seed(x, enc, q2, p2, size, seed, image.astype(np.float64))
+                candidate = self._encode_with_seed(x, enc, q2, p2, size, params.with_(seed=seed), image.astype(np.float64))
                 cost = self.cost(image, candidate)
                 if cost < best_cost:  # strict: ties keep the earlier seed, the default first
                     best, best_cost = candidate, cost
@@ -354,6 +406,7 @@ class LossyCodec:
         report.update(_quality(image, *self.posterior_sample(image), "sample_"))
         report.update({
             **self.refinement.columns(), "seed": encoding.seed, "final": self.final,
+            "low_rate": encoding.params.with_(seed=self.params.seed) != self.params,  # coded with low_rate_params
             "n_seeds": self.n_seeds if self.final in ("mse", "rd") else 1,
             "encode_s": encode_s, "decode_s": decode_s, "exact": bool(np.array_equal(decoded, encoding.image)),
         })
