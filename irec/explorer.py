@@ -108,11 +108,13 @@ class ExplorerResult:
 
 
 def named_settings() -> dict[str, CoderParams]:
-    """The settings the app can start from, by label: the paper's (Section 4) and each of our codecs' default."""
+    """The settings the app can start from, by label: the paper's (Section 4), each of our codecs' default, and the
+    lossy codec's setting for low-rate images."""
     from irec.codecs import lossless, lossy
 
     named = {"paper, lossless": PAPER_LOSSLESS, "paper, lossy": PAPER_LOSSY,
-             "irec lossless default": lossless.DEFAULT_PARAMS, "irec lossy default": lossy.DEFAULT_PARAMS}
+             "irec lossless default": lossless.DEFAULT_PARAMS, "irec lossy default": lossy.DEFAULT_PARAMS,
+             "irec lossy low-rate images": lossy.LOW_RATE_PARAMS}
     return {
         f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_block:g}, blocks of {p.blocks_label}": p
         for name, p in named.items()

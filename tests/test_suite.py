@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import nbformat
+import papermill
 import pytest
 
 from irec import suite
@@ -28,6 +30,11 @@ def test_the_committed_notebooks_are_numbered_and_stripped_of_outputs():
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{step.path.name} needs exactly one parameters cell"
         assert "profile" in tagged[0].source
+        assigned = {t.id for n in ast.parse(tagged[0].source).body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                    for t in (n.targets if isinstance(n, ast.Assign) else [n.target])}
+        parsed = papermill.inspect_notebook(str(step.path))  # a line with two '=' is not a parameter to papermill
+        assert set(parsed) == assigned and all(p["help"] and p["inferred_type_name"] != "None" for p in parsed.values()), (
+            f"{step.path.name}: every parameter is one typed line with a comment, without '=' in it")
         assert nb.cells[0].cell_type == "markdown"
         for cell in nb.cells:
             if cell.cell_type == "code":
