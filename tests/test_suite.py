@@ -33,7 +33,8 @@ def test_the_committed_notebooks_are_numbered_and_stripped_of_outputs():
         assigned = {t.id for n in ast.parse(tagged[0].source).body if isinstance(n, (ast.Assign, ast.AnnAssign))
                     for t in (n.targets if isinstance(n, ast.Assign) else [n.target])}
         parsed = papermill.inspect_notebook(str(step.path))  # a line with two '=' is not a parameter to papermill
-        assert set(parsed) == assigned and all(p["help"] and p["inferred_type_name"] != "None" for p in parsed.values()), (
+        typed = all(p["help"] and p["inferred_type_name"] != "None" for p in parsed.values())
+        assert set(parsed) == assigned and typed, (
             f"{step.path.name}: every parameter is one typed line with a comment, without '=' in it")
         assert nb.cells[0].cell_type == "markdown"
         for cell in nb.cells:

@@ -245,7 +245,8 @@ class LossyCodec:
             raise ValueError(f"final='rd' uses the MSE loss; this model was trained for {model.config.distortion}")
         if n_seeds < 1 or (final in ("mse", "rd") and params.seed + n_seeds > 2**63):
             raise ValueError(f"n_seeds must be at least 1 and params.seed + n_seeds below 2**63, got {n_seeds}")
-        self.model, self.fingerprint_hex, self.params, self.low_rate_params = model, fingerprint, params, low_rate_params
+        self.model, self.fingerprint_hex = model, fingerprint
+        self.params, self.low_rate_params = params, low_rate_params
         self.final, self.n_seeds, self.refinement = final, n_seeds, refinement
 
     # ------------------------------------------------------------------------------ shared by both halves
@@ -313,8 +314,9 @@ class LossyCodec:
             several = self.final in ("mse", "rd")
             seeds = range(params.seed, params.seed + self.n_seeds) if several else [params.seed]
             best, best_cost = None, math.inf
+            original = image.astype(np.float64)
             for seed in seeds:
-                candidate = self._encode_with_seed(x, enc, q2, p2, size, params.with_(seed=seed), image.astype(np.float64))
+                candidate = self._encode_with_seed(x, enc, q2, p2, size, params.with_(seed=seed), original)
                 cost = self.cost(image, candidate)
                 if cost < best_cost:  # strict: ties keep the earlier seed, the default first
                     best, best_cost = candidate, cost
