@@ -23,9 +23,10 @@ quality of the coded sample compared with a random posterior sample"). The rows 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 
 from irec import metrics
 from irec.codecs.lossy import LossyCodec
+from irec.codecs.refine import Refinement
 from irec.provenance import library_version, stamp
 from irec.results import write_rows
 
@@ -76,6 +78,40 @@ def evaluate_image(
     row.update({k: v for k, v in report.items() if k not in row and k != "psnr"})  # psnr is psnr_db
     row.update(stamp())
     return row
+
+
+def _same_refinement(params: dict, refinement: Refinement) -> bool:
+    """Whether a row's ``params`` record this refinement (rows from before it existed were not refined)."""
+    steps = params.get("refine_steps", 0)
+    if steps == 0 or refinement.steps == 0:
+        return steps == refinement.steps
+    return all(params.get(k) == v for k, v in refinement.columns().items())
+
+
+def coded_like(params: dict, codec: LossyCodec) -> bool:
+    """Whether a row's ``params`` (as :func:`evaluate_image` records them) are what ``codec`` would record: its
+    final (and seed count), its refinement, its ``low_rate_params``, and one of its coder settings. Rows from before
+    a field existed count as its default (no refinement, one coder setting)."""
+    low = codec.low_rate_params
+    settings = [asdict(codec.params)] + ([asdict(low)] if low is not None else [])
+    default = {f.name: f.default for f in fields(codec.params)}  # a field newer than the row: its default
+    return (any(all(params.get(k, default[k]) == v for k, v in setting.items()) for setting in settings)
+            and params.get("final", codec.final) == codec.final
+            and (codec.final not in ("mse", "rd") or params.get("n_seeds") == codec.n_seeds)
+            and params.get("low_rate_params") == (None if low is None else asdict(low))
+            and _same_refinement(params, codec.refinement))
+
+
+def rows_coded_like(rows: pd.DataFrame, codec: LossyCodec, images: Sequence[str],
+                    commit: str | None = None) -> pd.DataFrame:
+    """The rows of ``rows`` that ``codec`` would write for ``images`` (its model's fingerprint, :func:`coded_like`),
+    the last one per image; with ``commit``, only rows that commit wrote."""
+    keep = (rows["fingerprint"].astype(str) == codec.fingerprint_hex) & rows["image"].astype(str).isin(images)
+    if commit is not None:
+        keep &= rows["git_commit"].astype(str) == commit
+    rows = rows[keep]
+    same = [coded_like(json.loads(p), codec) for p in rows["params"].astype(str)]
+    return rows[np.array(same, dtype=bool)].drop_duplicates("image", keep="last").reset_index(drop=True)
 
 
 def evaluate_dataset(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from irec import zoo
 from irec.paths import RESULTS
@@ -118,14 +119,46 @@ def results_csv(kind: str, dataset: str, profile: str) -> Path:
     return RESULTS / kind / (f"{dataset}-smoke.csv" if profile == "smoke" else f"{dataset}.csv")
 
 
-def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0) -> pd.DataFrame | None:
-    """Code CIFAR-10 test images (and Kodak for the paper profile) with real files; rows to results/lossless/."""
+def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
+    """The rows an interrupted run left in ``out`` when resuming and the code is committed (rows of another commit,
+    or of uncommitted code, are never kept); None otherwise. ``out`` is removed when nothing is kept from it."""
+    from irec import provenance
+    from irec.results import read_rows
+
+    commit = provenance.git_commit()
+    if resume and out.is_file() and not commit.endswith(("+dirty", "(declared)")) and commit != "unknown":
+        rows = read_rows(out)
+        if "git_commit" in rows:
+            return rows[rows["git_commit"].astype(str) == commit]
+    out.unlink(missing_ok=True)
+    return None
+
+
+def _keep(out: Path, kept: list[pd.DataFrame]) -> None:
+    """Rewrite ``out`` with only the kept rows (atomically, so an interruption here loses nothing either)."""
+    from irec.results import write_rows
+
+    rows = [r for frame in kept for r in frame.to_dict("records")]
+    staged = out.with_name(f".{out.name}.resume")
+    staged.unlink(missing_ok=True)
+    if rows:
+        write_rows(staged, rows).replace(out)
+    else:
+        out.unlink(missing_ok=True)
+
+
+def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: bool = True) -> pd.DataFrame | None:
+    """Code CIFAR-10 test images (and Kodak for the paper profile) with real files; rows to results/lossless/.
+
+    Rows are written image by image; ``resume``: keep the rows an interrupted run of the same commit wrote with
+    this model and coder setting, and code only the other images."""
     if choice.path is None:
         log.warning("%s", choice.status)
         return None
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
-    from irec.lossless_eval import irec_row
+    from irec.lossless_eval import irec_row, setting_label
+    from irec.provenance import stamp
     from irec.results import write_rows
 
     model, fingerprint, _ = zoo.resolve_model(choice.path)
@@ -136,21 +169,36 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0) -> pd.Da
         if not count:
             continue
         out = results_csv("lossless", dataset, profile)
-        out.unlink(missing_ok=True)
-        rows = [{"dataset": dataset, "image": name, "model": choice.name, **irec_row(codec, image)}
-                for name, image in load_images(dataset, limit=count, seed=seed)]
-        write_rows(out, rows)
+        images = load_images(dataset, limit=count, seed=seed)
+        old = _resumable(out, resume)
+        done = pd.DataFrame()
+        if old is not None and "fingerprint" in old:
+            same = ((old["fingerprint"].astype(str) == fingerprint) & (old["setting"] == setting_label(codec.params))
+                    & old["image"].astype(str).isin([name for name, _ in images]))
+            done = old[same].drop_duplicates("image", keep="last")
+        _keep(out, [done])
+        if len(done):
+            log.info("%s: %d of %d images kept from an interrupted run", out.name, len(done), len(images))
+        rows = done.to_dict("records")
+        skip = set(done["image"].astype(str)) if len(done) else set()
+        for name, image in tqdm([(n, i) for n, i in images if n not in skip], desc=f"irec lossless {dataset}",
+                                unit="image"):
+            row = {"dataset": dataset, "image": name, "model": choice.name, "fingerprint": fingerprint,
+                   **irec_row(codec, image), **stamp()}
+            write_rows(out, [row])
+            rows.append(row)
         frames.append(pd.DataFrame(rows))
     return pd.concat(frames, ignore_index=True)
 
 
 def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams",
-                   refine_steps: int | None = None, low_rate: bool = True) -> pd.DataFrame | None:
-    """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv.
+                   refine_steps: int | None = None, low_rate: bool = True, resume: bool = True) -> pd.DataFrame | None:
+    """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv, image by image.
 
     ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
     paper; None: the codec's default); ``low_rate``: code low-rate images with the codec's ``LOW_RATE_PARAMS``
-    (False: ``DEFAULT_PARAMS`` for every image)."""
+    (False: ``DEFAULT_PARAMS`` for every image); ``resume``: keep the rows an interrupted run of the same commit
+    wrote with the same model and settings (:func:`irec.lossy_eval.rows_coded_like`), and code only the others."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
         if c.path is None:
@@ -160,16 +208,28 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
     from irec.codecs.lossy import DEFAULT_PARAMS, LossyCodec
     from irec.codecs.refine import with_steps
     from irec.data import load_images
-    from irec.lossy_eval import evaluate_dataset
+    from irec.lossy_eval import evaluate_dataset, rows_coded_like
 
     out = results_csv("lossy", "kodak", profile)
-    out.unlink(missing_ok=True)
     images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
+    names = [name for name, _ in images]
     refinement = with_steps(refine_steps)
-    frames = []
+    old = _resumable(out, resume)
+    codecs, done = [], []
     for choice in available:
         model, fingerprint, _ = zoo.resolve_model(choice.path)
         codec = LossyCodec(model.cpu().float(), fingerprint, None if low_rate else DEFAULT_PARAMS, final=final,
                            refinement=refinement)
-        frames.append(evaluate_dataset(codec, images, dataset="kodak", out=out, model=choice.name))
+        kept = pd.DataFrame() if old is None else rows_coded_like(old[old["model"] == choice.name], codec, names)
+        codecs.append((choice, codec))
+        done.append(kept)
+    _keep(out, done)
+    frames = []
+    for (choice, codec), kept in zip(codecs, done):
+        skip = set(kept["image"].astype(str)) if len(kept) else set()
+        todo = [(name, image) for name, image in images if name not in skip]
+        if len(kept):
+            log.info("%s: %d of %d images kept from an interrupted run", choice.name, len(kept), len(images))
+        coded = evaluate_dataset(codec, todo, dataset="kodak", out=out, model=choice.name) if todo else None
+        frames += [f for f in (kept, coded) if f is not None and len(f)]
     return pd.concat(frames, ignore_index=True)

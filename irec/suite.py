@@ -4,11 +4,13 @@
 Each notebook in ``notebooks/`` is one step, named by its number (``03``) or its name (``baselines``). An
 executed copy goes to ``results/executed/<profile>/``; a step that finished is recorded in a small JSON
 marker beside it (parameters, seconds, commit, and the hashes of its inputs) and skipped on a re-run with the
-same parameters and inputs unless ``--force``, so an interrupted run loses nothing. A step's inputs are the
-notebook itself and the repository files matching the glob patterns in its metadata ``irec.inputs`` (e.g.
-``models/manifest.json`` for the steps that use the shipped models, the result CSVs for the table and plots):
-shipping a model or re-coding a dataset re-runs the steps that read them. A failing step stops the run and
-names the notebook and the cell that failed. Every run appends to ``results/logs/run_all-<profile>.log``.
+same parameters and inputs unless ``--force``, so an interrupted run loses nothing; a step that codes a dataset
+(a ``resume`` parameter) also keeps the rows an interrupted run of it wrote with the same commit, unless forced.
+A step's inputs are the notebook itself and the repository files matching the glob patterns in its metadata
+``irec.inputs`` (e.g. ``models/manifest.json`` for the steps that use the shipped models, the result CSVs for the
+table and plots): shipping a model or re-coding a dataset re-runs the steps that read them. A failing step stops
+the run and names the notebook and the cell that failed. Every run appends to
+``results/logs/run_all-<profile>.log``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, 
 
     declared = papermill.inspect_notebook(str(step.path))
     parameters = {k: v for k, v in {"profile": profile, "train": train}.items() if k in declared}
+    # a coding step resumes an interrupted run of itself image by image, unless forced (not part of the marker)
+    resume = {"resume": not force} if "resume" in declared else {}
     marker = _marker(out_dir, step)
     inputs = step_inputs(step, root)
     if not force and marker.exists():
@@ -109,8 +113,8 @@ def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, 
     log.info("[%s] running %s", step.label, step.path.name)
     try:
         papermill.execute_notebook(
-            str(step.path), str(output), parameters=parameters, kernel_name="python3", cwd=str(step.path.parent),
-            progress_bar=False, log_output=False,
+            str(step.path), str(output), parameters={**parameters, **resume}, kernel_name="python3",
+            cwd=str(step.path.parent), progress_bar=False, log_output=False,
         )
     except papermill.PapermillExecutionError as err:
         raise RuntimeError(

@@ -1,8 +1,17 @@
-"""The suite's model steps: without a shipped model the cpu profile says so instead of failing."""
+"""The suite's model and coding steps: without a shipped model the cpu profile says so instead of failing, and an
+interrupted coding step resumes image by image."""
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
+import torch
+
 from irec import paths, pipeline
+from irec.checkpoint import save_model
+from irec.models import rvae, vae2
+from irec.models.rvae import RVAE
+from irec.models.vae2 import TwoLevelVAE
 
 
 def test_without_a_shipped_model_the_cpu_profile_names_what_to_do(shipped):
@@ -23,3 +32,77 @@ def test_the_cpu_profile_trains_four_mse_rates_and_one_ms_ssim_model_under_their
     assert sum(d == "mse" for d, _ in rates) >= 4 and sum(d == "ms_ssim" for d, _ in rates) >= 1
     assert pipeline.lossy_name("mse", 0.01) == "lossy-mse-0.01"
     assert pipeline.lossy_name("ms_ssim", 0.08) == "lossy-msssim-0.08"
+
+
+@pytest.fixture()
+def coding_step(tmp_path, monkeypatch):
+    """Results under tmp_path, a clean commit that the test sets, and a count of the images each codec codes."""
+    from irec import lossless_eval, lossy_eval, provenance
+
+    monkeypatch.setattr(pipeline, "RESULTS", tmp_path / "results")
+    commit = {"sha": "a" * 40}
+    monkeypatch.setattr(provenance, "git_commit", lambda: commit["sha"])
+    coded = []
+    for module, name in ((lossy_eval, "evaluate_image"), (lossless_eval, "irec_row")):
+        original = getattr(module, name)
+
+        def counted(codec, *args, _original=original, **kwargs):
+            coded.append(codec.kind)
+            return _original(codec, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    return {"root": tmp_path, "commit": commit, "coded": coded}
+
+
+def _drop_last_row(path):
+    rows = pd.read_csv(path)
+    rows.iloc[:-1].to_csv(path, index=False)  # as if the run had stopped before the last image
+    return rows
+
+
+def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finished_at_this_commit(coding_step):
+    torch.manual_seed(0)
+    path = coding_step["root"] / "tiny-lossy.pt"
+    save_model(TwoLevelVAE(vae2.preset("smoke").config(0.01)), path)
+    choice = pipeline.ModelChoice("lossy", "tiny", str(path), "a tiny model")
+    out = pipeline.results_csv("lossy", "kodak", "smoke")
+    coded = coding_step["coded"]
+    first = pipeline.compress_lossy([choice], "smoke", final="best-q")
+    assert len(first) == pipeline.LOSSY_IMAGES["smoke"] == len(coded) == 2
+    before = _drop_last_row(out)
+    coded.clear()
+    again = pipeline.compress_lossy([choice], "smoke", final="best-q")
+    assert len(coded) == 1 and sorted(again["image"]) == sorted(before["image"])
+    after = pd.read_csv(out)
+    assert len(after) == 2 and after["timestamp"].iloc[0] == before["timestamp"].iloc[0]
+    assert after.drop(columns=["timestamp", "encode_s", "decode_s"]).equals(
+        before.drop(columns=["timestamp", "encode_s", "decode_s"]))  # the same files, whichever run coded them
+    for change in ({"refine_steps": 0}, {"low_rate": False}, {"resume": False}):  # other settings, or forced
+        coded.clear()
+        pipeline.compress_lossy([choice], "smoke", **{"final": "best-q", **change})
+        assert len(coded) == 2 and len(pd.read_csv(out)) == 2
+    coding_step["commit"]["sha"] = "b" * 40  # other code: nothing kept
+    coded.clear()
+    pipeline.compress_lossy([choice], "smoke", final="best-q")
+    assert len(coded) == 2 and (pd.read_csv(out)["git_commit"] == "b" * 40).all()
+
+
+def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_they_say_what_made_them(coding_step):
+    torch.manual_seed(0)
+    path = coding_step["root"] / "tiny-lossless.pt"
+    save_model(RVAE(rvae.preset("smoke").model), path)
+    choice = pipeline.ModelChoice("lossless", "tiny", str(path), "a tiny model")
+    out = pipeline.results_csv("lossless", "cifar10", "smoke")
+    coded = coding_step["coded"]
+    pipeline.compress_lossless(choice, "smoke")
+    n_images = pipeline.LOSSLESS_IMAGES["smoke"][0]
+    assert len(coded) == n_images
+    rows = _drop_last_row(out)
+    assert (rows["git_commit"] == "a" * 40).all() and rows["fingerprint"].nunique() == 1 and rows["exact"].all()
+    coded.clear()
+    again = pipeline.compress_lossless(choice, "smoke")
+    assert len(coded) == 1 and len(again) == n_images == len(pd.read_csv(out))
+    coding_step["commit"]["sha"] = "a" * 40 + "+dirty"  # uncommitted code: never resumed
+    coded.clear()
+    pipeline.compress_lossless(choice, "smoke")
+    assert len(coded) == n_images

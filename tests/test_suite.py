@@ -68,6 +68,18 @@ def test_a_finished_step_is_skipped_on_a_rerun_unless_forced(tmp_path, caplog):
     assert marker["parameters"] == {"profile": "cpu"} and "git_commit" in marker
 
 
+def test_a_coding_step_is_told_to_resume_unless_forced_and_resuming_is_not_one_of_its_recorded_parameters(tmp_path):
+    seen = tmp_path / "resume.txt"
+    parameters = 'profile: str = "cpu"  # profile\nresume: bool = True  # resume'
+    _notebook(tmp_path / "04_code.ipynb", f"open({str(seen)!r}, 'a').write(str(resume))", parameters=parameters)
+    (step,) = suite.discover(tmp_path)
+    out = tmp_path / "executed"
+    suite.run_step(step, "smoke", False, out, force=False)
+    suite.run_step(step, "smoke", False, out, force=True)
+    assert seen.read_text() == "TrueFalse"
+    assert json.loads((out / "04_code.done.json").read_text())["parameters"] == {"profile": "smoke"}
+
+
 def test_a_failing_step_names_the_notebook_and_the_cell_and_leaves_no_done_marker(tmp_path):
     _notebook(tmp_path / "02_broken.ipynb", "x = 1", "raise ValueError('boom')")
     (step,) = suite.discover(tmp_path)

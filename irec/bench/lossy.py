@@ -26,8 +26,6 @@ Files: ``--out`` (one row per model with the targets beside), ``<out>-bd.csv`` (
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -43,7 +41,7 @@ from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LOW_RATE_PARAMS, LossyCode
 from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement
 from irec.coder import PAPER_LOSSY, CoderParams
 from irec.data import load_images
-from irec.lossy_eval import evaluate_dataset
+from irec.lossy_eval import evaluate_dataset, rows_coded_like
 from irec.paths import RESULTS
 from irec.rd import BDRateError, bd_quality, bd_rate, classical_curves, published_curves
 from irec.results import read_rows, write_rows
@@ -95,34 +93,13 @@ def classical_rows(images: list, dataset: str, codecs: tuple[str, ...], baseline
     return rows, f"classical codecs: measured in this run ({reason}); {len(rows)} rows written to {target}"
 
 
-def _same_refinement(params: dict, refinement: Refinement) -> bool:
-    """Whether a row's ``params`` record this refinement (rows from before it existed were not refined)."""
-    steps = params.get("refine_steps", 0)
-    if steps == 0 or refinement.steps == 0:
-        return steps == refinement.steps
-    return all(params.get(k) == v for k, v in refinement.columns().items())
-
-
-def reusable_rows(path: Path | None, fingerprint: str, images: list[str], final: str,
-                  params=DEFAULT_PARAMS, refinement: Refinement = DEFAULT_REFINEMENT,
-                  low_rate_params: CoderParams | None = LOW_RATE_PARAMS) -> pd.DataFrame | None:
-    """The rows of ``path`` (irec.lossy_eval rows) for this model on exactly these images, coded with ``final``,
-    the coder settings ``params`` and ``low_rate_params`` (the codec's) and the encoder's ``refinement``; None when
-    the file does not cover them all. Rows from before low_rate_params existed were coded with one setting."""
+def reusable_rows(path: Path | None, codec: LossyCodec, images: list[str]) -> pd.DataFrame | None:
+    """The rows of ``path`` (irec.lossy_eval rows) that ``codec`` would write for exactly these images
+    (:func:`irec.lossy_eval.rows_coded_like`); None when the file does not cover them all."""
     if path is None or not path.is_file():
         return None
-    rows = read_rows(path)
-    rows = rows[(rows["fingerprint"].astype(str) == fingerprint) & (rows["final"].astype(str) == final)
-                & rows["image"].astype(str).isin(images)]
-    low = None if low_rate_params is None else dataclasses.asdict(low_rate_params)
-    settings = [dataclasses.asdict(params)] + ([low] if low else [])  # what a row of this codec was coded with
-    default = {f.name: f.default for f in dataclasses.fields(params)}  # a field newer than a row: its default
-    recorded = [json.loads(p) for p in rows["params"].astype(str)]
-    same = np.array([any(all(p.get(k, default[k]) == v for k, v in s.items()) for s in settings)
-                     and p.get("low_rate_params") == low and _same_refinement(p, refinement) for p in recorded],
-                    dtype=bool)
-    rows = rows[same].drop_duplicates("image", keep="last")
-    return rows.reset_index(drop=True) if set(rows["image"].astype(str)) == set(images) else None
+    rows = rows_coded_like(read_rows(path), codec, images)
+    return rows if set(rows["image"].astype(str)) == set(images) else None
 
 
 def model_summary(rows: pd.DataFrame) -> dict:
@@ -264,11 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     per_image.unlink(missing_ok=True)
     summaries, coded_here = [], []
     for model, fingerprint, info in resolved:
-        rows = reusable_rows(args.rows, fingerprint, [name for name, _ in images], args.final, params, refinement,
-                             low_rate)
+        codec = LossyCodec(model, fingerprint, params, final=args.final, n_seeds=args.n_seeds,
+                           refinement=refinement, low_rate_params=low_rate)
+        rows = reusable_rows(args.rows, codec, [name for name, _ in images])
         if rows is None:
-            codec = LossyCodec(model, fingerprint, params, final=args.final, n_seeds=args.n_seeds,
-                               refinement=refinement, low_rate_params=low_rate)
             rows = evaluate_dataset(codec, images, dataset=args.dataset, out=per_image, model=info["name"],
                                     progress=not args.no_progress)
             coded_here.append(info["name"])
