@@ -121,13 +121,18 @@ def results_csv(kind: str, dataset: str, profile: str) -> Path:
 
 def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
     """The rows an interrupted run left in ``out`` when resuming and the code is committed (rows of another commit,
-    or of uncommitted code, are never kept); None otherwise. ``out`` is removed when nothing is kept from it."""
+    or of uncommitted code, are never kept); None otherwise. ``out`` is removed when nothing is kept from it, or
+    when it cannot be read (a run killed in the middle of a row)."""
     from irec import provenance
     from irec.results import read_rows
 
     commit = provenance.git_commit()
     if resume and out.is_file() and not commit.endswith(("+dirty", "(declared)")) and commit != "unknown":
-        rows = read_rows(out)
+        try:
+            rows = read_rows(out)
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            log.warning("%s cannot be read (%s); coding every image again", out, err)
+            rows = pd.DataFrame()
         if "git_commit" in rows:
             return rows[rows["git_commit"].astype(str) == commit]
     out.unlink(missing_ok=True)

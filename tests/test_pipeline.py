@@ -102,6 +102,10 @@ def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_t
     coded.clear()
     again = pipeline.compress_lossless(choice, "smoke")
     assert len(coded) == 1 and len(again) == n_images == len(pd.read_csv(out))
+    with open(out, "a") as f:  # a run killed in the middle of writing a row, inside its quoted params
+        f.write('cifar10,cut,irec,4.9,0.1,0.01,tiny,"{""n_beams"": 2')
+    coded.clear()
+    assert len(pipeline.compress_lossless(choice, "smoke")) == n_images == len(coded)
     coding_step["commit"]["sha"] = "a" * 40 + "+dirty"  # uncommitted code: never resumed
     coded.clear()
     pipeline.compress_lossless(choice, "smoke")
