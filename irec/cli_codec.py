@@ -148,14 +148,15 @@ def _info(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the compress, decompress and info commands."""
-    p = subparsers.add_parser("compress", help="code an 8-bit RGB image into an .irec file")
+    p = subparsers.add_parser("compress", help="code an 8-bit RGB image into an .irec file", description=(
+        "Code an 8-bit RGB image into an .irec file with a model's codec. The coder options change the codec's default "
+        "setting; the lossy codec's default codes low-rate images with Omega = 7 and larger blocks "
+        "(irec.codecs.lossy.LOW_RATE_PARAMS), and any coder option codes every image with that one setting."))
     p.add_argument("input", help="8-bit RGB image (PNG or any format Pillow reads)")
     p.add_argument("output", help="the .irec file to write")
     p.add_argument("--model", required=True, help="shipped or cached model name, or a saved model path")
     for flag, field, typ, text in CODER_OPTIONS:
-        p.add_argument(flag, dest=field, type=typ, default=None,
-                       help=f"{text} (default: the codec's; with any of these, lossy models code every image with one "
-                            "setting)")
+        p.add_argument(flag, dest=field, type=typ, default=None, help=f"{text} (default: the codec's)")
     p.add_argument("--refine-steps", type=int, default=None, help=(
         "lossy models: gradient steps refining q(z1)'s mean before coding it (irec.codecs.refine; 0: code the "
         "model's own posterior, as the paper; default: the codec's)"))

@@ -148,3 +148,18 @@ def test_refine_steps_on_a_lossless_model_exits_with_code_2_and_says_it_is_for_l
     assert main(args) == 2
     assert "--refine-steps applies to lossy models" in capsys.readouterr().err
     assert not (tmp / "x.irec").exists()
+
+
+def test_a_lossy_model_gets_the_low_rate_setting_beside_its_default_unless_a_coder_option_fixes_one(setup):
+    from irec.cli_codec import make_codec
+    from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS
+    from irec.models.vae2 import TwoLevelVAE
+    from irec.models.vae2 import preset as vae2_preset
+
+    tmp = setup[0]
+    save_model(TwoLevelVAE(vae2_preset("smoke").config(0.01)), tmp / "lossy.pt")
+    codec, _ = make_codec(str(tmp / "lossy.pt"))
+    assert (codec.params, codec.low_rate_params) == (DEFAULT_PARAMS, LOW_RATE_PARAMS)
+    codec, _ = make_codec(str(tmp / "lossy.pt"), {"n_beams": 7}, refine_steps=0)
+    assert (codec.params, codec.low_rate_params) == (DEFAULT_PARAMS.with_(n_beams=7), None)
+    assert codec.refinement.steps == 0
