@@ -34,59 +34,58 @@ other option the current API allows.
 What narrowed the gap, measured, is the coder's setting: :data:`DEFAULT_PARAMS` (B = 100, 1 + eps = 1, Omega = 6
 nats, N = 403, adaptive blocks of about 40 steps and at most 384 dimensions; B = 10 with fixed blocks of 384 and
 Omega = 5, N = 148, until 2026-11-26) against the paper's B = 10, N = 20, Omega = 3 with blocks of 1,000
-(:data:`PAPER_LOSSY`). Larger
-steps and smaller blocks both keep the coded sample nearer the posterior (the same held for the lossless codec). With
-the shipped ``lossy-mse-0.01`` (8,950 CPU steps, then 15,853 on an H200 and 10,534 at 256-px crops on an H100) on all
-24 Kodak images: the paper's setting 0.76% above the KL and 2.47 dB below a posterior sample, the default 2.6% above
-and 0.40 dB below (results/bench/lossy-paper-coder.csv, results/bench/lossy.csv), fixed blocks of 384 2.2% and 0.65
-dB, and Omega = 5 2.0% and 0.87 dB. The gap grew as the models got better (0.91 dB with the model before, 0.70 dB with
-the 8,950-step one, 0.65 and 0.24 dB with weaker ones before it); 1 + eps = 1.1 more than halves it (0.16-0.39 dB for
-the five MSE models) at 11-18% more rate, a BD-rate 0.8 points better against JPEG and 3 against WebP
-(results/bench/lossy-eps1.1.csv, at Omega = 5), while Omega = 6 (N = 403) gains 0.13-0.22 dB over Omega = 5 at the
-same rate, for twice the encode time, and beats JPEG at every rate (results/bench/lossy-omega6.csv): hence the
-default. ``final="beams"`` changed the mean PSNR by at most 0.001 dB wherever we measured it (24 Kodak images at the
-paper's setting, 4 at the default with two models) while tripling the encode time at the paper's setting: candidate k
-takes every block's k-th beam, which is further from the posterior than beam 0 in every block at once, so beam 0 wins
-(choosing per block needs the decoder's error per block, which this API does not give; see below). Also measured and
-dropped (scratch scripts, 1-4 Kodak images): the schedule's exponent (0.6 to 1.0 around the original 0.786,
-``lossy-mse-0.01``: the best, 0.82, gained 0.01 dB; 0.6 and 1.0 lost 1.4 and 1.1 dB), an equal-KL-per-step schedule
-solved from the level's own posterior (level with the power law, whose steps already carry near-equal KL), larger
-blocks (1,152 at beta 0.001: 1.7% over the KL instead of 4.2%, but a gap of 1.02 dB instead of 0.71), the synthesis
-fine-tuned on coded z1 of 200 training crops (``lossy-mse-0.03``: at most +0.02 dB), 40 Adam steps of per-image
-refinement of the analysis output (``lossy-mse-0.01``: R-D loss -2.4%, 140 s per image), scoring the beams by log q~ -
-gamma log p~ instead of the importance weight (gamma = 1; encoder-only, so the rate stays; ``lossy-mse-0.05``, 3
-images: gamma 0, the candidate nearest the posterior mean, lost 1.62 dB, 0.5 lost 0.66, 1.15 and 1.3 lost 0.04 and
-0.23), and more candidates in the last (or the first) steps of every block only (``lossy-mse-0.05``, 3 images: N = 403
-in 4 steps, +0.04 dB for 0.8% more rate; N = 1,808 in the last step, +0.01 dB for 0.5%, in the first +0.02 dB): per
-point of rate no better than 1 + eps on every step. The gap is the undersampling of N = exp(Omega) candidates per
-step, which more candidates (1 + eps) or smaller blocks close, at their rate. Adaptive blocks (``steps_per_block``,
+(:data:`PAPER_LOSSY`). Larger steps and smaller blocks both keep the coded sample nearer the posterior (the same
+held for the lossless codec). With the shipped ``lossy-mse-0.01`` (8,950 CPU steps, then 15,853 on an H200 and
+10,534 at 256-px crops on an H100) on all 24 Kodak images: the paper's setting 0.76% above the KL and 2.47 dB below
+a posterior sample, the default 2.6% above and 0.40 dB below (results/bench/lossy-paper-coder.csv,
+results/bench/lossy.csv), fixed blocks of 384 2.2% and 0.65 dB, and Omega = 5 2.0% and 0.87 dB. The gap grew as the
+models got better (0.91 dB with the model before, 0.70 dB with the 8,950-step one, 0.65 and 0.24 dB with weaker ones
+before it); 1 + eps = 1.1 more than halves it (0.16-0.39 dB for the five MSE models) at 11-18% more rate, a BD-rate
+0.8 points better against JPEG and 3 against WebP (results/bench/lossy-eps1.1.csv, at Omega = 5), while Omega = 6 (N
+= 403) gains 0.13-0.22 dB over Omega = 5 at the same rate, for twice the encode time, and beats JPEG at every rate
+(results/bench/lossy-omega6.csv): hence the default. ``final="beams"`` changed the mean PSNR by at most 0.001 dB
+wherever we measured it (24 Kodak images at the paper's setting, 4 at the default with two models) while tripling
+the encode time at the paper's setting: candidate k takes every block's k-th beam, which is further from the
+posterior than beam 0 in every block at once, so beam 0 wins (choosing per block needs the decoder's error per
+block, which this API does not give; see below). Also measured and dropped (scratch scripts, 1-4 Kodak images): the
+schedule's exponent (0.6 to 1.0 around the original 0.786, ``lossy-mse-0.01``: the best, 0.82, gained 0.01 dB; 0.6
+and 1.0 lost 1.4 and 1.1 dB), an equal-KL-per-step schedule solved from the level's own posterior (level with the
+power law, whose steps already carry near-equal KL), larger blocks (1,152 at beta 0.001: 1.7% over the KL instead of
+4.2%, but a gap of 1.02 dB instead of 0.71), the synthesis fine-tuned on coded z1 of 200 training crops
+(``lossy-mse-0.03``: at most +0.02 dB), 40 Adam steps of per-image refinement of the analysis output
+(``lossy-mse-0.01``: R-D loss -2.4%, 140 s per image), scoring the beams by log q~ - gamma log p~ instead of the
+importance weight (gamma = 1; encoder-only, so the rate stays; ``lossy-mse-0.05``, 3 images: gamma 0, the candidate
+nearest the posterior mean, lost 1.62 dB, 0.5 lost 0.66, 1.15 and 1.3 lost 0.04 and 0.23), and more candidates in
+the last (or the first) steps of every block only (``lossy-mse-0.05``, 3 images: N = 403 in 4 steps, +0.04 dB for
+0.8% more rate; N = 1,808 in the last step, +0.01 dB for 0.5%, in the first +0.02 dB): per point of rate no better
+than 1 + eps on every step. The gap is the undersampling of N = exp(Omega) candidates per step, which more
+candidates (1 + eps) or smaller blocks close, at their rate. Adaptive blocks (``steps_per_block``,
 :func:`irec.coder.schedule.adaptive_block_size`): on 4 Kodak images (kodim01, 08, 15, 22) at Omega = 6, fixed blocks
 of 256 / 192 / 128 instead of 384 raised the PSNR of the five MSE models by 0.05-0.10 / 0.07-0.17 / 0.08-0.25 dB for
 0.4-2.7 / 0.9-5.1 / 1.6-9.7% more rate, more than the R-D curve's own slope pays for that rate, at every rate but
 0.001 (even there), and encoding faster (fewer padded steps). The price is the overhead per block (the last step's
-rounding, about Omega / 2 nats, and its step count, about 3 bits), a share of about 1 / K of the rate for blocks of K
-steps: 16.8% over the KL at beta 0.001 with blocks of 128. Sizing each level's blocks for K = 40 steps keeps that
+rounding, about Omega / 2 nats, and its step count, about 3 bits), a share of about 1 / K of the rate for blocks of
+K steps: 16.8% over the KL at beta 0.001 with blocks of 128. Sizing each level's blocks for K = 40 steps keeps that
 share near 2.5% (the issue's target is 3%) and spends it on smaller blocks only where the rate affords them: on the
-median Kodak image 358 dimensions at beta 0.01, 223 at 0.03 and 187 at 0.05; 384 at 0.001. On all 24 images (notebook
-05) against fixed blocks of 384: +0.04 / +0.08 / +0.07 dB at beta 0.01 / 0.03 / 0.05 for 0.5 / 1.0 / 1.2% more rate,
-the gap 0.65 / 0.58 / 0.52 -> 0.61 / 0.50 / 0.45 dB, 20% faster encoding. Omega = 7 (N = 1,096) with these blocks, all
-24 images (results/bench/lossy-omega7.csv): +0.06-0.11 dB at the same rate, the gap 0.25-0.50 dB, BD-rate +5.1%
-against WebP (+8.2% at Omega = 6), but 2.2 times the encode time (5-26 s per image), so not the default. Measured on 4
-images and dropped: the search aimed at a posterior with scales times 1.15-1.25 (encoder only: +0.05 dB at beta 0.05,
--0.2 to -0.6 dB at 0.001), and each block's final beam chosen by the gradient of the image's MSE (+0.02 dB on
-kodim01). More beams: once the search kept its top B pairs in one pass instead of sorting all B x N scores of a
-step (same files, 2-5 times faster), B = 50 cost less encode time than B = 10 had, and on all 24 images (notebook 05)
-narrowed the gap to 0.25 / 0.41 / 0.45 / 0.36 / 0.31 dB at the same rate (from 0.34 / 0.54 / 0.61 / 0.50 / 0.45 at
-B = 10), BD-rate +4.0% against WebP, 2.6-9.7 s per image. On 3 images the gap at beta 0.01 was 0.60 / 0.47 / 0.44 /
-0.39 / 0.35 dB at B = 10 / 30 / 50 / 100 / 200, and Omega = 7 or 8 bought less per second (README). Once the search
-scored its beams and candidates with one matrix product per step (irec.coder.search), B = 100 cost what B = 50 had,
-and on all 24 images (notebook 05) narrowed the gap to 0.22 / 0.37 / 0.40 / 0.31 / 0.27 dB at the same rate, BD-rate
-+2.9% against WebP, 3.8-10.5 s per image: hence the default.
+median Kodak image 358 dimensions at beta 0.01, 223 at 0.03 and 187 at 0.05; 384 at 0.001. On all 24 images
+(notebook 05) against fixed blocks of 384: +0.04 / +0.08 / +0.07 dB at beta 0.01 / 0.03 / 0.05 for 0.5 / 1.0 / 1.2%
+more rate, the gap 0.65 / 0.58 / 0.52 -> 0.61 / 0.50 / 0.45 dB, 20% faster encoding. Omega = 7 (N = 1,096) with
+these blocks, all 24 images (results/bench/lossy-omega7.csv): +0.06-0.11 dB at the same rate, the gap 0.25-0.50 dB,
+BD-rate +5.1% against WebP (+8.2% at Omega = 6), but 2.2 times the encode time (5-26 s per image), so not the
+default. Measured on 4 images and dropped: the search aimed at a posterior with scales times 1.15-1.25 (encoder
+only: +0.05 dB at beta 0.05, -0.2 to -0.6 dB at 0.001), and each block's final beam chosen by the gradient of the
+image's MSE (+0.02 dB on kodim01). More beams: once the search kept its top B pairs in one pass instead of sorting
+all B x N scores of a step (same files, 2-5 times faster), B = 50 cost less encode time than B = 10 had, and on all
+24 images (notebook 05) narrowed the gap to 0.25 / 0.41 / 0.45 / 0.36 / 0.31 dB at the same rate (from 0.34 / 0.54 /
+0.61 / 0.50 / 0.45 at B = 10), BD-rate +4.0% against WebP, 2.6-9.7 s per image. On 3 images the gap at beta 0.01 was
+0.60 / 0.47 / 0.44 / 0.39 / 0.35 dB at B = 10 / 30 / 50 / 100 / 200, and Omega = 7 or 8 bought less per second
+(docs/lossy-coder-history.md). Once the search scored its beams and candidates with one matrix product per step
+(irec.coder.search), B = 100 cost what B = 50 had, and on all 24 images (notebook 05) narrowed the gap to 0.22 /
+0.37 / 0.40 / 0.31 / 0.27 dB at the same rate, BD-rate +2.9% against WebP, 3.8-10.5 s per image: hence the default.
 Dropped: a coordinate-descent pass over the best beam's steps under the final log q/p (no change: beam search leaves
 a local optimum), z1 shrunk toward the prior mean before the synthesis (-1.5 dB at 0.9), and at most 2 children per
-beam at B = 50 (-0.03 dB). ``python -m irec.bench
-sweep`` moves each parameter alone. The paper's setting stays one argument away
-(``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
+beam at B = 50 (-0.03 dB). ``python -m irec.bench sweep`` moves each parameter alone. The paper's setting stays one
+argument away (``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 
 Low-rate images (issue 5's rate target at beta 0.001 and 0.003): below about 0.34 bpp of z1 (N = 96 channels) the
 blocks of :data:`DEFAULT_PARAMS` reach their cap of 384 dimensions and take fewer than 40 steps, so the overhead per

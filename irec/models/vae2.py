@@ -345,7 +345,8 @@ PRESETS: dict[str, VAE2Preset] = {
             "settings): the MSE ones ~16,000 steps per rate at these crops on an H200, then all six ~10,500 (MS-SSIM "
             "8,221) at 256-px crops, batch 8, on an H100 (16 steps/s each, six at once), which brought z2 to ~0.004 "
             "bpp and the ideal rate at beta 0.001 from 0.218 to 0.104 bpp on 6 Kodak images at the same PSNR "
-            "(README). On the CPU, irec train --crop-size 256 --batch-size 2 keeps the pixels per step. "
+            "(docs/lossy-coder-history.md). On the CPU, irec train --crop-size 256 --batch-size 2 keeps the pixels "
+            "per step. "
             "N=96/M=64 is a judgement between model size and step count, not the result of an R-D sweep"
         ),
         base_beta=0.01,
