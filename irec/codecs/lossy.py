@@ -144,6 +144,7 @@ from irec.coder import (
     SymbolReader,
     SymbolWriter,
 )
+from irec.coder.schedule import adaptive_block_size
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
 from irec.distributions import DiagGaussian
 from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, latent_hw
@@ -264,17 +265,18 @@ class LossyCodec:
     # ------------------------------------------------------------------------------------------ encoder
     def coder_params(self, enc: torch.Tensor, q2: DiagGaussian) -> CoderParams:
         """This image's coder setting: ``low_rate_params`` when ``params`` has adaptive blocks and the image's z1 is
-        so cheap that they would be capped, i.e. its KL (amortized, with z2 at q2's mean: the encoder's estimate) is
-        below steps_per_block * Omega * dims / block_size nats; else ``params``. The file records N and the block
-        sizes, so the decoder needs nothing of this choice."""
+        so cheap that they would be capped (:func:`irec.coder.schedule.adaptive_block_size` of its KL, amortized,
+        with z2 at q2's mean: the encoder's estimate, gives the largest size); else ``params``. The file records N
+        and the block sizes, so the decoder needs nothing of this choice."""
         params, low = self.params, self.low_rate_params
         if low is None or not params.steps_per_block:
             return params
         with pinned(self.model):
             p1 = self.model.prior_z1(q2.loc)
             q1 = self.model.posterior_z1(enc, p1)
-        capped_below = params.steps_per_block * params.kl_per_block * q1.loc.numel() / params.block_size
-        return low if _kl_nats(q1, p1) < capped_below else params
+        size = adaptive_block_size(q1.loc.numel(), _kl_nats(q1, p1), params.kl_per_block, params.steps_per_block,
+                                   params.block_size)
+        return low if size == params.block_size else params
 
     def _encode_with_seed(self, x, enc, q2, p2, size: tuple[int, int], params: CoderParams,
                           original: np.ndarray) -> Encoding:
