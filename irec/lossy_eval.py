@@ -102,14 +102,10 @@ def coded_like(params: dict, codec: LossyCodec) -> bool:
             and _same_refinement(params, codec.refinement))
 
 
-def rows_coded_like(rows: pd.DataFrame, codec: LossyCodec, images: Sequence[str],
-                    commit: str | None = None) -> pd.DataFrame:
+def rows_coded_like(rows: pd.DataFrame, codec: LossyCodec, images: Sequence[str]) -> pd.DataFrame:
     """The rows of ``rows`` that ``codec`` would write for ``images`` (its model's fingerprint, :func:`coded_like`),
-    the last one per image; with ``commit``, only rows that commit wrote."""
-    keep = (rows["fingerprint"].astype(str) == codec.fingerprint_hex) & rows["image"].astype(str).isin(images)
-    if commit is not None:
-        keep &= rows["git_commit"].astype(str) == commit
-    rows = rows[keep]
+    the last one per image."""
+    rows = rows[(rows["fingerprint"].astype(str) == codec.fingerprint_hex) & rows["image"].astype(str).isin(images)]
     same = [coded_like(json.loads(p), codec) for p in rows["params"].astype(str)]
     return rows[np.array(same, dtype=bool)].drop_duplicates("image", keep="last").reset_index(drop=True)
 
