@@ -12,4 +12,4 @@ if [[ -z "${IREC_DATA:-}" && -d "$root/../shared/data" ]]; then
 fi
 export MPLBACKEND="${MPLBACKEND:-Agg}"
 cd "$root"
-exec "$py" -m irec.suite "$@"
+exec "$py" -m irec.evaluation.suite "$@"

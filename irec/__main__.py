@@ -15,9 +15,9 @@ import sys
 # sets ``func(args) -> int`` as their default. A module whose imports fail (e.g. imagecodecs missing on a GPU
 # machine) leaves its commands as stubs that name the missing package, and the other commands still work.
 COMMAND_MODULES = {
-    "irec.baselines": ("baselines",),
-    "irec.cli_codec": ("compress", "decompress", "info"),
-    "irec.cli_train": ("train", "ship"),
+    "irec.evaluation.baselines": ("baselines",),
+    "irec.cli.codec": ("compress", "decompress", "info"),
+    "irec.cli.train": ("train", "ship"),
 }
 
 

@@ -1,4 +1,4 @@
-"""irec.classical codecs and the irec.baselines runner / ``irec baselines`` command, on tiny images."""
+"""irec.codecs.classical codecs and the irec.evaluation.baselines runner / ``irec baselines`` command, on tiny images."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from irec import classical
+from irec.codecs import classical
 from irec.__main__ import main
-from irec.baselines import PROFILES, codec_table, default_out_csv, profile_settings, run_baselines
-from irec.classical import FAMILIES, ClassicalCodec, make_codecs
+from irec.evaluation.baselines import PROFILES, codec_table, default_out_csv, profile_settings, run_baselines
+from irec.codecs.classical import FAMILIES, ClassicalCodec, make_codecs
 from irec.data import read_image, write_png
-from irec.results import COLUMNS
+from irec.evaluation.results import COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_smoke_runs_write_beside_the_reference_csv_not_over_it():
 
 
 def test_a_suite_run_covers_kodak_with_every_codec_and_cifar10_with_the_lossless_ones():
-    from irec.baselines import suite_runs
+    from irec.evaluation.baselines import suite_runs
 
     runs = {run.dataset: run for run in suite_runs("cpu")}
     assert set(runs) == {"kodak", "cifar10"}

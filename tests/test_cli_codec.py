@@ -126,7 +126,7 @@ def test_without_imagecodecs_training_still_runs_and_baselines_names_what_is_mis
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert "resumably" in done.stdout  # irec train --help
     assert done.returncode == 2
-    assert "cannot import irec.baselines" in done.stderr and "imagecodecs" in done.stderr
+    assert "cannot import irec.evaluation.baselines" in done.stderr and "imagecodecs" in done.stderr
 
 
 def test_adaptive_blocks_from_the_command_line_decode_and_info_lists_each_levels_block_size(setup, capsys):
@@ -151,7 +151,7 @@ def test_refine_steps_on_a_lossless_model_exits_with_code_2_and_says_it_is_for_l
 
 
 def test_a_lossy_model_gets_the_low_rate_setting_beside_its_default_unless_a_coder_option_fixes_one(setup):
-    from irec.cli_codec import make_codec
+    from irec.cli.codec import make_codec
     from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS
     from irec.models.vae2 import TwoLevelVAE
     from irec.models.vae2 import preset as vae2_preset

@@ -80,7 +80,7 @@ def test_a_standalone_file_is_magic_version_a_few_header_bytes_the_ans_words_and
 
 
 def test_step_counts_travel_in_the_ans_stream_from_zero_to_the_largest_allowed_count():
-    from irec.coder.levels import MAX_STEPS, _pull_count, _push_count
+    from irec.coder.latent_codec import MAX_STEPS, _pull_count, _push_count
 
     values = [0, 1, 2, 3, 5, 7, 8, 100, 4097, MAX_STEPS]
     s = SymbolWriter()

@@ -1,4 +1,4 @@
-"""Per-image result rows of the lossy codec (irec.lossy_eval)."""
+"""Per-image result rows of the lossy codec (irec.evaluation.lossy)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 
 from irec.checkpoint import weights_fingerprint
 from irec.codecs.lossy import LossyCodec
-from irec.lossy_eval import evaluate_dataset, evaluate_image
+from irec.evaluation.lossy import evaluate_dataset, evaluate_image
 from irec.models.vae2 import TwoLevelVAE, preset
-from irec.results import COLUMNS, read_rows
+from irec.evaluation.results import COLUMNS, read_rows
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from irec.data import read_image, write_png
 from irec.paths import NOTEBOOKS
-from irec.results import MEASURED, PUBLISHED
+from irec.evaluation.results import MEASURED, PUBLISHED
 
 NOTEBOOK = NOTEBOOKS / "03_baselines.ipynb"
 

@@ -9,11 +9,11 @@ import nbformat
 import papermill
 import pytest
 
-from irec.baselines import run_baselines
-from irec.classical import make_codecs
+from irec.evaluation.baselines import run_baselines
+from irec.codecs.classical import make_codecs
 from irec.data import read_image
 from irec.paths import NOTEBOOKS
-from irec.results import MEASURED, lossless_summary, read_rows
+from irec.evaluation.results import MEASURED, lossless_summary, read_rows
 
 NAMES = ("06_results_table.ipynb", "07_rd_plots.ipynb")
 

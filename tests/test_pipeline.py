@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from irec import paths, pipeline
+from irec import paths
+from irec.evaluation import pipeline
 from irec.checkpoint import save_model
 from irec.models import rvae, vae2
 from irec.models.rvae import RVAE
@@ -37,7 +38,9 @@ def test_the_cpu_profile_trains_four_mse_rates_and_one_ms_ssim_model_under_their
 @pytest.fixture()
 def coding_step(tmp_path, monkeypatch):
     """Results under tmp_path, a clean commit that the test sets, and a count of the images each codec codes."""
-    from irec import lossless_eval, lossy_eval, provenance
+    from irec import provenance
+    from irec.evaluation import lossless as lossless_eval
+    from irec.evaluation import lossy as lossy_eval
 
     monkeypatch.setattr(pipeline, "RESULTS", tmp_path / "results")
     commit = {"sha": "a" * 40}

@@ -1,4 +1,4 @@
-"""irec.plotting: R-D, per-image and overhead figures from small fixture results, written as PNG/PDF/SVG."""
+"""irec.evaluation.plotting: R-D, per-image and overhead figures from small fixture results, written as PNG/PDF/SVG."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irec import plotting, rd
+from irec.evaluation import plotting
+from irec.evaluation import rd
 
 
 def lossy_rows(images=("kodim01", "kodim02", "kodim03")) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""irec.rd: Bjontegaard delta rate on known cases, the published Kodak curves, and mean R-D points."""
+"""irec.evaluation.rd: Bjontegaard delta rate on known cases, the published Kodak curves, and mean R-D points."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irec import rd
+from irec.evaluation import rd
 
 RATE = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
 PSNR = np.array([26.0, 28.5, 31.0, 34.0, 37.5])
@@ -96,7 +96,7 @@ def test_irec_points_are_means_per_model_and_beta_and_missing_columns_are_skippe
         "bpp": [0.1, 0.3, 0.5, 0.7], "psnr_db": [27.0, 29.0, 31.0, 33.0], "bpp_ideal": [0.09, 0.29, 0.49, 0.69],
         "psnr_posterior_db": [27.5, 29.5, 31.5, 33.5],
     })
-    with caplog.at_level("INFO", logger="irec.rd"):
+    with caplog.at_level("INFO", logger="irec.evaluation.rd"):
         points = rd.irec_lossy_points(rows)
     assert "ms_ssim_db" in caplog.text
     assert points["bpp"].tolist() == pytest.approx([0.2, 0.6])

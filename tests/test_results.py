@@ -1,4 +1,4 @@
-"""irec.results: safe CSV appends, the documented schema, the published table and the summaries built on them."""
+"""irec.evaluation.results: safe CSV appends, the documented schema, the published table and the summaries built on them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from irec.paths import REPO
-from irec.results import (
+from irec.evaluation.results import (
     COLUMNS, MEASURED, PUBLISHED, PUBLISHED_LOSSLESS, ResultsFormatError, load_published_lossless,
     lossless_summary, rd_summary, read_rows, write_rows,
 )

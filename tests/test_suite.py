@@ -9,7 +9,7 @@ import nbformat
 import papermill
 import pytest
 
-from irec import suite
+from irec.evaluation import suite
 from irec.paths import NOTEBOOKS
 
 
@@ -109,6 +109,6 @@ def test_a_finished_step_runs_again_when_a_file_it_reads_changes(tmp_path, caplo
     assert suite.run_step(step, "cpu", False, out, force=False, root=tmp_path) is not None
     assert suite.run_step(step, "cpu", False, out, force=False, root=tmp_path) is None
     manifest.write_text('{"models": ["a new one"]}')
-    with caplog.at_level("INFO", logger="irec.suite"):
+    with caplog.at_level("INFO", logger="irec.evaluation.suite"):
         assert suite.run_step(step, "cpu", False, out, force=False, root=tmp_path) is not None
     assert "models/manifest.json changed" in caplog.text and counter.read_text() == "2"

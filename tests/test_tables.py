@@ -1,18 +1,18 @@
-"""irec.tables: the paper's lossless table from small result files, with the right cells, labels and wording."""
+"""irec.evaluation.tables: the paper's lossless table from small result files, with the right cells, labels and wording."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from irec import tables
-from irec.results import ResultsFormatError, write_rows
+from irec.evaluation import tables
+from irec.evaluation.results import ResultsFormatError, write_rows
 
 KODAK = "Kodak"
 
 
 def lossless_rows(dataset: str, codec: str, label: str, bpds: list[float]) -> list[dict]:
-    """Baseline rows as irec.baselines writes them (only the columns the summary reads, plus a few)."""
+    """Baseline rows as irec.evaluation.baselines writes them (only the columns the summary reads, plus a few)."""
     return [{"dataset": dataset, "split": "", "image": f"img{i}", "height": 8, "width": 8, "codec": codec,
              "codec_label": label, "lossless": True, "sweep_param": "", "sweep_value": "", "n_bytes": int(bpd * 24),
              "bpd": bpd, "bpp": 3 * bpd, "psnr_db": float("inf"), "bit_exact": True} for i, bpd in enumerate(bpds)]

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from irec import checkpoint
 from irec.models.rvae import RVAE, preset
-from irec.train import (
+from irec.training.loop import (
     ResumeMismatchError, StepBatchSampler, TrainConfig, TrainingDivergedError, ema_decay_at, train,
 )
 

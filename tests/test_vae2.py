@@ -24,7 +24,7 @@ from irec.models.vae2 import (
     preset,
     uint8_to_float,
 )
-from irec.train import train
+from irec.training.loop import train
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -41,7 +41,7 @@ for name in ${RUNS:-mse-0.001 mse-0.003 mse-0.01 mse-0.03 mse-0.05}; do
   python3 - "$run" "$name" "$init" "${TRAIN_S:-450}" "${CROP:-256}" "${BATCH:-8}" \
     > "$bundle/train-$name.log" 2>&1 <<'EOF' &
 import logging, sys
-from irec.training import train_model
+from irec.training.runs import train_model
 logging.basicConfig(level=logging.INFO)
 run, init, seconds = sys.argv[1], sys.argv[3], float(sys.argv[4])
 distortion, beta = sys.argv[2].split("-")

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from irec import provenance
-from irec.bench.measure import measure
+from irec.timing import measure
 from irec.coder import ByteReader, ByteWriter, CoderParams, LatentDecoder, LatentEncoder, SymbolReader, SymbolWriter
 from irec.coder.synthetic import GaussianPair, cifar_rvae_workload, kodak_lossy_workload
 from irec.paths import RESULTS

@@ -35,11 +35,11 @@ import torch
 from tqdm.auto import tqdm
 
 from irec import metrics, provenance
-from irec.cli_codec import codec_class
+from irec.cli.codec import codec_class
 from irec.codecs.lossy import synthesized_image
 from irec.data import load_images, pixel_sha256, read_image, write_png
 from irec.paths import RESULTS
-from irec.results import read_rows, write_rows
+from irec.evaluation.results import read_rows, write_rows
 from irec.zoo import resolve_model
 
 log = logging.getLogger(__name__)

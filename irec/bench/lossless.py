@@ -33,11 +33,11 @@ import pandas as pd
 
 from irec import provenance
 from irec.bench import comma_separated
-from irec.bench.measure import measure
-from irec.classical import RoundTripError, make_codecs
+from irec.timing import measure
+from irec.codecs.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec
 from irec.data import centre_crop, load_images
-from irec.lossless_eval import irec_row, setting_label
+from irec.evaluation.lossless import irec_row, setting_label
 from irec.paths import RESULTS
 from irec.zoo import resolve_model
 

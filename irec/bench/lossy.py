@@ -9,7 +9,7 @@ Omega=3, blocks of 1,000) and the chosen ``--final``
 (KL) rate, the rate over the KL, the PSNR of the uint8 and float output beside the posterior-sample PSNR (the
 coding gap), MS-SSIM in dB, encode and decode seconds per image, the exact-decode count, and the PSNR difference to
 JPEG 4:2:0 and WebP at the model's own rate (their curves linearly interpolated in log bpp). Then the BD-rate
-(PSNR of the uint8 image, :func:`irec.rd.bd_rate`, negative: ours needs fewer bits) of this run's curve, and of
+(PSNR of the uint8 image, :func:`irec.evaluation.rd.bd_rate`, negative: ours needs fewer bits) of this run's curve, and of
 its ideal curve (KL rate, posterior sample), against JPEG 4:2:0, WebP, JPEG 2000, AVIF, JPEG XL, HEIF/HEVC 4:4:4
 (the BPG stand-in) and the paper's own iREC curve (published, labelled as such).
 
@@ -19,7 +19,7 @@ are measured in this run. The output says which. Targets (issue 5, on a 2-core C
 rate within 3% of the KL, PSNR no more than 0.3 dB below the posterior sample, encode <= 10 s, decode <= 2 s.
 
 Files: ``--out`` (one row per model with the targets beside), ``<out>-bd.csv`` (BD-rates), ``<out>-images.csv``
-(per-image rows of :mod:`irec.lossy_eval`) and, when measured here, ``<out>-baselines.csv``; every row carries
+(per-image rows of :mod:`irec.evaluation.lossy`) and, when measured here, ``<out>-baselines.csv``; every row carries
 :func:`irec.provenance.stamp`.
 """
 
@@ -34,17 +34,17 @@ import numpy as np
 import pandas as pd
 
 from irec import provenance
-from irec.baselines import run_baselines
+from irec.evaluation.baselines import run_baselines
 from irec.checkpoint import read_model_info
-from irec.classical import make_codecs
+from irec.codecs.classical import make_codecs
 from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LOW_RATE_PARAMS, LossyCodec
 from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement
 from irec.coder import PAPER_LOSSY, CoderParams
 from irec.data import load_images
-from irec.lossy_eval import evaluate_dataset, rows_coded_like
+from irec.evaluation.lossy import evaluate_dataset, rows_coded_like
 from irec.paths import RESULTS
-from irec.rd import BDRateError, bd_quality, bd_rate, classical_curves, published_curves
-from irec.results import read_rows, write_rows
+from irec.evaluation.rd import BDRateError, bd_quality, bd_rate, classical_curves, published_curves
+from irec.evaluation.results import read_rows, write_rows
 from irec.zoo import resolve_model
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ def classical_rows(images: list, dataset: str, codecs: tuple[str, ...], baseline
 
 
 def reusable_rows(path: Path | None, codec: LossyCodec, images: list[str]) -> pd.DataFrame | None:
-    """The rows of ``path`` (irec.lossy_eval rows) that ``codec`` would write for exactly these images
-    (:func:`irec.lossy_eval.rows_coded_like`); None when the file does not cover them all."""
+    """The rows of ``path`` (irec.evaluation.lossy rows) that ``codec`` would write for exactly these images
+    (:func:`irec.evaluation.lossy.rows_coded_like`); None when the file does not cover them all."""
     if path is None or not path.is_file():
         return None
     rows = rows_coded_like(read_rows(path), codec, images)
@@ -103,7 +103,7 @@ def reusable_rows(path: Path | None, codec: LossyCodec, images: list[str]) -> pd
 
 
 def model_summary(rows: pd.DataFrame) -> dict:
-    """Means over the images of one model's per-image rows (irec.lossy_eval), the coding gap and the counts."""
+    """Means over the images of one model's per-image rows (irec.evaluation.lossy), the coding gap and the counts."""
     bpp, ideal = rows["bpp"].mean(), rows["bpp_ideal"].mean()
     return {
         "model": rows["model"].iloc[0], "beta": rows["beta"].iloc[0], "fingerprint": rows["fingerprint"].iloc[0],

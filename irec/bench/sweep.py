@@ -7,7 +7,7 @@ of 1,000 dimensions); every other parameter stays at that base. Per image and se
 over the KL (``real_over_kl``, file bits over the ideal rate) and the PSNR of the decoded image minus that of a
 posterior sample (``psnr_gap_db``), with encode and decode seconds and the exact-decode check. The rows
 (``varied`` names the moved parameter, ``base`` marks the base setting) go to ``results/bench/sweep.csv``, which
-notebook 07 plots with :func:`irec.plotting.overhead_figure`. It measures the coder alone, so the encoder codes
+notebook 07 plots with :func:`irec.evaluation.plotting.overhead_figure`. It measures the coder alone, so the encoder codes
 the model's own posterior (``NO_REFINEMENT``, as the paper), not the refined one (:mod:`irec.codecs.refine`).
 """
 
@@ -27,7 +27,7 @@ from irec.codecs.lossy import FINALS, LossyCodec
 from irec.codecs.refine import NO_REFINEMENT
 from irec.coder import PAPER_LOSSY, CoderParams
 from irec.data import centre_crop, load_images
-from irec.lossy_eval import evaluate_image
+from irec.evaluation.lossy import evaluate_image
 from irec.paths import RESULTS
 from irec.zoo import resolve_model
 
@@ -49,7 +49,7 @@ def settings(base: CoderParams, grid: dict[str, tuple]) -> list[tuple[str, Coder
 
 def sweep_rows(model, fingerprint: str, images, grid: dict[str, tuple], final: str, model_name: str,
                dataset: str, progress: bool = True) -> pd.DataFrame:
-    """One row per (setting, image): irec.lossy_eval's row plus the parameters, real_over_kl and psnr_gap_db."""
+    """One row per (setting, image): irec.evaluation.lossy's row plus the parameters, real_over_kl and psnr_gap_db."""
     rows = []
     pairs = settings(PAPER_LOSSY, grid)
     for varied, params in tqdm(pairs, desc="settings", disable=not progress):

@@ -11,7 +11,7 @@ with :mod:`irec.coder.bitstream` for their own headers and symbols.
 """
 
 from irec.coder.bitstream import ByteReader, ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
-from irec.coder.levels import (
+from irec.coder.latent_codec import (
     LatentDecoder, LatentEncoder, LevelStats, compress_latent, decompress_latent, read_coder_params,
 )
 from irec.coder.params import PAPER_LOSSLESS, PAPER_LOSSY, PRESETS, SAMPLERS, CoderParams

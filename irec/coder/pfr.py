@@ -37,7 +37,7 @@ import torch
 
 from irec.coder import randomness
 from irec.coder.bitstream import ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
-from irec.coder.levels import MAX_DIMS, _validate
+from irec.coder.latent_codec import MAX_DIMS, _validate
 from irec.coder.params import CoderParams
 from irec.coder.schedule import BlockLayout, level_layout
 from irec.provenance import stamp

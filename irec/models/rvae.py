@@ -26,7 +26,7 @@ from torch import nn
 from irec.distributions import DiagGaussian
 from irec.models.layers import conv2d_wn, conv_transpose2d_wn
 from irec.models.logistic import DiscretizedLogistic, InvalidPixelsError, to_unit_interval
-from irec.train import TrainConfig
+from irec.training.loop import TrainConfig
 
 RESIDUAL_SCALE = 0.1  # residual branches are scaled by 0.1 (Kingma et al. 2016; method note, Section 5)
 
@@ -289,7 +289,7 @@ class RVAEPreset:
 
     name: str  # the key in PRESETS
     model: RVAEConfig  # architecture and loss
-    train: TrainConfig  # optimization settings for irec.train.train
+    train: TrainConfig  # optimization settings for irec.training.loop.train
     dataset: str  # the training images
     note: str  # where the numbers come from
 

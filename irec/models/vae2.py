@@ -38,7 +38,7 @@ from torch import nn
 
 from irec.distributions import DiagGaussian
 from irec.models.gdn import GDN
-from irec.train import TrainConfig
+from irec.training.loop import TrainConfig
 
 DOWNSAMPLING = 64  # total stride of z2 (H/64); image sides must be multiples of it
 SCALE_FLOOR = 1e-7  # added after softplus to every scale, as in the original
@@ -265,7 +265,7 @@ class TwoLevelVAE(nn.Module):
     def training_loss(
         self, x_uint8: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """(loss, metrics) for a uint8 (B, 3, H, W) batch; the interface of :func:`irec.train.train`.
+        """(loss, metrics) for a uint8 (B, 3, H, W) batch; the interface of :func:`irec.training.loop.train`.
 
         Metrics (floats): loss, bpp, bpp_z1, bpp_z2, distortion, mse (0-255 scale, unclipped), psnr (dB, of the
         reconstruction clipped to [0, 1]).
@@ -292,7 +292,7 @@ class VAE2Preset:
 
     name: str  # the key in PRESETS
     model: VAE2Config  # channels and loss settings; beta and distortion are chosen per rate point
-    train: TrainConfig  # optimization settings for irec.train.train
+    train: TrainConfig  # optimization settings for irec.training.loop.train
     crop_size: int  # side of the random square training crops, a multiple of DOWNSAMPLING
     dataset: str  # the training images
     note: str  # where the numbers come from
@@ -336,7 +336,7 @@ PRESETS: dict[str, VAE2Preset] = {
             "steps/s on one thread with another job beside it: about 1.8 h; the shipped base first ran 3000 steps, "
             "then was resumed to 7750 when its training loss was still falling, 2.85 -> 1.94), then every rate "
             "point fine-tuned from it (1200 steps each, lr 3e-4 then 9e-5: about 18 min; the EMA's decay warms up, "
-            "see irec.train, or the export keeps most of the base). Gradients are clipped to norm 1 (as "
+            "see irec.training.loop, or the export keeps most of the base). Gradients are clipped to norm 1 (as "
             "CompressAI's trainer does): at lr 1e-3 without clipping a run diverged at step ~550. Fine-tuning "
             "from a trained rate point is the usual way to get a family of rates cheaply; the paper trains each "
             "rate from scratch (200k steps). The 128-px crops are this preset's weak point: z2 (at 1/64) only sees "

@@ -24,7 +24,7 @@ from irec.codecs.container import (
     peek_header,
     unpack,
 )
-from irec.coder.levels import read_coder_params
+from irec.coder.latent_codec import read_coder_params
 from irec.data import read_image, write_png
 from irec.fileio import atomic_write
 

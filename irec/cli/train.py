@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from irec.training import KINDS, ship, train_model
+from irec.training.runs import KINDS, ship, train_model
 
 
 def _train(args: argparse.Namespace) -> int:

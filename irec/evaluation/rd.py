@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.interpolate import PchipInterpolator
 
 from irec.paths import PACKAGE, RESULTS
-from irec.results import rd_summary, read_rows
+from irec.evaluation.results import rd_summary, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ IREC_LOSSY_VALUES = ("bpp", "psnr_db", "psnr_float_db", "ms_ssim_db", "bpp_ideal
                      "ms_ssim_posterior_db")
 IREC_LOSSY_KEYS = ("distortion", "model", "beta")  # one point per model; curves join the models of a distortion
 DISTORTION_LABELS = {"mse": "MSE", "ms_ssim": "MS-SSIM"}  # how curves name the distortion a model was trained for
-# Other names of those columns (irec.lossy_eval writes these): read as the names above when those are absent.
+# Other names of those columns (irec.evaluation.lossy writes these): read as the names above when those are absent.
 IREC_LOSSY_ALIASES = {"psnr_float": "psnr_float_db", "sample_psnr": "psnr_posterior_db",
                       "sample_ms_ssim_db": "ms_ssim_posterior_db"}
 
@@ -62,7 +62,7 @@ def published_curves(published: pd.DataFrame | None = None) -> dict[str, pd.Data
 
 
 def classical_curves(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Mean R-D point per lossy codec setting (``irec.results.rd_summary``), one curve per codec label."""
+    """Mean R-D point per lossy codec setting (``irec.evaluation.results.rd_summary``), one curve per codec label."""
     table = rd_summary(rows)
     return {label: group.reset_index(drop=True) for label, group in table.groupby("codec_label", sort=False)}
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from irec import provenance
 from irec.paths import NOTEBOOKS, REPO, RESULTS
 
-log = logging.getLogger("irec.suite")
+log = logging.getLogger("irec.evaluation.suite")
 
 PROFILES = ("smoke", "cpu", "paper")
 PROFILE_HELP = {

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from irec.paths import FIGURES, RESULTS
-from irec.rd import PUBLISHED_SUFFIX, mean_points
+from irec.evaluation.rd import PUBLISHED_SUFFIX, mean_points
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def rd_figure(classical: dict[str, pd.DataFrame], published: dict[str, pd.DataFr
     """PSNR and MS-SSIM (dB) against bpp: measured codecs solid, iREC ideal dashed, published dotted.
 
     ``classical`` and ``published`` map labels to curves with columns bpp, psnr_db, ms_ssim_db (as
-    :func:`irec.rd.classical_curves` and :func:`irec.rd.published_curves` give); ``irec`` the iREC curves of
-    :func:`irec.rd.irec_curves` (labels with "ideal" are dashed), or None when iREC has not been run. Points above
+    :func:`irec.evaluation.rd.classical_curves` and :func:`irec.evaluation.rd.published_curves` give); ``irec`` the iREC curves of
+    :func:`irec.evaluation.rd.irec_curves` (labels with "ideal" are dashed), or None when iREC has not been run. Points above
     ``max_bpp`` are left out (the paper's figure stops near 1 bpp).
     """
     fig = Figure(figsize=(12, 5.2), layout="constrained")

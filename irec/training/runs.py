@@ -21,7 +21,7 @@ from irec import paths, provenance
 from irec.checkpoint import read_model_info
 from irec.data import ImageArrayDataset, RandomCropDataset, load_cifar10, load_images
 from irec.fileio import atomic_write
-from irec.train import TrainResult, train
+from irec.training.loop import TrainResult, train
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,14 @@ iREC paper, section 4.1 and Table 1 (real bpd against the model's -ELBO on CIFAR
 section 4 ("Report, per image"). The image is compressed to a real file with
 :class:`irec.codecs.lossless.LosslessCodec`, decoded again in the same process and compared bit for bit. The
 benchmark (``python -m irec.bench lossless``) and the suite's compression step (notebook 04, via
-:mod:`irec.pipeline`) both write these rows.
+:mod:`irec.evaluation.pipeline`) both write these rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from irec.bench.measure import measure
+from irec.timing import measure
 from irec.codecs.lossless import LosslessCodec
 from irec.coder import CorruptStreamError
 from irec.coder.params import CoderParams

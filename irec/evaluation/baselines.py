@@ -3,9 +3,9 @@
 Reproduces the classical rows of the iREC paper (Flamich et al., NeurIPS 2020): Table 1 (lossless PNG, WebP,
 FLIF -> JPEG XL lossless stand-in; bits per dimension, each image coded on its own) and the classical curves of
 Figure 4 (lossy Kodak: JPEG 4:2:0, BPG 4:4:4 -> HEIF/HEVC 4:4:4 stand-in, plus WebP, JPEG 2000, AVIF, JPEG XL).
-Every image is coded into a real file with the codecs of :mod:`irec.classical`, decoded back and checked;
+Every image is coded into a real file with the codecs of :mod:`irec.codecs.classical`, decoded back and checked;
 each (image, codec setting) gives one tidy row (schema in ``results/README.md``) written by
-:func:`irec.results.write_rows` as soon as the image is done, so an interrupted run keeps its rows.
+:func:`irec.evaluation.results.write_rows` as soon as the image is done, so an interrupted run keeps its rows.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from irec import metrics
-from irec.classical import FAMILIES, GROUPS, ClassicalCodec, make_codecs
+from irec.codecs.classical import FAMILIES, GROUPS, ClassicalCodec, make_codecs
 from irec.provenance import stamp
-from irec.results import lossless_summary, read_rows, write_rows
+from irec.evaluation.results import lossless_summary, read_rows, write_rows
 
 log = logging.getLogger(__name__)
 

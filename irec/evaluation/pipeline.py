@@ -56,7 +56,7 @@ def _run_dir(kind: str, profile: str, suffix: str = "") -> Path:
 def _train(kind: str, profile: str, beta: float, distortion: str, suffix: str, init_from: Path | None = None
            ) -> tuple[ModelChoice, bool]:
     """Train (or resume) one model of the profile's preset; (its choice, whether it finished)."""
-    from irec.training import train_model
+    from irec.training.runs import train_model
 
     run = _run_dir(kind, profile, suffix)
     smoke = profile == "smoke"
@@ -124,7 +124,7 @@ def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
     or of uncommitted code, are never kept); None otherwise. ``out`` is removed when nothing is kept from it, or
     when it cannot be read (a run killed in the middle of a row)."""
     from irec import provenance
-    from irec.results import read_rows
+    from irec.evaluation.results import read_rows
 
     commit = provenance.git_commit()
     if resume and out.is_file() and not commit.endswith(("+dirty", "(declared)")) and commit != "unknown":
@@ -141,7 +141,7 @@ def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
 
 def _keep(out: Path, kept: list[pd.DataFrame]) -> None:
     """Rewrite ``out`` with only the kept rows (atomically, so an interruption here loses nothing either)."""
-    from irec.results import write_rows
+    from irec.evaluation.results import write_rows
 
     rows = [r for frame in kept for r in frame.to_dict("records")]
     staged = out.with_name(f".{out.name}.resume")
@@ -162,9 +162,9 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
         return None
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
-    from irec.lossless_eval import irec_row, setting_label
+    from irec.evaluation.lossless import irec_row, setting_label
     from irec.provenance import stamp
-    from irec.results import write_rows
+    from irec.evaluation.results import write_rows
 
     model, fingerprint, _ = zoo.resolve_model(choice.path)
     codec = LosslessCodec(model, fingerprint)
@@ -203,7 +203,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
     ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
     paper; None: the codec's default); ``low_rate``: code low-rate images with the codec's ``LOW_RATE_PARAMS``
     (False: ``DEFAULT_PARAMS`` for every image); ``resume``: keep the rows an interrupted run of the same commit
-    wrote with the same model and settings (:func:`irec.lossy_eval.rows_coded_like`), and code only the others."""
+    wrote with the same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the others."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
         if c.path is None:
@@ -213,7 +213,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
     from irec.codecs.lossy import DEFAULT_PARAMS, LossyCodec
     from irec.codecs.refine import with_steps
     from irec.data import load_images
-    from irec.lossy_eval import evaluate_dataset, rows_coded_like
+    from irec.evaluation.lossy import evaluate_dataset, rows_coded_like
 
     out = results_csv("lossy", "kodak", profile)
     images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)

@@ -2,7 +2,7 @@
 
 iREC paper, section 4 (lossy Kodak: real file bits vs PSNR and MS-SSIM in dB) and ../shared/docs/irec-method.md
 section 4 ("Report, per image: the real rate, split into header and latent bits per level; the ideal rate; the
-quality of the coded sample compared with a random posterior sample"). The rows follow ``irec.results.SCHEMA``
+quality of the coded sample compared with a random posterior sample"). The rows follow ``irec.evaluation.results.SCHEMA``
 (the R-D sweep parameter is the model's ``beta``) with the lossy codec's extra columns, and carry
 ``irec.provenance.stamp()``. Extra columns:
 
@@ -38,7 +38,7 @@ from irec import metrics
 from irec.codecs.lossy import LossyCodec
 from irec.codecs.refine import Refinement
 from irec.provenance import library_version, stamp
-from irec.results import write_rows
+from irec.evaluation.results import write_rows
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ columns: "measured here" (only from this project's result CSVs) and "paper (publ
 ``irec/published/lossless_table.csv``); a published number never fills a measured cell.
 
 Measured sources, relative to the results folder: classical codecs ``baselines/<dataset>.csv`` (via
-:func:`irec.results.lossless_summary`), iREC and its ELBO ``lossless/<dataset>.csv`` (columns ``bpd``: real
+:func:`irec.evaluation.results.lossless_summary`), iREC and its ELBO ``lossless/<dataset>.csv`` (columns ``bpd``: real
 file bits, ``elbo_bpd``: the model's negative ELBO); the smoke profile reads ``<dataset>-smoke.csv``.
 Cells are mean per-image bits per dimension, formatted to three decimals.
 """
@@ -21,7 +21,7 @@ import pandas as pd
 
 from irec import provenance
 from irec.paths import RESULTS
-from irec.results import MEASURED, ResultsFormatError, load_published_lossless, lossless_summary, read_rows
+from irec.evaluation.results import MEASURED, ResultsFormatError, load_published_lossless, lossless_summary, read_rows
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class TableRow:
 
     label: str  # row label in the regenerated table
     paper_method: str  # the method's name in irec/published/lossless_table.csv
-    codec: str  # classical codec measured here (irec.classical), "" when not a classical codec
+    codec: str  # classical codec measured here (irec.codecs.classical), "" when not a classical codec
     measured_column: str  # column of lossless/<dataset>.csv holding the measurement, "" when none
 
 

@@ -1,0 +1,1 @@
+"""The ``irec`` command line: ``codec`` (compress, decompress, info) and ``train`` (train, ship)."""
