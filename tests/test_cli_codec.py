@@ -151,7 +151,7 @@ def test_refine_steps_on_a_lossless_model_exits_with_code_2_and_says_it_is_for_l
 
 
 def test_a_lossy_model_gets_the_low_rate_setting_beside_its_default_unless_a_coder_option_fixes_one(setup):
-    from irec.cli.codec import make_codec
+    from irec.codecs import make_codec
     from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS
     from irec.models.vae2 import TwoLevelVAE
     from irec.models.vae2 import preset as vae2_preset

@@ -77,7 +77,7 @@ def test_the_golden_latent_file_still_decodes_and_is_still_written():
 
 
 def _codec(name: str):
-    from irec.cli.codec import make_codec
+    from irec.codecs import make_codec
 
     return make_codec(name)[0]
 

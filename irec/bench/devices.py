@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from irec import metrics, provenance
-from irec.cli.codec import codec_class
+from irec.codecs import codec_class
 from irec.codecs.lossy import synthesized_image
 from irec.data import load_images, pixel_sha256, read_image, write_png
 from irec.paths import RESULTS

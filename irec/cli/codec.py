@@ -8,14 +8,11 @@ the file's kind and is imported only when needed, so each codec works without th
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
-import inspect
 import logging
 from pathlib import Path
 
 from irec import zoo
-from irec.codecs import CODECS
+from irec.codecs import codec_class, make_codec
 from irec.codecs.container import (
     FINGERPRINT_BYTES,
     PIN_DETERMINISTIC,
@@ -40,40 +37,6 @@ CODER_OPTIONS = (
     ("--seed", "seed", int, "seed of the shared randomness (recorded in the file)"),
 )
 PIN_NAMES = {PIN_ONE_THREAD: "one-thread", PIN_DETERMINISTIC: "deterministic", PIN_FLOAT32: "float32-cpu-batch1"}
-
-
-def codec_class(kind: str) -> type:
-    """The codec class for a file or model kind ("lossless" or "lossy"), imported lazily from CODECS."""
-    if kind not in CODECS:
-        raise ValueError(f"unknown codec kind {kind!r}; known: {', '.join(sorted(CODECS))}")
-    module, _, name = CODECS[kind].partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as err:
-        raise ValueError(f"the {kind} codec ({CODECS[kind]}) is not available in this installation: {err}") from err
-
-
-def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None = None, refine_steps: int | None = None):
-    """A codec for a model name or path; ``overrides`` change fields of the codec's default coder parameters.
-
-    ``kind``: the kind the model must have (a file's), checked before any codec is imported; ``refine_steps``: the
-    lossy encoder's refinement steps of q(z1) (irec.codecs.refine; None: the codec's default).
-    """
-    model, fingerprint, info = zoo.resolve_model(model_ref)
-    if kind is not None and info["kind"] != kind:
-        raise ValueError(f"the file is {kind}, but model {info['name']} is a {info['kind']} model; pass a {kind} one")
-    cls = codec_class(info["kind"])
-    kwargs = {}
-    if refine_steps is not None:
-        if "refinement" not in inspect.signature(cls).parameters:
-            raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
-        # imported here, as the lossy codec is: a lossless model never needs it
-        from irec.codecs.refine import with_steps
-
-        kwargs["refinement"] = with_steps(refine_steps)
-    if overrides:  # one setting for every image (the lossy codec's default also has one for low-rate images)
-        kwargs["params"] = dataclasses.replace(cls.default_params, **overrides)
-    return cls(model, fingerprint, **kwargs), info
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

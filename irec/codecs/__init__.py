@@ -2,7 +2,49 @@
 
 Paper, section 3: the lossless codec (bidirectional ResNet VAE latents, then pixels under p(x | z)) and the
 lossy codec (the two-level VAE's latents; the decoder network gives the image). Both write the container of
-:mod:`irec.codecs.container`; ``CODECS`` maps a file's ``kind`` to the class that decodes it.
+:mod:`irec.codecs.container`; ``CODECS`` maps a file's ``kind`` to the class that decodes it; :func:`make_codec` builds one for a model name or path.
 """
 
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+
+from irec import zoo
+
 CODECS = {"lossless": "irec.codecs.lossless:LosslessCodec", "lossy": "irec.codecs.lossy:LossyCodec"}
+
+
+def codec_class(kind: str) -> type:
+    """The codec class for a file or model kind ("lossless" or "lossy"), imported lazily from CODECS."""
+    if kind not in CODECS:
+        raise ValueError(f"unknown codec kind {kind!r}; known: {', '.join(sorted(CODECS))}")
+    module, _, name = CODECS[kind].partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as err:
+        raise ValueError(f"the {kind} codec ({CODECS[kind]}) is not available in this installation: {err}") from err
+
+
+def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None = None, refine_steps: int | None = None):
+    """A codec for a model name or path; ``overrides`` change fields of the codec's default coder parameters.
+
+    ``kind``: the kind the model must have (a file's), checked before any codec is imported; ``refine_steps``: the
+    lossy encoder's refinement steps of q(z1) (irec.codecs.refine; None: the codec's default).
+    """
+    model, fingerprint, info = zoo.resolve_model(model_ref)
+    if kind is not None and info["kind"] != kind:
+        raise ValueError(f"the file is {kind}, but model {info['name']} is a {info['kind']} model; pass a {kind} one")
+    cls = codec_class(info["kind"])
+    kwargs = {}
+    if refine_steps is not None:
+        if "refinement" not in inspect.signature(cls).parameters:
+            raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
+        # imported here, as the lossy codec is: a lossless model never needs it
+        from irec.codecs.refine import with_steps
+
+        kwargs["refinement"] = with_steps(refine_steps)
+    if overrides:  # one setting for every image (the lossy codec's default also has one for low-rate images)
+        kwargs["params"] = dataclasses.replace(cls.default_params, **overrides)
+    return cls(model, fingerprint, **kwargs), info

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from irec.coder import pfr
 from irec.coder.bitstream import (
     ByteReader,
     ByteWriter,
@@ -36,17 +37,18 @@ from irec.coder.bitstream import (
 )
 from irec.coder.params import SAMPLERS, CoderParams
 from irec.coder.schedule import (
+    MAX_DIMS,
     BlockLayout,
     adaptive_block_size,
     level_layout,
     step_counts,
+    validate_gaussians,
 )
 from irec.coder.search import reconstruct, search
 
 MAGIC = b"iRL"  # standalone latent files
 VERSION = 2  # 2: step-count minimum and span moved from the header into the ANS stream
 MAX_STEPS = 1 << 24  # sanity bound on K_b read from a file
-MAX_DIMS = 1 << 34  # sanity bound on a level's size read from a file
 PER_LEVEL_BLOCKS = 8  # header flag bit: each level's block size follows the level count (adaptive blocks)
 
 
@@ -64,24 +66,6 @@ class LevelStats:
     @property
     def kl_bits(self) -> float:
         return self.kl_nats / math.log(2)
-
-
-def _validate(q_loc, q_scale, p_loc, p_scale) -> None:
-    tensors = {"q_loc": q_loc, "q_scale": q_scale, "p_loc": p_loc, "p_scale": p_scale}
-    for name, x in tensors.items():
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
-        if x.shape != p_loc.shape:
-            raise ValueError(f"shape mismatch: {name} has shape {tuple(x.shape)}, p_loc {tuple(p_loc.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains non-finite values (nan or inf)")
-    for name in ("q_scale", "p_scale"):
-        if not (tensors[name] > 0).all():
-            raise ValueError(f"{name} must be strictly positive everywhere")
-    if p_loc.numel() == 0:
-        raise ValueError("cannot code an empty latent")
 
 
 def _flat64(x: torch.Tensor) -> torch.Tensor:
@@ -148,7 +132,7 @@ class LatentEncoder:
         k-th candidate takes every block's k-th beam), e.g. by the reconstruction error a decoder network
         gives; by default the best beam by score (or the sampler's draw) is kept, as in the paper.
         """
-        _validate(q_loc, q_scale, p_loc, p_scale)
+        validate_gaussians(q_loc, q_scale, p_loc, p_scale)
         if self.params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only (see irec.coder.pfr)")
         level = len(self._levels)
@@ -275,7 +259,7 @@ class LatentDecoder:
             raise RuntimeError("attach() the symbol stream before decoding")
         if self._next >= len(self._levels):
             raise ValueError(f"the file holds only {len(self._levels)} latent levels")
-        _validate(p_loc, p_scale, p_loc, p_scale)
+        validate_gaussians(p_loc, p_scale, p_loc, p_scale)
         level, shape = self._next, self._levels[self._next]
         if tuple(p_loc.shape) != shape:
             raise ValueError(
@@ -312,8 +296,6 @@ def compress_latent(
     params = CoderParams(kl_per_block=kl_per_block, n_beams=n_beams, extra_samples=extra_samples,
                          block_size=block_size, seed=seed, sampler=sampler, steps_per_block=steps_per_block)
     if sampler == "pfr":
-        from irec.coder import pfr
-
         if steps_per_block:
             raise ValueError("the pfr reference sampler has its own blocks; adaptive blocks (steps_per_block) are "
                              "for the beam, greedy and sample samplers")
@@ -330,8 +312,6 @@ def compress_latent(
 def decompress_latent(data: bytes, p_loc: torch.Tensor, p_scale: torch.Tensor) -> torch.Tensor:
     """Rebuild the coded sample of :func:`compress_latent` from its bytes and the same prior."""
     if bytes(data[:3]) == b"iRP":
-        from irec.coder import pfr
-
         return pfr.decompress_latent(data, p_loc, p_scale)
     r = unseal(data, MAGIC, VERSION, "irec latent")
     decoder = LatentDecoder(r)

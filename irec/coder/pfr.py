@@ -20,7 +20,7 @@ never stop. For diagonal Gaussians, per dimension with a = mu_q - mu_p,
 Index code: n = i* + 1 is sent as its bit length k = floor(log2 n) under a geometric model whose mean is the
 file's mean KL per block in bits (a header varint, in quarter bits: the decoder does not know q), then the k
 bits below the leading one, uniformly, in digits of at most 16 bits. Since E[log2 n] <= KL + 1.53 bits
-(Li & El Gamal), the bucket costs about log2(KL + 1) + 1.44 bits: :func:`pfr_trials` measures a mean cost
+(Li & El Gamal), the bucket costs about log2(KL + 1) + 1.44 bits: :func:`irec.bench.coder.pfr_trials` measures a mean cost
 below KL + log2(KL + 1) + 1 bits per block at KL = 1 to 12 bits.
 File: ``b"iRP" | version | varints seed, block_size, ndim, shape..., mean_bucket_quarters | ANS words | crc32``.
 """
@@ -32,15 +32,12 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import pandas as pd
 import torch
 
 from irec.coder import randomness
 from irec.coder.bitstream import ByteWriter, CorruptStreamError, SymbolReader, SymbolWriter, seal, unseal
-from irec.coder.latent_codec import MAX_DIMS, _validate
 from irec.coder.params import CoderParams
-from irec.coder.schedule import BlockLayout, level_layout
-from irec.provenance import stamp
+from irec.coder.schedule import MAX_DIMS, BlockLayout, level_layout, validate_gaussians
 
 MAGIC = b"iRP"
 VERSION = 1
@@ -105,13 +102,13 @@ class PfrReport:
         """The exact-sampler target KL + log2(KL + 1) + 4 bits per block."""
         return self.kl_bits + np.log2(self.kl_bits + 1.0) + 4.0
 
-    def frame(self) -> pd.DataFrame:
-        """One row per block."""
-        return pd.DataFrame({
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-block arrays by name (a table with one row per block: ``pandas.DataFrame(report.columns())``)."""
+        return {
             "kl_bits": self.kl_bits, "d_inf_bits": self.d_inf_bits, "index": self.index,
             "n_examined": self.n_examined, "index_bits": self.index_bits, "bound_bits": self.bound_bits,
             "log_ratio_bits": self.log_ratio_bits,
-        })
+        }
 
 
 # --------------------------------------------------------------------------------------------- the index code
@@ -181,7 +178,7 @@ def _sample(p_loc: torch.Tensor, p_scale: torch.Tensor, layout: BlockLayout, see
 
 def encode(q_loc, q_scale, p_loc, p_scale, params: CoderParams) -> tuple[bytes, torch.Tensor, PfrReport]:
     """Code an exact sample of N(q_loc, q_scale^2) against N(p_loc, p_scale^2): (bytes, z, per-block report)."""
-    _validate(q_loc, q_scale, p_loc, p_scale)
+    validate_gaussians(q_loc, q_scale, p_loc, p_scale)
     q_mu, q_s, p_mu, p_s = (x.detach().to("cpu", torch.float64).reshape(-1) for x in (q_loc, q_scale, p_loc, p_scale))
     if bool(((q_s > p_s) | ((q_s == p_s) & (q_mu != p_mu))).any()):
         raise ValueError(
@@ -239,7 +236,7 @@ def decompress_latent(data: bytes, p_loc: torch.Tensor, p_scale: torch.Tensor) -
     mean_quarters = r.varint(limit=4 * MAX_BUCKET)
     if block_size < 1 or mean_quarters < 1 or not 0 < math.prod(shape) <= MAX_DIMS:
         raise CorruptStreamError("malformed pfr header: impossible block size, shape or code parameter")
-    _validate(p_loc, p_scale, p_loc, p_scale)
+    validate_gaussians(p_loc, p_scale, p_loc, p_scale)
     if tuple(p_loc.shape) != shape:
         raise ValueError(f"the latent was coded with shape {shape}, but the prior given has shape {tuple(p_loc.shape)}")
     layout = level_layout(seed, 0, p_loc.numel(), block_size)
@@ -262,34 +259,3 @@ def yardstick_pair(kl_bits: float, dims: int) -> tuple[torch.Tensor, torch.Tenso
     s_q = 2.0 ** (-kl_bits / dims)
     ones = torch.ones(dims, dtype=torch.float64)
     return ones * math.sqrt(1.0 - s_q**2), ones * s_q, torch.zeros(dims, dtype=torch.float64), ones.clone()
-
-
-def pfr_trials(
-    kl_bits_targets=(1.0, 4.0, 8.0, 12.0), n_trials: int = 1000, seed: int = 0, dims: int = 2
-) -> pd.DataFrame:
-    """The yardstick table: PFR on :func:`yardstick_pair` in ``n_trials`` trials per KL target, one row each.
-
-    The trials are the blocks of one file of ``n_trials`` x ``dims`` dimensions (block_size = dims): every block
-    draws its candidates and arrivals under keys of its own, so the blocks are independent trials, and the
-    file is decoded again. Columns: the mean index cost per block (model bits; ``ans_bits``: the real ANS
-    stream per block), the exact-sampler bound KL + log2(KL+1) + 4, the mean log2 q(z)/p(z) at the samples
-    (an exact sampler averages KL), and the p-value of a Kolmogorov-Smirnov test of the samples against q.
-    """
-    from scipy import stats
-
-    rows = []
-    for kl in kl_bits_targets:
-        q_loc, q_scale, p_loc, p_scale = (x.repeat(n_trials) for x in yardstick_pair(float(kl), dims))
-        params = CoderParams(block_size=dims, seed=seed, sampler="pfr")
-        data, z, report = encode(q_loc, q_scale, p_loc, p_scale, params)
-        standardised = stats.norm.cdf(((z - q_loc) / q_scale).numpy())
-        rows.append({
-            "sampler": "pfr", "kl_bits": float(report.kl_bits.mean()), "dims": dims, "n_trials": n_trials, "seed": seed,
-            "d_inf_bits": float(report.d_inf_bits.mean()), "mean_index_bits": float(report.index_bits.mean()),
-            "ans_bits": report.ans_bits / n_trials, "bound_bits": float(report.bound_bits.mean()),
-            "mean_log2_index": float(np.log2(report.index + 1.0).mean()),
-            "mean_examined": float(report.n_examined.mean()), "log_ratio_bits": float(report.log_ratio_bits.mean()),
-            "ks_pvalue": float(stats.kstest(standardised, "uniform").pvalue),
-            "round_trip": bool(torch.equal(decompress_latent(data, p_loc, p_scale), z)), **stamp(),
-        })
-    return pd.DataFrame(rows)

@@ -37,6 +37,8 @@ SCHEDULE_EXPONENT = 0.7864636765648174
 # KL_b at or below this many nats counts as zero (q equals p up to float rounding).
 ZERO_KL_NATS = 1e-9
 
+MAX_DIMS = 1 << 34  # sanity bound on a level's size read from a file
+
 
 @functools.cache
 def _fractions(n_steps: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -129,3 +131,22 @@ def block_layout(n_dims: int, block_size: int, perm: np.ndarray) -> BlockLayout:
 def level_layout(seed: int, level: int, n_dims: int, block_size: int) -> BlockLayout:
     """The block layout of one level: its seeded permutation cut into near-equal blocks (encoder and decoder)."""
     return block_layout(n_dims, block_size, randomness.permutation(seed, level, n_dims))
+
+
+def validate_gaussians(q_loc, q_scale, p_loc, p_scale) -> None:
+    """Raise ValueError unless q and p are finite float tensors of one non-empty shape with positive scales."""
+    tensors = {"q_loc": q_loc, "q_scale": q_scale, "p_loc": p_loc, "p_scale": p_scale}
+    for name, x in tensors.items():
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+        if x.shape != p_loc.shape:
+            raise ValueError(f"shape mismatch: {name} has shape {tuple(x.shape)}, p_loc {tuple(p_loc.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains non-finite values (nan or inf)")
+    for name in ("q_scale", "p_scale"):
+        if not (tensors[name] > 0).all():
+            raise ValueError(f"{name} must be strictly positive everywhere")
+    if p_loc.numel() == 0:
+        raise ValueError("cannot code an empty latent")
