@@ -1,7 +1,7 @@
 """An interactive explorer of the iREC coder settings: one image, one model, real bits beside the ideal rate.
 
 Paper, section 3 (the coder's parameters: B beams, N = floor(exp((1 + eps) * Omega)) candidates per step, the
-sampler) and section 4 (lossless bpd, lossy bpp with PSNR / MS-SSIM); ../shared/docs/irec-method.md sections 2
+sampler) and section 4 (lossless bpd, lossy bpp with PSNR / MS-SSIM); docs/irec-method.md sections 2
 and 4 (real files: the bits each level costs against its KL, the ideal rate). Issue 6 asks for an ipywidgets app.
 
 - :func:`run_once` is the pure logic: code one image with the model's codec (lossless RVAE or lossy two-level
@@ -102,7 +102,7 @@ class ExplorerResult:
             f"ideal {self.unit}": self.ideal_rate, "overhead %": self.overhead_percent, "bytes": self.n_bytes,
             "PSNR dB": self.psnr, "MS-SSIM": self.ms_ssim,
             "MS-SSIM dB": self.ms_ssim_db, "encode s": self.encode_s, "decode s": self.decode_s, "exact": self.exact,
-            "B": self.params.beams, "1+eps": self.params.extra_samples, "Omega": self.params.kl_per_block,
+            "B": self.params.beams, "1+eps": self.params.extra_samples, "Omega": self.params.kl_per_step,
             "N": self.params.n_candidates, "sampler": self.params.sampler, "refine steps": self.refine_steps,
         }
 
@@ -116,16 +116,16 @@ def named_settings() -> dict[str, CoderParams]:
              "irec lossless default": lossless.DEFAULT_PARAMS, "irec lossy default": lossy.DEFAULT_PARAMS,
              "irec lossy low-rate images": lossy.LOW_RATE_PARAMS}
     return {
-        f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_block:g}, blocks of {p.blocks_label}": p
+        f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_step:g}, blocks of {p.blocks_label}": p
         for name, p in named.items()
     }
 
 
-def candidates_text(extra_samples: float, kl_per_block: float) -> str:
+def candidates_text(extra_samples: float, kl_per_step: float) -> str:
     """The live line under the sliders: N = floor(exp((1+eps) * Omega)), and whether it can be coded."""
-    exponent = extra_samples * kl_per_block
+    exponent = extra_samples * kl_per_step
     n = math.floor(math.exp(exponent)) if exponent < 700 else math.inf
-    text = f"N = floor(exp({extra_samples:g} × {kl_per_block:g})) = {n:,} candidates per step"
+    text = f"N = floor(exp({extra_samples:g} × {kl_per_step:g})) = {n:,} candidates per step"
     if n < 2:
         return f"{text}: too few; raise 1+eps or Omega so that N ≥ 2"
     if n >= MAX_CANDIDATES:
@@ -133,16 +133,16 @@ def candidates_text(extra_samples: float, kl_per_block: float) -> str:
     return text
 
 
-def coder_params(n_beams: int, extra_samples: float, kl_per_block: float, sampler: str, block_size: int,
+def coder_params(n_beams: int, extra_samples: float, kl_per_step: float, sampler: str, block_size: int,
                  seed: int, steps_per_block: float = 0.0) -> CoderParams:
     """Validated coder settings; ExplorerSettingsError with a message naming the problem otherwise."""
     if sampler not in EXPLORER_SAMPLERS:
         raise ExplorerSettingsError(f"unknown sampler {sampler!r}; choose one of {', '.join(EXPLORER_SAMPLERS)}")
-    line = candidates_text(extra_samples, kl_per_block)
+    line = candidates_text(extra_samples, kl_per_step)
     if "too " in line:
         raise ExplorerSettingsError(line)
     try:
-        return CoderParams(kl_per_block=kl_per_block, n_beams=n_beams, extra_samples=extra_samples,
+        return CoderParams(kl_per_step=kl_per_step, n_beams=n_beams, extra_samples=extra_samples,
                            block_size=block_size, seed=seed, sampler=sampler, steps_per_block=steps_per_block)
     except ValueError as err:
         raise ExplorerSettingsError(str(err)) from err
@@ -155,7 +155,7 @@ def _load(model_ref: str, modified: float) -> tuple:
 
 
 def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extra_samples: float,
-             kl_per_block: float, sampler: str = "beam", block_size: int = 1000, seed: int = 42,
+             kl_per_step: float, sampler: str = "beam", block_size: int = 1000, seed: int = 42,
              on_stage: Callable[[int, str], None] | None = None, steps_per_block: float = 0.0,
              refine_steps: int | None = None) -> ExplorerResult:
     """Code ``image`` with the model ``model_ref`` (a path or a zoo name) under these settings; decode it back.
@@ -164,7 +164,7 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
     models only, the encoder's refinement steps of q(z1) (:mod:`irec.codecs.refine`; 0: none; None: the codec's).
     """
     report_stage = on_stage or (lambda i, name: None)
-    params = coder_params(n_beams, extra_samples, kl_per_block, sampler, block_size, seed, steps_per_block)
+    params = coder_params(n_beams, extra_samples, kl_per_step, sampler, block_size, seed, steps_per_block)
     report_stage(0, STAGES[0])
     path = os.path.expanduser(os.fspath(model_ref))
     model, fingerprint, info = _load(str(model_ref), os.path.getmtime(path) if os.path.isfile(path) else 0.0)
@@ -260,7 +260,7 @@ class ExplorerApp(widgets.VBox):
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload image")
         self.n_beams = widgets.IntSlider(value=10, min=1, max=200, description="B (beams)")
         self.extra_samples = widgets.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.05, description="1+eps")
-        self.kl_per_block = widgets.FloatSlider(value=3.0, min=0.5, max=10.0, step=0.25, description="Omega (nats)")
+        self.kl_per_step = widgets.FloatSlider(value=3.0, min=0.5, max=10.0, step=0.25, description="Omega (nats)")
         self.block_size = widgets.IntSlider(value=block_size, min=64, max=4096, step=8, description="block (dims)")
         self.steps_per_block = widgets.FloatSlider(  # adaptive blocks (0: the block size above, fixed)
             value=0.0, min=0.0, max=200.0, step=5.0, description="steps/block")
@@ -276,14 +276,14 @@ class ExplorerApp(widgets.VBox):
         self.result = widgets.HTML().add_class("irec-result")
         self.figure = widgets.Image(format="png").add_class("irec-figure")
         self.last_result: ExplorerResult | None = None  # what the latest press produced
-        for slider in (self.extra_samples, self.kl_per_block):
+        for slider in (self.extra_samples, self.kl_per_step):
             slider.observe(self._show_candidates, names="value")
         self.upload.observe(self._add_upload, names="value")
         self.start_from.observe(self._apply_setting, names="value")
         self.encode_button.on_click(self.encode)
         self._show_candidates()
         controls = widgets.VBox([self.model, self.image, self.upload, self.start_from, self.n_beams,
-                                 self.extra_samples, self.kl_per_block, self.candidates, self.block_size,
+                                 self.extra_samples, self.kl_per_step, self.candidates, self.block_size,
                                  self.steps_per_block, self.sampler, self.refine_steps,
                                  widgets.HBox([self.encode_button, self.progress])])
         super().__init__([controls, self.message, self.result, self.figure])
@@ -292,7 +292,7 @@ class ExplorerApp(widgets.VBox):
             self._fail(ExplorerSettingsError(NO_MODELS))
 
     def _show_candidates(self, _change=None) -> None:
-        line = candidates_text(self.extra_samples.value, self.kl_per_block.value)
+        line = candidates_text(self.extra_samples.value, self.kl_per_step.value)
         colour = "#b00020" if "too " in line else "inherit"
         self.candidates.value = f'<span style="color:{colour}">{html.escape(line)}</span>'
 
@@ -301,7 +301,7 @@ class ExplorerApp(widgets.VBox):
         params = self.settings.get(change["new"])
         if params is not None:
             self.n_beams.value, self.extra_samples.value = params.n_beams, params.extra_samples
-            self.kl_per_block.value, self.block_size.value = params.kl_per_block, params.block_size
+            self.kl_per_step.value, self.block_size.value = params.kl_per_step, params.block_size
             self.steps_per_block.value = params.steps_per_block
 
     def _add_upload(self, change) -> None:
@@ -331,7 +331,7 @@ class ExplorerApp(widgets.VBox):
             if original is None:
                 raise ExplorerSettingsError("no image chosen: pick one, or upload an image file")
             result = run_once(self.models[self.model.value], original, self.n_beams.value, self.extra_samples.value,
-                              self.kl_per_block.value, self.sampler.value, block_size=self.block_size.value,
+                              self.kl_per_step.value, self.sampler.value, block_size=self.block_size.value,
                               seed=self.seed, on_stage=self._stage, steps_per_block=self.steps_per_block.value,
                               refine_steps=self.refine_steps.value)
         except ValueError as err:  # settings, models and images all report bad input as ValueError subclasses

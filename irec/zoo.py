@@ -1,7 +1,7 @@
 """The model registry: shipped models (models/manifest.json) and cached ones, found by name, path or fingerprint.
 
 Paper, section 4: the codecs decode only under the exact weights that wrote a file, and
-../shared/docs/irec-method.md section 4 puts "a model fingerprint" in every file's header. As in CompressAI's
+docs/irec-method.md section 4 puts "a model fingerprint" in every file's header. As in CompressAI's
 ``zoo``, models are addressed by name; in addition a file's 4-byte fingerprint prefix finds its model.
 
 - shipped: ``irec.paths.SHIPPED_MODELS`` (``<repo>/models/``), listed in ``manifest.json`` (schema below);

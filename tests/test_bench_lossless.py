@@ -16,7 +16,7 @@ from irec.models.rvae import RVAE, preset
 ROW_COLUMNS = {
     "dataset", "image", "codec", "height", "width", "file_bytes", "bpd", "header_bpd", "latent_bpd", "pixel_bpd",
     "tail_bpd", "kl_bpd", "negative_elbo_bpd", "real_over_elbo", "encode_s", "decode_s", "exact", "n_beams",
-    "extra_samples", "kl_per_block", "block_size", "n_candidates", "model_fingerprint", "model_name",
+    "extra_samples", "kl_per_step", "block_size", "n_candidates", "model_fingerprint", "model_name",
     "model_source", "git_commit", "device", "timestamp",
 }
 

@@ -131,7 +131,7 @@ def test_without_imagecodecs_training_still_runs_and_baselines_names_what_is_mis
 
 def test_adaptive_blocks_from_the_command_line_decode_and_info_lists_each_levels_block_size(setup, capsys):
     tmp, model_path, _, image = setup
-    options = ["--block-size", "600", "--steps-per-block", "0.2", "--kl-per-block", "3"]
+    options = ["--block-size", "600", "--steps-per-block", "0.2", "--kl-per-step", "3"]
     assert main(["compress", "--model", str(model_path), *options, str(tmp / "in.png"), str(tmp / "a.irec")]) == 0
     assert main(["decompress", "--model", str(model_path), str(tmp / "a.irec"), str(tmp / "out.png")]) == 0
     np.testing.assert_array_equal(read_image(tmp / "out.png"), image)

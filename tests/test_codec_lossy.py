@@ -145,7 +145,7 @@ def test_the_decoder_takes_the_seed_and_the_blocks_from_the_file_not_from_its_ow
 
 def test_an_image_cheap_enough_to_cap_the_blocks_is_coded_with_the_low_rate_setting_which_any_decoder_reads(model):
     fingerprint = weights_fingerprint(model.state_dict())
-    image, low = _image((64, 64), seed=4), PAPER_LOSSY.with_(kl_per_block=2.0, block_size=64, steps_per_block=4.0)
+    image, low = _image((64, 64), seed=4), PAPER_LOSSY.with_(kl_per_step=2.0, block_size=64, steps_per_block=4.0)
     # blocks of at most 1 dimension and 1000 steps: any image's z1 would cap them (KL below 3,000 nats a dimension)
     capped = LossyCodec(model, fingerprint, PAPER_LOSSY.with_(block_size=1, steps_per_block=1000.0),
                         low_rate_params=low)

@@ -171,7 +171,7 @@ def test_the_search_leaves_the_blas_thread_count_as_it_found_it():
     layout = level_layout(params.seed, 0, 300, params.block_size)
     q_mu, q_s, p_mu, p_s = (x.double() for x in (pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale))
     kl = DiagGaussian(q_mu, q_s).kl(DiagGaussian(p_mu, p_s))
-    n_steps = step_counts(layout.gather(kl, 0.0).sum(1).numpy(), params.kl_per_block)
+    n_steps = step_counts(layout.gather(kl, 0.0).sum(1).numpy(), params.kl_per_step)
     indices = search(params, 0, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
                      layout.gather(p_s**2, 1.0), layout.gather(p_s.float(), 1.0), n_steps)
     assert indices.shape == (layout.n_blocks, GEMM_MIN_BEAMS, n_steps.max())
@@ -216,8 +216,8 @@ def test_bad_tensors_raise_a_value_error_that_names_the_problem(change, message)
 
 @pytest.mark.parametrize(
     "params,message",
-    [(dict(sampler="annealed"), "unknown sampler"), (dict(kl_per_block=0.0), "kl_per_block"),
-     (dict(kl_per_block=0.1), "candidates"), (dict(n_beams=0), "n_beams"), (dict(block_size=0), "block_size")],
+    [(dict(sampler="annealed"), "unknown sampler"), (dict(kl_per_step=0.0), "kl_per_step"),
+     (dict(kl_per_step=0.1), "candidates"), (dict(n_beams=0), "n_beams"), (dict(block_size=0), "block_size")],
 )
 def test_bad_coder_parameters_raise_a_value_error(params, message):
     with pytest.raises(ValueError, match=message):

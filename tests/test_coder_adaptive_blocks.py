@@ -20,7 +20,7 @@ from irec.coder.schedule import adaptive_block_size
 from irec.coder.synthetic import synthetic_pair
 from tests.roundtrip import assert_identical, assert_roundtrip
 
-PARAMS = CoderParams(kl_per_block=3.0, n_beams=4, block_size=1000, seed=5, steps_per_block=8.0)
+PARAMS = CoderParams(kl_per_step=3.0, n_beams=4, block_size=1000, seed=5, steps_per_block=8.0)
 
 
 def _encode_levels(params, pairs):

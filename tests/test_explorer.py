@@ -49,7 +49,7 @@ def photo_crop(shared_data):
 
 def test_run_once_codes_a_cifar_image_losslessly_and_splits_the_file_into_real_bits_per_level(
         lossless_path, cifar_image):
-    result = run_once(lossless_path, cifar_image, n_beams=2, extra_samples=1.2, kl_per_block=3.0)
+    result = run_once(lossless_path, cifar_image, n_beams=2, extra_samples=1.2, kl_per_step=3.0)
     assert result.kind == "lossless" and result.unit == "bpd" and result.exact
     assert np.array_equal(result.reconstruction, cifar_image) and not result.error_map.any()
     assert len(result.real_bits) == len(result.ideal_bits) == rvae.preset("smoke").model.n_layers
@@ -64,7 +64,7 @@ def test_run_once_codes_a_cifar_image_losslessly_and_splits_the_file_into_real_b
 
 
 def test_run_once_codes_a_photo_crop_lossily_with_bpp_psnr_and_an_error_map(lossy_path, photo_crop):
-    result = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=3.0)
+    result = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=3.0)
     assert result.kind == "lossy" and result.unit == "bpp" and result.exact
     assert result.level_names == ("z2", "z1") and result.pixel_bits == 0.0
     assert result.rate == pytest.approx(8 * result.n_bytes / (64 * 64))
@@ -79,16 +79,16 @@ def test_run_once_codes_a_photo_crop_lossily_with_bpp_psnr_and_an_error_map(loss
 
 def test_changing_the_number_of_beams_changes_the_bits(lossless_path, cifar_image):
     # Omega = 1 nat gives the tiny model's top level several steps, so the search has beams to choose between
-    one = run_once(lossless_path, cifar_image, n_beams=1, extra_samples=1.5, kl_per_block=1.0)
-    eight = run_once(lossless_path, cifar_image, n_beams=8, extra_samples=1.5, kl_per_block=1.0)
+    one = run_once(lossless_path, cifar_image, n_beams=1, extra_samples=1.5, kl_per_step=1.0)
+    eight = run_once(lossless_path, cifar_image, n_beams=8, extra_samples=1.5, kl_per_step=1.0)
     assert one.params.beams == 1 and eight.params.beams == 8
     assert one.ideal_bits[0] == eight.ideal_bits[0]  # the top level's KL does not depend on the search
     assert one.ideal_bits[1] != eight.ideal_bits[1] and one.pixel_ideal_bits != eight.pixel_ideal_bits
 
 
 def test_changing_omega_changes_the_real_bits_per_level(lossy_path, photo_crop):
-    small = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=2.0)
-    large = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=5.0)
+    small = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=2.0)
+    large = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=5.0)
     assert small.params.n_candidates == 7 and large.params.n_candidates == 148
     assert small.real_bits != large.real_bits
 
@@ -98,9 +98,9 @@ def test_fewer_than_two_candidates_per_step_gives_a_message_naming_n(lossy_path,
     assert "too many" in candidates_text(3.0, 10.0)
     assert "too" not in candidates_text(1.2, 3.0) and "= 36 candidates" in candidates_text(1.2, 3.0)
     with pytest.raises(ExplorerSettingsError, match="raise 1\\+eps or Omega"):
-        run_once(lossy_path, photo_crop, n_beams=3, extra_samples=0.2, kl_per_block=1.0)
+        run_once(lossy_path, photo_crop, n_beams=3, extra_samples=0.2, kl_per_step=1.0)
     with pytest.raises(ExplorerSettingsError, match="unknown sampler 'pfr'"):
-        run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_block=3.0, sampler="pfr")
+        run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=3.0, sampler="pfr")
 
 
 def test_the_encode_button_fills_the_result_table_and_the_figure(lossless_path, lossy_path, cifar_image, photo_crop):
@@ -124,9 +124,9 @@ def test_choosing_a_named_setting_moves_the_sliders_and_the_block_settings_reach
     app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
     label = next(name for name in app.start_from.options if name.startswith("irec lossy default"))
     app.start_from.value = label
-    assert (app.n_beams.value, app.extra_samples.value, app.kl_per_block.value, app.block_size.value,
+    assert (app.n_beams.value, app.extra_samples.value, app.kl_per_step.value, app.block_size.value,
             app.steps_per_block.value) == (DEFAULT_PARAMS.n_beams, DEFAULT_PARAMS.extra_samples,
-                                           DEFAULT_PARAMS.kl_per_block, DEFAULT_PARAMS.block_size,
+                                           DEFAULT_PARAMS.kl_per_step, DEFAULT_PARAMS.block_size,
                                            DEFAULT_PARAMS.steps_per_block)
     app.n_beams.value, app.block_size.value, app.steps_per_block.value = 2, 128, 0.0
     result = app.encode()
@@ -140,7 +140,7 @@ def test_the_candidate_line_follows_the_sliders_and_invalid_settings_show_a_mess
         lossy_path, photo_crop):
     app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
     assert "= 20 candidates" in app.candidates.value
-    app.extra_samples.value, app.kl_per_block.value = 0.2, 1.0
+    app.extra_samples.value, app.kl_per_step.value = 0.2, 1.0
     assert "too few" in app.candidates.value
     assert app.encode() is None
     assert "Cannot encode" in app.message.value and "N ≥ 2" in app.message.value and app.result.value == ""
@@ -172,7 +172,7 @@ def test_the_notebook_is_clean_and_presses_encode_once_under_papermill(lossless_
     assert tagged == [1] and "Purpose" in notebook.cells[0].source
     params = papermill.inspect_notebook(str(NOTEBOOK))
     assert params["profile"]["default"] == '"cpu"' and params["auto_run"]["default"] == "True"
-    assert {"model_paths", "n_beams", "extra_samples", "kl_per_block", "sampler", "n_cifar", "n_kodak"} <= set(params)
+    assert {"model_paths", "n_beams", "extra_samples", "kl_per_step", "sampler", "n_cifar", "n_kodak"} <= set(params)
     assert all(p["help"] for p in params.values())  # every parameter parsed, with its comment
     executed = papermill.execute_notebook(
         str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3", progress_bar=False,

@@ -74,7 +74,7 @@ def explorer_notebook(tmp_path, shared_data) -> Path:
         str(NOTEBOOKS / NOTEBOOK), str(folder / NOTEBOOK), kernel_name="python3", prepare_only=True,
         progress_bar=False,
         parameters={"profile": "smoke", "model_paths": [str(model)], "n_cifar": 1, "n_kodak": 0, "n_beams": 2,
-                    "extra_samples": 1.2, "kl_per_block": 3.0, "sampler": "beam", "auto_run": False},
+                    "extra_samples": 1.2, "kl_per_step": 3.0, "sampler": "beam", "auto_run": False},
     )
     return folder / NOTEBOOK
 

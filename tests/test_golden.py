@@ -71,7 +71,7 @@ def _check(name: str, data: bytes, decoded_sha256: str, decode) -> None:
 
 def test_the_golden_latent_file_still_decodes_and_is_still_written():
     q_loc, q_scale, p_loc, p_scale = _latents()
-    data, z = compress_latent(q_loc, q_scale, p_loc, p_scale, kl_per_block=3.0, n_beams=10, extra_samples=1.0,
+    data, z = compress_latent(q_loc, q_scale, p_loc, p_scale, kl_per_step=3.0, n_beams=10, extra_samples=1.0,
                               block_size=60, seed=3)
     _check("latent", data, _sha256(z.numpy().tobytes()), lambda d: decompress_latent(d, p_loc, p_scale).numpy().tobytes())
 

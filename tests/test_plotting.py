@@ -79,7 +79,7 @@ def test_the_per_image_grid_has_one_panel_per_image(tmp_path):
 
 
 def test_the_overhead_figure_plots_each_metric_against_each_swept_parameter(tmp_path):
-    sweep = pd.DataFrame([{"kl_per_block": omega, "extra_samples": eps, "n_beams": beams,
+    sweep = pd.DataFrame([{"kl_per_step": omega, "extra_samples": eps, "n_beams": beams,
                            "real_over_kl": 1 + 1 / omega, "psnr_gap_db": 1 / eps}
                           for omega in (8, 16) for eps in (1.0, 2.0) for beams in (1, 10)])
     (tmp_path / "bench").mkdir()
@@ -92,10 +92,10 @@ def test_the_overhead_figure_plots_each_metric_against_each_swept_parameter(tmp_
 
 
 def test_with_one_parameter_moved_at_a_time_each_panel_uses_only_its_own_rows_and_the_base():
-    base = {"kl_per_block": 3.0, "extra_samples": 1.0, "n_beams": 10, "real_over_kl": 1.0, "psnr_gap_db": 0.0}
+    base = {"kl_per_step": 3.0, "extra_samples": 1.0, "n_beams": 10, "real_over_kl": 1.0, "psnr_gap_db": 0.0}
     sweep = pd.DataFrame([{**base, "varied": "base"},
                           {**base, "varied": "n_beams", "n_beams": 1, "real_over_kl": 2.0, "psnr_gap_db": -1.0},
-                          {**base, "varied": "kl_per_block", "kl_per_block": 5.0, "real_over_kl": 1.5}])
+                          {**base, "varied": "kl_per_step", "kl_per_step": 5.0, "real_over_kl": 1.5}])
     fig = plotting.overhead_figure(sweep)
     omega_rates = fig.axes[0].get_lines()[0]
     assert omega_rates.get_xdata().tolist() == [3.0, 5.0] and omega_rates.get_ydata().tolist() == [1.0, 1.5]
@@ -105,5 +105,5 @@ def test_with_one_parameter_moved_at_a_time_each_panel_uses_only_its_own_rows_an
 
 def test_a_missing_sweep_is_skipped_and_a_wrong_one_is_a_clear_error(tmp_path):
     assert plotting.read_sweep(tmp_path) is None
-    with pytest.raises(ValueError, match="kl_per_block"):
+    with pytest.raises(ValueError, match="kl_per_step"):
         plotting.overhead_figure(pd.DataFrame({"x": [1]}))

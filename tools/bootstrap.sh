@@ -2,7 +2,7 @@
 # Create (or refresh) the project's virtual environment in .venv and print its python.
 # Sourced by run_all.sh and run_tests.sh, so a fresh clone needs no other set-up step.
 # torch is installed FIRST and then pinned as a constraint: otherwise a dependency could pull a
-# multi-GB CUDA build (see ../shared/docs/setup-notes.md).
+# multi-GB CUDA build (see docs/setup-notes.md).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${IREC_VENV:-$root/.venv}"

@@ -74,7 +74,7 @@ def bench_one(workload: str, levels: list[GaussianPair], setting: str, sampler: 
     exact = all(torch.equal(z, zz) for z, zz in zip(coded, decoded))
     return {
         "workload": workload, "setting": setting, "sampler": sampler, "n_beams": params.beams,
-        "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block, "block_size": params.block_size,
+        "n_candidates": params.n_candidates, "kl_per_step": params.kl_per_step, "block_size": params.block_size,
         "n_levels": len(levels), "n_dims": sum(s.n_dims for s in stats), "n_blocks": sum(s.n_blocks for s in stats),
         "n_steps": sum(s.n_steps for s in stats), "kl_bits": kl_bits, "file_bits": file_bits,
         "real_over_kl": file_bits / kl_bits, "header_bytes": 8 + len(header), "step_bits": step_bits,

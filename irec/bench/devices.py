@@ -2,7 +2,7 @@
 the synthesis network move on a GPU?
 
 Issue 5 (decoding in a fresh process on the same machine gives exactly the encoder's reconstruction; "across
-devices, measure and report the difference"); iREC paper, sections 3 and 4, and ../shared/docs/irec-method.md
+devices, measure and report the difference"); iREC paper, sections 3 and 4, and docs/irec-method.md
 section 4 (real files, exact decoders). Both codecs evaluate their networks pinned to float32 on one CPU thread
 (:func:`irec.codecs.container.pinned`), so a file decodes on any machine whose CPU kernels give the same floats.
 Two halves, run on two machines::

@@ -1,7 +1,7 @@
 """``python -m irec.bench lossless``: real files of the lossless iREC codec against the model's -ELBO and PNG/WebP/JPEG XL.
 
 Issue 4's benchmark (paper, section 4.1 and Table 1: 4.18 real bpd against a 3.55 bpd -ELBO on CIFAR-10, a ratio
-of 1.18; ../shared/docs/irec-method.md section 4, "Report, per image"). On held-out CIFAR-10 test images (a
+of 1.18; docs/irec-method.md section 4, "Report, per image"). On held-out CIFAR-10 test images (a
 seeded subset) every image is compressed to a real file with :class:`irec.codecs.lossless.LosslessCodec`, decoded
 again in the same process and compared bit for bit; PNG, WebP lossless and JPEG XL lossless code the same images
 in the same run. The printed table gives the mean real bpd split into header / latents / pixels / ANS tail, the
@@ -14,7 +14,7 @@ model's -ELBO in bpd (analytic KL + one posterior sample, no free bits), their r
 - encode <= 1 s and decode <= 0.5 s per 32x32 image on a 2-core CPU.
 
 ``--kodak N`` codes N Kodak images (full size, or centre crops with ``--kodak-crop``) with the same model.
-``--sweep`` instead codes a few images under a grid of B (n_beams), 1+eps (extra_samples), Omega (kl_per_block)
+``--sweep`` instead codes a few images under a grid of B (n_beams), 1+eps (extra_samples), Omega (kl_per_step)
 and block size and prints real / -ELBO per setting. Rows (one per image and codec, with the coder settings, the
 model's fingerprint and registry info, and provenance) go to ``--out`` (sweep: ``<out stem>-sweep.csv``).
 """
@@ -49,7 +49,7 @@ TARGETS = {"exact_pct": 100.0, "real_over_elbo": 1.10, "encode_s": 1.0, "decode_
 PAPER = {"real_bpd": 4.18, "negative_elbo_bpd": 3.55}
 # The default --sweep grid: the paper's lossless and lossy settings, with blocks of 1000 (paper) and 8192 (a whole
 # level of the paper's 32-channel model on a 32x32 image); the codec's default came from a finer grid (README).
-SWEEP_GRID = {"n_beams": (10, 20), "extra_samples": (1.0, 1.2), "kl_per_block": (3.0,), "block_size": (1000, 8192)}
+SWEEP_GRID = {"n_beams": (10, 20), "extra_samples": (1.0, 1.2), "kl_per_step": (3.0,), "block_size": (1000, 8192)}
 
 
 def classical_row(codec, image: np.ndarray) -> dict:
@@ -148,7 +148,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = DEFAULT_PARAMS
     parser.add_argument("--n-beams", type=int, default=d.n_beams, help="B (default: the codec's)")
     parser.add_argument("--extra-samples", type=float, default=d.extra_samples, help="1+eps (default: the codec's)")
-    parser.add_argument("--kl-per-block", type=float, default=d.kl_per_block, help="Omega, nats per step")
+    parser.add_argument("--kl-per-step", "--kl-per-block", type=float, default=d.kl_per_step, help="Omega, nats per step")
     parser.add_argument("--block-size", type=int, default=d.block_size, help="dimensions per block")
     parser.add_argument("--kodak", type=int, default=0, help="also code this many Kodak images (0: none)")
     parser.add_argument("--kodak-crop", type=int, default=0, help="centre-crop Kodak images to this side (0: full)")
@@ -159,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated B")
     parser.add_argument("--sweep-extra-samples", type=comma_separated(float), default=SWEEP_GRID["extra_samples"],
                         help="comma-separated 1+eps")
-    parser.add_argument("--sweep-kl-per-block", type=comma_separated(float), default=SWEEP_GRID["kl_per_block"],
+    parser.add_argument("--sweep-kl-per-step", "--sweep-kl-per-block", type=comma_separated(float), default=SWEEP_GRID["kl_per_step"],
                         help="comma-separated Omega")
     parser.add_argument("--sweep-block-size", type=comma_separated(int), default=SWEEP_GRID["block_size"],
                         help="comma-separated block sizes")
@@ -194,17 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     stamp = provenance.stamp()
     out = Path(args.out)
     base = DEFAULT_PARAMS.with_(n_beams=args.n_beams, extra_samples=args.extra_samples,
-                                kl_per_block=args.kl_per_block, block_size=args.block_size)
+                                kl_per_step=args.kl_per_step, block_size=args.block_size)
     model_line = f"model {info.get('name', args.model)} (fingerprint {fingerprint[:16]})"
 
     if args.sweep:
         images = load_images("cifar10", limit=args.sweep_images, seed=args.seed)
         warm_up(LosslessCodec(model, fingerprint, base), images[0][1])
         rows = []
-        grid = itertools.product(args.sweep_n_beams, args.sweep_extra_samples, args.sweep_kl_per_block,
+        grid = itertools.product(args.sweep_n_beams, args.sweep_extra_samples, args.sweep_kl_per_step,
                                  args.sweep_block_size)
         for n_beams, extra, omega, block in grid:
-            params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_block=omega, block_size=block)
+            params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_step=omega, block_size=block)
             rows += code_images("cifar10", images, LosslessCodec(model, fingerprint, params), [], columns)
         df = pd.DataFrame([{**r, **stamp} for r in rows])
         _write(df, out.with_name(out.stem + "-sweep.csv"))

@@ -1,7 +1,7 @@
 """``python -m irec.bench lossy``: rate-distortion, coding gap and speed of the lossy iREC codec on Kodak.
 
 Issue 5's benchmark (iREC paper, Flamich, Havasi & Hernandez-Lobato 2020, section 4 and Figure 4; method notes
-../shared/docs/irec-method.md section 4). Every model given (one per trained rate) codes the images into real
+docs/irec-method.md section 4). Every model given (one per trained rate) codes the images into real
 files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings
 (:data:`irec.codecs.lossy.DEFAULT_PARAMS`, spelled out by ``--help``; ``--coder paper``: the paper's B=10, N=20,
 Omega=3, blocks of 1,000) and the chosen ``--final``
@@ -59,7 +59,7 @@ OURS, IDEAL = "iREC (this run, real file bits)", "iREC (this run, ideal: KL rate
 
 def _settings(params: CoderParams) -> str:
     """A coder setting in words for --help and the printed summary, e.g. "B=10, N=20, Omega=3 nats, blocks of 1000"."""
-    return (f"B={params.n_beams}, N={params.n_candidates}, Omega={params.kl_per_block:g} nats, "
+    return (f"B={params.n_beams}, N={params.n_candidates}, Omega={params.kl_per_step:g} nats, "
             f"blocks of {params.blocks_label}")
 
 
@@ -206,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         f"blocks, {_settings(LOW_RATE_PARAMS)}) or paper ({_settings(PAPER_LOSSY)}; issue 5's speed targets are "
         "stated for these). The flags below fix one setting for every image"))
     for flag, cast, what in (("--n-beams", int, "B"), ("--extra-samples", float, "1+eps"),
-                             ("--kl-per-block", float, "Omega, nats"), ("--block-size", int, "dimensions per block"),
+                             ("--kl-per-step", float, "Omega, nats"), ("--block-size", int, "dimensions per block"),
                              ("--steps-per-block", float, "adaptive blocks' steps K_b per block (0: fixed)")):
-        parser.add_argument(flag, type=cast, help=f"override the --coder setting's {what}")
+        old = ("--kl-per-block",) if flag == "--kl-per-step" else ()  # the deprecated name, still accepted
+        parser.add_argument(flag, *old, type=cast, help=f"override the --coder setting's {what}")
     for field, what in (("steps", "gradient steps (0: code the amortized posterior, as the paper)"),
                         ("step_size", "step size lambda"), ("kl_weight", "weight kappa of the KL")):
         default = getattr(DEFAULT_REFINEMENT, field)
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     images = load_images(args.dataset, limit=args.images)
     changed = {k: v for k, v in (("n_beams", args.n_beams), ("extra_samples", args.extra_samples),
-                                 ("kl_per_block", args.kl_per_block), ("block_size", args.block_size),
+                                 ("kl_per_step", args.kl_per_step), ("block_size", args.block_size),
                                  ("steps_per_block", args.steps_per_block)) if v is not None}
     params = CODERS[args.coder].with_(**changed)
     low_rate = LOW_RATE_PARAMS if args.coder == "default" and not changed and not args.no_low_rate else None
@@ -252,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             write_rows(per_image, rows.to_dict("records"))
         summaries.append({**model_summary(rows), **trained(info["path"]),
                           "coder": coder, "n_beams": params.n_beams,
-                          "n_candidates": params.n_candidates, "kl_per_block": params.kl_per_block,
+                          "n_candidates": params.n_candidates, "kl_per_step": params.kl_per_step,
                           "block_size": params.block_size, "steps_per_block": params.steps_per_block,
-                          "low_rate_kl_per_block": low_rate.kl_per_block if low_rate else np.nan,
+                          "low_rate_kl_per_step": low_rate.kl_per_step if low_rate else np.nan,
                           "low_rate_block_size": low_rate.block_size if low_rate else np.nan,
                           **refinement.columns()})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)

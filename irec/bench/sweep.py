@@ -1,7 +1,7 @@
 """``python -m irec.bench sweep``: the coding overhead of lossy iREC against Omega, 1+eps, B and the block size.
 
 iREC paper, section 3 (the coder's parameters: Omega nats per step, N = exp((1+eps) Omega) candidates, B beams)
-and ../shared/docs/irec-method.md section 2. One lossy model codes centre crops of a few images into real files
+and docs/irec-method.md section 2. One lossy model codes centre crops of a few images into real files
 while one parameter at a time moves away from the paper's lossy setting (B=10, 1+eps=1.0, Omega=3 nats, blocks
 of 1,000 dimensions); every other parameter stays at that base. Per image and setting it records the real rate
 over the KL (``real_over_kl``, file bits over the ideal rate) and the PSNR of the decoded image minus that of a
@@ -34,7 +34,7 @@ from irec.zoo import resolve_model
 log = logging.getLogger(__name__)
 
 # Values tried for each parameter, the others held at PAPER_LOSSY.
-GRID = {"n_beams": (1, 2, 5, 10, 20), "extra_samples": (1.0, 1.1, 1.2, 1.5), "kl_per_block": (1.5, 2.0, 3.0, 4.0, 5.0),
+GRID = {"n_beams": (1, 2, 5, 10, 20), "extra_samples": (1.0, 1.1, 1.2, 1.5), "kl_per_step": (1.5, 2.0, 3.0, 4.0, 5.0),
         "block_size": (128, 256, 384, 1000)}
 BASE = "base"
 
@@ -57,7 +57,7 @@ def sweep_rows(model, fingerprint: str, images, grid: dict[str, tuple], final: s
         for name, image in images:
             row = evaluate_image(codec, name, image, dataset=dataset, model=model_name)
             rows.append({**row, "varied": varied, "n_beams": params.n_beams, "extra_samples": params.extra_samples,
-                         "kl_per_block": params.kl_per_block, "n_candidates": params.n_candidates,
+                         "kl_per_step": params.kl_per_step, "n_candidates": params.n_candidates,
                          "block_size": params.block_size,
                          "real_over_kl": row["bpp"] / row["bpp_ideal"],
                          "psnr_gap_db": row["psnr_db"] - row["sample_psnr"]})
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-beams", type=comma_separated(int), default=GRID["n_beams"], help="comma-separated B")
     parser.add_argument("--extra-samples", type=comma_separated(float), default=GRID["extra_samples"],
                         help="comma-separated 1+eps")
-    parser.add_argument("--kl-per-block", type=comma_separated(float), default=GRID["kl_per_block"],
+    parser.add_argument("--kl-per-step", "--kl-per-block", type=comma_separated(float), default=GRID["kl_per_step"],
                         help="comma-separated Omega (nats)")
     parser.add_argument("--block-size", type=comma_separated(int), default=GRID["block_size"],
                         help="comma-separated block sizes (latent dimensions per block)")
@@ -87,14 +87,14 @@ def main(argv: list[str] | None = None) -> int:
 
     model, fingerprint, info = resolve_model(args.model)
     images = [(name, centre_crop(image, args.crop)) for name, image in load_images(args.dataset, limit=args.images)]
-    grid = {"n_beams": args.n_beams, "extra_samples": args.extra_samples, "kl_per_block": args.kl_per_block,
+    grid = {"n_beams": args.n_beams, "extra_samples": args.extra_samples, "kl_per_step": args.kl_per_step,
             "block_size": args.block_size}
     rows = sweep_rows(model.cpu().float(), fingerprint, images, grid, args.final, info["name"], args.dataset,
                       progress=not args.no_progress)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out, index=False)
 
-    table = (rows.groupby(["varied", "n_beams", "extra_samples", "kl_per_block", "n_candidates", "block_size"],
+    table = (rows.groupby(["varied", "n_beams", "extra_samples", "kl_per_step", "n_candidates", "block_size"],
                           as_index=False)
              [["bpp", "bpp_ideal", "real_over_kl", "psnr_db", "sample_psnr", "psnr_gap_db", "encode_s", "decode_s",
                "exact"]].mean())
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"iREC lossy coder sweep: {info['name']}, final={args.final}, {len(images)} images of "
                          f"{args.dataset}" + (f" (centre {args.crop}x{args.crop})" if args.crop else "") + "; "
                          f"one parameter moved at a time from B={PAPER_LOSSY.n_beams}, "
-                         f"1+eps={PAPER_LOSSY.extra_samples:g}, Omega={PAPER_LOSSY.kl_per_block:g} nats, blocks of "
+                         f"1+eps={PAPER_LOSSY.extra_samples:g}, Omega={PAPER_LOSSY.kl_per_step:g} nats, blocks of "
                          f"{PAPER_LOSSY.block_size}\n")
         sys.stdout.write(table.to_string(index=False) + "\n")
     sys.stdout.write(f"\nrows written to {args.out} ({provenance.device_description()}, "

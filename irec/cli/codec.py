@@ -1,6 +1,6 @@
 """The ``irec compress``, ``irec decompress`` and ``irec info`` commands: real iREC files from the command line.
 
-Paper, section 3 (what a file holds) and ../shared/docs/irec-method.md section 4 (real files, real decoders; the
+Paper, section 3 (what a file holds) and docs/irec-method.md section 4 (real files, real decoders; the
 real rate reported beside the ideal one). The codec class comes from :data:`irec.codecs.CODECS` by the model's or
 the file's kind and is imported only when needed, so each codec works without the other.
 """
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 # Coder options of `irec compress`: (flag, CoderParams field, type, help)
 CODER_OPTIONS = (
     ("--n-beams", "n_beams", int, "B, beams kept by the search"),
-    ("--extra-samples", "extra_samples", float, "1+eps: N = floor(exp(extra_samples * kl_per_block)) candidates"),
-    ("--kl-per-block", "kl_per_block", float, "Omega, nats of KL per auxiliary step"),
+    ("--extra-samples", "extra_samples", float, "1+eps: N = floor(exp(extra_samples * kl_per_step)) candidates"),
+    ("--kl-per-step", "kl_per_step", float, "Omega, nats of KL per auxiliary step"),
     ("--block-size", "block_size", int, "latent dimensions per block (the most, with --steps-per-block)"),
     ("--steps-per-block", "steps_per_block", float, "adaptive blocks: about this many steps K_b each; 0: fixed"),
     ("--seed", "seed", int, "seed of the shared randomness (recorded in the file)"),
@@ -119,7 +119,8 @@ def register(subparsers) -> None:
     p.add_argument("output", help="the .irec file to write")
     p.add_argument("--model", required=True, help="shipped or cached model name, or a saved model path")
     for flag, field, typ, text in CODER_OPTIONS:
-        p.add_argument(flag, dest=field, type=typ, default=None, help=f"{text} (default: the codec's)")
+        old = ("--kl-per-block",) if field == "kl_per_step" else ()  # the deprecated name, still accepted
+        p.add_argument(flag, *old, dest=field, type=typ, default=None, help=f"{text} (default: the codec's)")
     p.add_argument("--refine-steps", type=int, default=None, help=(
         "lossy models: gradient steps refining q(z1)'s mean before coding it (irec.codecs.refine; 0: code the "
         "model's own posterior, as the paper; default: the codec's)"))

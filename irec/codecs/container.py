@@ -1,6 +1,6 @@
 """The irec image file: one container for the latents and pixels of a lossless or lossy iREC codec.
 
-Paper, section 3 (what is sent) and ../shared/docs/irec-method.md section 4 (a compact header with a magic
+Paper, section 3 (what is sent) and docs/irec-method.md section 4 (a compact header with a magic
 number, a format version, a model fingerprint, the image shape, the coder parameters and a checksum):
 
     magic "iRC" | version | kind and pinned flags (one byte) | model fingerprint (4 bytes) | height | width

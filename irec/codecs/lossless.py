@@ -1,6 +1,6 @@
 """The lossless iREC codec: the RVAE's latents by relative entropy coding, then the pixels under p(x | z).
 
-Paper, sections 3 and 4.1; ../shared/docs/irec-method.md sections 2 (step 7: code the levels top-down, each
+Paper, sections 3 and 4.1; docs/irec-method.md sections 2 (step 7: code the levels top-down, each
 conditioned on the *coded* samples above it), 4 (real files, the pixel stream coded with constriction, p(x|z)
 from exactly the latent the decoder rebuilds) and 5 (the bidirectional ResNet VAE).
 
@@ -72,7 +72,7 @@ MISMATCH = (
 CHUNK_SUBPIXELS = 1 << 15  # pixels are coded in bands of rows of at most this many subpixels (2 KiB of table each)
 
 # Defaults for 32x32 images (CIFAR-10, ImageNet32); see LosslessCodec's docstring for the reasons.
-DEFAULT_PARAMS = CoderParams(kl_per_block=6.0, n_beams=20, extra_samples=1.1, block_size=384, seed=42)
+DEFAULT_PARAMS = CoderParams(kl_per_step=6.0, n_beams=20, extra_samples=1.1, block_size=384, seed=42)
 
 
 @dataclass(frozen=True)

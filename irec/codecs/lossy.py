@@ -1,7 +1,7 @@
 """The lossy iREC codec: the two-level VAE's latents z2, z1 coded with iREC; the decoder network gives the image.
 
 iREC paper (Flamich, Havasi & Hernandez-Lobato 2020), sections 3 and 4 (lossy experiments); method notes
-(../shared/docs/irec-method.md) section 2 step 7 (code z2 against p(z2), then z1 against p(z1 | z2_coded) with
+(docs/irec-method.md) section 2 step 7 (code z2 against p(z2), then z1 against p(z1 | z2_coded) with
 q(z1 | x, z2_coded): the coded sample conditions the level below), section 4 (real files, exact decoders, a report
 of real vs ideal rate and of the coded sample vs a posterior sample) and section 5 (pad to a multiple of 64, crop
 back; PSNR of the clipped float output as the paper, and of the uint8 image).
@@ -155,12 +155,12 @@ PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32  # what pinned() guara
 LEVELS = ("z2", "z1")  # coding order, level 0 then level 1
 # B = 100 beams, 1 + eps = 1, Omega = 6 nats (N = 403), blocks of at most 384 dimensions and about 40 steps
 # (adaptive blocks): see the module docstring.
-DEFAULT_PARAMS = CoderParams(kl_per_block=6.0, n_beams=100, extra_samples=1.0, block_size=384, seed=42,
+DEFAULT_PARAMS = CoderParams(kl_per_step=6.0, n_beams=100, extra_samples=1.0, block_size=384, seed=42,
                              steps_per_block=40.0)
 # For images whose z1 is so cheap that DEFAULT_PARAMS' blocks would be capped (below about 0.34 bpp with N = 96
 # channels), where blocks take fewer than 40 steps and the overhead per block grows: Omega = 7 (N = 1,096) and blocks
 # of at most 768 dimensions (see the module docstring).
-LOW_RATE_PARAMS = DEFAULT_PARAMS.with_(kl_per_block=7.0, block_size=768)
+LOW_RATE_PARAMS = DEFAULT_PARAMS.with_(kl_per_step=7.0, block_size=768)
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ class LossyCodec:
         with pinned(self.model):
             p1 = self.model.prior_z1(q2.loc)
             q1 = self.model.posterior_z1(enc, p1)
-        size = adaptive_block_size(q1.loc.numel(), _kl_nats(q1, p1), params.kl_per_block, params.steps_per_block,
+        size = adaptive_block_size(q1.loc.numel(), _kl_nats(q1, p1), params.kl_per_step, params.steps_per_block,
                                    params.block_size)
         return low if size == params.block_size else params
 

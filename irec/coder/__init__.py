@@ -2,7 +2,7 @@
 
 Public API::
 
-    data, z = compress_latent(q_loc, q_scale, p_loc, p_scale, kl_per_block=3.0, n_beams=10,
+    data, z = compress_latent(q_loc, q_scale, p_loc, p_scale, kl_per_step=3.0, n_beams=10,
                               extra_samples=1.0, block_size=1000, seed=0, sampler="beam")
     z == decompress_latent(data, p_loc, p_scale)        # bit for bit, in any process, at any thread count
 

@@ -1,6 +1,6 @@
 """Bitstreams: byte-level headers, one ANS stream of entropy-coded symbols, and a sealed container.
 
-../shared/docs/irec-method.md section 4 (index and side-information coding). What is coded (a model family
+docs/irec-method.md section 4 (index and side-information coding). What is coded (a model family
 and its parameters) is kept apart from how it is coded (constriction's ANS coder, a stack): writers collect
 symbol chunks in *decoding* order and encode them in reverse at the end, so that readers pull the chunks in
 the same order the writers pushed them. Every ``push_*`` on the writer has a mirrored ``pull_*`` on the reader.

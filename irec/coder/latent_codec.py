@@ -1,6 +1,6 @@
 """Incremental coding of a hierarchy of latent levels into one container, and the public entry points.
 
-Paper, section 3 and ../shared/docs/irec-method.md section 2, step 7: the codecs code 2 to 24 levels in
+Paper, section 3 and docs/irec-method.md section 2, step 7: the codecs code 2 to 24 levels in
 generative order, and each level's prior (and posterior) depends on the *coded* samples of the levels above.
 :class:`LatentEncoder` therefore takes one level at a time and returns its coded sample;
 :class:`LatentDecoder`, given each level's prior in turn, returns the same sample. Both halves are written
@@ -138,10 +138,10 @@ class LatentEncoder:
         level = len(self._levels)
         q_mu, q_s, p_mu, p_s = (_flat64(x) for x in (q_loc, q_scale, p_loc, p_scale))
         kl = torch.log(p_s / q_s) + (q_s**2 + (q_mu - p_mu) ** 2) / (2 * p_s**2) - 0.5
-        block_size = adaptive_block_size(p_loc.numel(), float(kl.sum()), self.params.kl_per_block,
+        block_size = adaptive_block_size(p_loc.numel(), float(kl.sum()), self.params.kl_per_step,
                                          self.params.steps_per_block, self.params.block_size)
         layout = level_layout(self.params.seed, level, p_loc.numel(), block_size)
-        n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_block)
+        n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_step)
         p_scale32 = _prior_scale32(p_scale, layout)
         indices = search(
             self.params, level, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
@@ -210,7 +210,7 @@ def read_coder_params(r: ByteReader) -> tuple[CoderParams, bool, tuple[int, ...]
         sizes = tuple(r.varint(limit=block_size) for _ in range(n_levels))
         if not all(sizes):
             raise CorruptStreamError("malformed header: a level with blocks of 0 dimensions")
-    params = CoderParams(kl_per_block=math.log(n_candidates + 0.5), block_size=block_size, seed=seed,
+    params = CoderParams(kl_per_step=math.log(n_candidates + 0.5), block_size=block_size, seed=seed,
                          sampler=SAMPLERS[flags % PER_LEVEL_BLOCKS // 2])
     return params, bool(flags % 2), sizes
 
@@ -286,15 +286,17 @@ class LatentDecoder:
 # ------------------------------------------------------------------------------------------- public entry points
 def compress_latent(
     q_loc: torch.Tensor, q_scale: torch.Tensor, p_loc: torch.Tensor, p_scale: torch.Tensor, *,
-    kl_per_block: float = 3.0, n_beams: int = 10, extra_samples: float = 1.0, block_size: int = 1000,
-    seed: int = 0, sampler: str = "beam", steps_per_block: float = 0.0,
+    kl_per_step: float = 3.0, n_beams: int = 10, extra_samples: float = 1.0, block_size: int = 1000,
+    seed: int = 0, sampler: str = "beam", steps_per_block: float = 0.0, kl_per_block: float | None = None,
 ) -> tuple[bytes, torch.Tensor]:
     """Code a sample of N(q_loc, q_scale^2) against the prior N(p_loc, p_scale^2), tensors of any shape.
 
     Returns the self-describing bytes and the coded sample z, which :func:`decompress_latent` rebuilds exactly.
+    ``kl_per_block`` is the deprecated name of ``kl_per_step`` (Omega).
     """
-    params = CoderParams(kl_per_block=kl_per_block, n_beams=n_beams, extra_samples=extra_samples,
-                         block_size=block_size, seed=seed, sampler=sampler, steps_per_block=steps_per_block)
+    params = CoderParams(kl_per_step=kl_per_step, n_beams=n_beams, extra_samples=extra_samples,
+                         block_size=block_size, seed=seed, sampler=sampler, steps_per_block=steps_per_block,
+                         kl_per_block=kl_per_block)
     if sampler == "pfr":
         if steps_per_block:
             raise ValueError("the pfr reference sampler has its own blocks; adaptive blocks (steps_per_block) are "

@@ -1,24 +1,28 @@
-"""Coder parameters and the paper's named presets.
+"""The relative entropy coder's parameters, in the paper's notation.
 
-Paper, section 3 and appendix; the original README maps ``n_beams`` = B, ``extra_samples`` = 1+epsilon,
-``kl_per_partition`` = Omega (called ``kl_per_block`` here). See ../shared/docs/irec-method.md section 2.
+Paper, section 3 and appendix; the original code's names map as ``n_beams`` = B, ``extra_samples`` = 1+epsilon,
+``kl_per_partition`` = Omega (``kl_per_step`` here: nats of KL per auxiliary step). A block of KL_b nats takes
+K_b = ceil(KL_b / Omega) steps. Named settings (the paper's, the codecs' defaults) live in :mod:`irec.settings`.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+import functools
 from dataclasses import dataclass, replace
 
 SAMPLERS = ("beam", "greedy", "sample", "pfr")
+DEPRECATED_KL_PER_BLOCK = "kl_per_block is the old name of kl_per_step (Omega, nats of KL per step); use kl_per_step"
 
 
 @dataclass(frozen=True)
 class CoderParams:
     """Settings of the relative entropy coder. Only ``n_candidates``, the block sizes and ``seed`` reach the file."""
 
-    kl_per_block: float = 3.0  # Omega: nats of KL carried by each auxiliary step (paper: 3)
+    kl_per_step: float = 3.0  # Omega: nats of KL carried by each auxiliary step (paper: 3)
     n_beams: int = 10  # B: beams kept by the search (paper: 20 lossless, 10 lossy); greedy forces 1
-    extra_samples: float = 1.0  # 1+epsilon: N = floor(exp(extra_samples * kl_per_block)) candidates per step
+    extra_samples: float = 1.0  # 1+epsilon: N = floor(exp(extra_samples * kl_per_step)) candidates per step
     block_size: int = 1000  # dimensions per block, before the near-equal split (paper: 1000); the most, if adaptive
     steps_per_block: float = 0.0  # adaptive blocks: size each level's blocks to take about this many steps K_b; 0: off
     seed: int = 0  # seed of the shared randomness (and of the encoder's Gumbel noise for "sample")
@@ -27,8 +31,8 @@ class CoderParams:
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if not (math.isfinite(self.kl_per_block) and self.kl_per_block > 0):
-            raise ValueError(f"kl_per_block (Omega) must be a positive number of nats, got {self.kl_per_block}")
+        if not (math.isfinite(self.kl_per_step) and self.kl_per_step > 0):
+            raise ValueError(f"kl_per_step (Omega) must be a positive number of nats, got {self.kl_per_step}")
         if not (math.isfinite(self.extra_samples) and self.extra_samples > 0):
             raise ValueError(f"extra_samples (1+eps) must be positive, got {self.extra_samples}")
         if self.n_beams < 1:
@@ -41,14 +45,14 @@ class CoderParams:
             raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
         if self.sampler != "pfr" and not 2 <= self.n_candidates < 2**24:
             raise ValueError(
-                f"exp(extra_samples * kl_per_block) = {math.exp(self.extra_samples * self.kl_per_block):.3g} gives "
+                f"exp(extra_samples * kl_per_step) = {math.exp(self.extra_samples * self.kl_per_step):.3g} gives "
                 f"{self.n_candidates} candidates per step; it must be in [2, 2**24)"
             )
 
     @property
     def n_candidates(self) -> int:
         """N = floor(exp((1 + eps) * Omega)), the number of candidates per step."""
-        return int(math.floor(math.exp(self.extra_samples * self.kl_per_block)))
+        return int(math.floor(math.exp(self.extra_samples * self.kl_per_step)))
 
     @property
     def beams(self) -> int:
@@ -66,8 +70,32 @@ class CoderParams:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
+    def __getattr__(self, name: str):
+        if name == "kl_per_block":  # only reached for names that are not attributes
+            warnings.warn(DEPRECATED_KL_PER_BLOCK, DeprecationWarning, stacklevel=2)
+            return self.kl_per_step
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def _accept_kl_per_block(init):
+    """Let ``CoderParams(kl_per_block=...)`` keep working for a while, with a DeprecationWarning."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, kl_per_block: float | None = None, **kwargs) -> None:
+        if kl_per_block is not None:
+            warnings.warn(DEPRECATED_KL_PER_BLOCK, DeprecationWarning, stacklevel=2)
+            if "kl_per_step" in kwargs:
+                raise ValueError("give kl_per_step alone (kl_per_block is its deprecated name)")
+            kwargs["kl_per_step"] = kl_per_block
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+CoderParams.__init__ = _accept_kl_per_block(CoderParams.__init__)
+
 
 # The paper's settings (irec-method.md section 2, table): seed 42 and blocks of 1000 dimensions throughout.
-PAPER_LOSSLESS = CoderParams(kl_per_block=3.0, n_beams=20, extra_samples=1.2, block_size=1000, seed=42)
-PAPER_LOSSY = CoderParams(kl_per_block=3.0, n_beams=10, extra_samples=1.0, block_size=1000, seed=42)
+PAPER_LOSSLESS = CoderParams(kl_per_step=3.0, n_beams=20, extra_samples=1.2, block_size=1000, seed=42)
+PAPER_LOSSY = CoderParams(kl_per_step=3.0, n_beams=10, extra_samples=1.0, block_size=1000, seed=42)
 PRESETS = {"paper-lossless": PAPER_LOSSLESS, "paper-lossy": PAPER_LOSSY}

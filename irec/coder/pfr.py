@@ -1,7 +1,7 @@
 """The exact reference sampler: the Poisson functional representation (PFR) on small blocks.
 
 Li & El Gamal, "Strong functional representation lemma and applications to coding theorems", IEEE Trans. Inf.
-Theory 64(11), 2018; the issue's "exact reference" and ../shared/docs/irec-method.md section 4 (COMBINER and
+Theory 64(11), 2018; the issue's "exact reference" and docs/irec-method.md section 4 (COMBINER and
 RECOMBINER code PFR on ~16-bit blocks). A yardstick for the bias of the approximate samplers on synthetic
 low-dimensional Gaussians, not a sampler for the image codecs. Per block, with r = q/p:
 

@@ -1,6 +1,6 @@
 """Shared randomness: a counter-based generator addressed by (seed, level, block, step, candidate, dim).
 
-Paper, section 3 ("iREC") and ../shared/docs/irec-method.md section 4: encoder and decoder draw the same
+Paper, section 3 ("iREC") and docs/irec-method.md section 4: encoder and decoder draw the same
 candidate samples from shared randomness, and the encoder sends only indices. The original code reused one seed
 for every block and level and drew candidates from a "slightly biased hash" on a 10007-point quantile grid.
 Here every candidate value is a pure function of its address:

@@ -1,10 +1,10 @@
 """Blocks, step counts and the auxiliary-variable variance schedule of iREC.
 
-Paper, section 3.2 and appendix (auxiliary variables), and ../shared/docs/irec-method.md section 2, steps 1-3:
+Paper, section 3.2 and appendix (auxiliary variables), and docs/irec-method.md section 2, steps 1-3:
 
 - the flattened latent is permuted by a seeded permutation and cut into blocks of about ``block_size``
   dimensions (here of near-equal sizes, differing by at most one, so that all blocks batch together);
-- block b takes ``K_b = ceil(KL_b / kl_per_block)`` steps (KL in nats, as in the paper);
+- block b takes ``K_b = ceil(KL_b / kl_per_step)`` steps (KL in nats, as in the paper);
 - with adaptive blocks (``steps_per_block`` = K* > 0, not in the paper) each level takes the largest block size,
   at most ``block_size``, whose blocks take about K* steps on average, K* * Omega * n_dims / KL_level: the coder's
   overhead per block (the last step's rounding, the step count) is then a near-fixed share 1/K* of the rate, and
@@ -69,20 +69,20 @@ def schedule_tables(n_steps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(step.astype(np.float32)), torch.from_numpy(cumulative)
 
 
-def step_counts(kl_blocks: np.ndarray, kl_per_block: float) -> np.ndarray:
-    """K_b = ceil(KL_b / kl_per_block), zero for blocks whose KL is zero."""
+def step_counts(kl_blocks: np.ndarray, kl_per_step: float) -> np.ndarray:
+    """K_b = ceil(KL_b / kl_per_step), zero for blocks whose KL is zero."""
     kl = np.asarray(kl_blocks, dtype=np.float64)
-    counts = np.ceil(kl / kl_per_block - 1e-12).astype(np.int64)
+    counts = np.ceil(kl / kl_per_step - 1e-12).astype(np.int64)
     return np.where(kl <= ZERO_KL_NATS, 0, np.maximum(counts, 1))
 
 
-def adaptive_block_size(n_dims: int, kl_nats: float, kl_per_block: float, steps_per_block: float,
+def adaptive_block_size(n_dims: int, kl_nats: float, kl_per_step: float, steps_per_block: float,
                         max_size: int) -> int:
     """Block size of a level whose blocks take about ``steps_per_block`` steps on average (encoder only: the file
     records the result), at most ``max_size``; ``max_size`` when ``steps_per_block`` is 0 (fixed blocks)."""
     if steps_per_block <= 0 or kl_nats <= 0:
         return max_size
-    return int(min(max_size, max(1, math.floor(steps_per_block * kl_per_block * n_dims / kl_nats))))
+    return int(min(max_size, max(1, math.floor(steps_per_block * kl_per_step * n_dims / kl_nats))))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The batched iREC search over auxiliary variables, and the decoder's reconstruction.
 
-Paper, section 3 (iREC with beam search) and ../shared/docs/irec-method.md sections 2 (steps 4-8) and 4.
+Paper, section 3 (iREC with beam search) and docs/irec-method.md sections 2 (steps 4-8) and 4.
 Per dimension, with prior N(mu_p, s_p^2) and posterior N(mu_q, s_q^2), the partial sum S_t = a_1 + ... + a_t
 has cumulative prior variance V_t = C_t s_p^2, and the score of S_t is the cumulative log importance weight
 

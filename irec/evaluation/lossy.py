@@ -1,6 +1,6 @@
 """Per-image evaluation rows of the lossy iREC codec (one tidy CSV row per image and model).
 
-iREC paper, section 4 (lossy Kodak: real file bits vs PSNR and MS-SSIM in dB) and ../shared/docs/irec-method.md
+iREC paper, section 4 (lossy Kodak: real file bits vs PSNR and MS-SSIM in dB) and docs/irec-method.md
 section 4 ("Report, per image: the real rate, split into header and latent bits per level; the ideal rate; the
 quality of the coded sample compared with a random posterior sample"). The rows follow ``irec.evaluation.results.SCHEMA``
 (the R-D sweep parameter is the model's ``beta``) with the lossy codec's extra columns, and carry

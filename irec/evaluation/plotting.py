@@ -4,7 +4,7 @@ Flamich et al., NeurIPS 2020, Section 5 / Figure 4: PSNR (RGB, dB) and MS-SSIM i
 against bits per pixel, each point the mean over the Kodak images. Line styles: curves measured here are solid
 (iREC's real file bits too), iREC's ideal curves (KL rate, posterior sample) dashed, published curves dotted
 with the label suffix " (published)". The overhead figure shows what Section 3's parameters cost: real bits
-over KL and the PSNR gap against Omega (``kl_per_block``), 1+eps (``extra_samples``) and B (``n_beams``).
+over KL and the PSNR gap against Omega (``kl_per_step``), 1+eps (``extra_samples``) and B (``n_beams``).
 
 Figures are built with the object-oriented API (``matplotlib.figure.Figure``, no pyplot state), so they
 render headless on the Agg/PDF/SVG canvases; :func:`save_figure` writes PNG, PDF and SVG to ``figures/``.
@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from irec.paths import FIGURES, RESULTS
+from irec.evaluation.results import read_rows
 from irec.evaluation.rd import PUBLISHED_SUFFIX, mean_points
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("png", "pdf", "svg")
 QUALITY_AXES = (("psnr_db", "PSNR (RGB) [dB]"), ("ms_ssim_db", "MS-SSIM (RGB) [dB]"))
 RATE_LABEL = "rate [bits per pixel]"
-SWEEP_PARAMETERS = (("kl_per_block", "Ω: KL per step [nats]"), ("extra_samples", "1+ε: extra_samples"),
+SWEEP_PARAMETERS = (("kl_per_step", "Ω: KL per step [nats]"), ("extra_samples", "1+ε: extra_samples"),
                     ("n_beams", "B: n_beams"), ("block_size", "block size [dimensions]"))
 SWEEP_METRICS = (("real_over_kl", "real bits / KL"), ("psnr_gap_db", "PSNR gap to posterior sample [dB]"))
 # Curves of one family share a colour (measured, stand-in and published); others take the next free colour.
@@ -138,7 +139,7 @@ def read_sweep(results_dir: str | Path = "") -> pd.DataFrame | None:
     if not path.is_file():
         log.info("no coder sweep at %s; the overhead figure is skipped", path)
         return None
-    return pd.read_csv(path)
+    return read_rows(path)
 
 
 def overhead_figure(sweep: pd.DataFrame, parameters: Sequence[tuple[str, str]] = SWEEP_PARAMETERS) -> Figure:

@@ -60,6 +60,10 @@ MEASURED = "measured here (bpd)"
 PUBLISHED = "paper (published, bpd)"
 
 
+# Names that results files written before a rename still use -> today's (kl_per_block: Omega, now kl_per_step).
+LEGACY_NAMES = {"kl_per_block": "kl_per_step", "low_rate_kl_per_block": "low_rate_kl_per_step"}
+
+
 class ResultsFormatError(ValueError):
     """A results CSV that cannot be appended to or summarised."""
 
@@ -127,7 +131,31 @@ def read_rows(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no results file at {path}; run `irec baselines --out {path}` first")
-    return pd.read_csv(path)
+    return modern_names(pd.read_csv(path))
+
+
+def modern_names(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns, swept-parameter names and ``params`` keys renamed from :data:`LEGACY_NAMES` to today's names."""
+    df = df.rename(columns=LEGACY_NAMES)
+    for column in ("varied", "sweep_param"):
+        if column in df.columns:
+            df[column] = df[column].replace(LEGACY_NAMES)
+    if "params" in df.columns:
+        df["params"] = [_modern_params_cell(p) for p in df["params"]]
+    return df
+
+
+def _modern_params_cell(cell):
+    try:
+        params = json.loads(cell)
+    except (TypeError, ValueError):
+        return cell  # empty, or written before params were JSON
+    return json.dumps(modern_params(params), sort_keys=True) if isinstance(params, dict) else cell
+
+
+def modern_params(params: dict) -> dict:
+    """A row's ``params`` with keys renamed from :data:`LEGACY_NAMES` (nested settings too)."""
+    return {LEGACY_NAMES.get(k, k): (modern_params(v) if isinstance(v, dict) else v) for k, v in params.items()}
 
 
 def load_published_lossless() -> pd.DataFrame:

@@ -11,7 +11,7 @@ Transformation", ICLR 2016 (definition, IGDN as one fixed-point step of the inve
 Nonlinear Transforms for Lossy Image Compression", PCS 2018 (the reparametrization below: beta and gamma are
 stored as the square root of (value + pedestal) and bounded from below, with a gradient that still lets a
 parameter sitting at its bound move back up). Written here because compressai is not a dependency
-(see shared/docs/setup-notes.md); the defaults (beta_min 1e-6, gamma_init 0.1, reparam_offset 2^-18) are those of
+(see docs/setup-notes.md); the defaults (beta_min 1e-6, gamma_init 0.1, reparam_offset 2^-18) are those of
 tensorflow/compression and CompressAI.
 """
 

@@ -1,6 +1,6 @@
 """The lossy model: a two-level VAE in the style of Ballé et al. (2018) with Gaussian posteriors and no quantization.
 
-iREC paper, Section 4 (lossy experiments); method notes (shared/docs/irec-method.md) Section 5 (model, loss,
+iREC paper, Section 4 (lossy experiments); method notes (docs/irec-method.md) Section 5 (model, loss,
 settings) and Section 2 step 7 (hierarchies). Layer details follow the original TensorFlow code
 (``rec/models/lossy/large_2_level_vae.py`` and ``examples/lossy/train_lossy_model.py`` of
 gergely-flamich/relative-entropy-coding): every scale is ``softplus(head) + 1e-7``; the hyper-analysis heads have

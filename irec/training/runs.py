@@ -1,6 +1,6 @@
 """Train the paper's models on their data, and ship a trained model into ``models/`` with its manifest entry.
 
-Paper, section 4 (experimental set-up) and ../shared/docs/irec-method.md section 5: the lossless RVAE trains on
+Paper, section 4 (experimental set-up) and docs/irec-method.md section 5: the lossless RVAE trains on
 CIFAR-10 train (here: the 20,000-image subset of ../shared/data when the official archive is absent), the lossy
 two-level VAE on random crops of natural photos (CLIC 2018 professional train; offline, the BSDS500 + Sun-Hays 80
 stand-in, the latter 2x area-downsampled against its JPEG blocking as README-training-data.md suggests). Kodak is
