@@ -30,8 +30,11 @@ import numpy as np
 import pandas as pd
 
 from irec import metrics, zoo
-from irec.codecs.refine import DEFAULT_REFINEMENT, NO_REFINEMENT, with_steps
-from irec.coder.params import PAPER_LOSSLESS, PAPER_LOSSY, SAMPLERS, CoderParams
+from irec.coder.params import SAMPLERS, CoderParams
+from irec.settings import (
+    DEFAULT_REFINEMENT, LOSSLESS_DEFAULT, LOSSY_DEFAULT, LOSSY_LOW_RATE, NO_REFINEMENT, PAPER_LOSSLESS, PAPER_LOSSY,
+    with_steps,
+)
 from irec.data import decode_image
 
 EXPLORER_SAMPLERS = tuple(s for s in SAMPLERS if s != "pfr")  # pfr codes standalone latents only
@@ -113,8 +116,8 @@ def named_settings() -> dict[str, CoderParams]:
     from irec.codecs import lossless, lossy
 
     named = {"paper, lossless": PAPER_LOSSLESS, "paper, lossy": PAPER_LOSSY,
-             "irec lossless default": lossless.DEFAULT_PARAMS, "irec lossy default": lossy.DEFAULT_PARAMS,
-             "irec lossy low-rate images": lossy.LOW_RATE_PARAMS}
+             "irec lossless default": LOSSLESS_DEFAULT, "irec lossy default": LOSSY_DEFAULT,
+             "irec lossy low-rate images": LOSSY_LOW_RATE}
     return {
         f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_step:g}, blocks of {p.blocks_label}": p
         for name, p in named.items()

@@ -14,6 +14,7 @@ from irec.bench.devices import MANIFEST, main
 from irec.checkpoint import save_model
 from irec.data.images import write_png
 from irec.models import rvae, vae2
+from irec.settings import lossless_preset, lossy_preset
 from irec.paths import REPO
 
 
@@ -25,8 +26,8 @@ def written(tmp_path):
         write_png(tmp_path / "photos" / f"{name}.png", rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
         write_png(tmp_path / "tiny" / f"{name}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     torch.manual_seed(0)
-    save_model(vae2.TwoLevelVAE(vae2.preset("smoke").config(0.01)).eval(), tmp_path / "lossy.pt")
-    save_model(rvae.RVAE(rvae.preset("smoke").model).eval(), tmp_path / "lossless.pt")
+    save_model(vae2.TwoLevelVAE(lossy_preset("smoke").config(0.01)).eval(), tmp_path / "lossy.pt")
+    save_model(rvae.RVAE(lossless_preset("smoke").model).eval(), tmp_path / "lossless.pt")
     out = tmp_path / "files"
     for model, images in (("lossy.pt", "photos"), ("lossless.pt", "tiny")):
         assert main(["write", "--model", str(tmp_path / model), "--dataset", str(tmp_path / images), "--images", "2",

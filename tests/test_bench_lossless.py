@@ -11,7 +11,9 @@ import torch
 
 from irec.bench import lossless
 from irec.checkpoint import save_model
-from irec.models.rvae import RVAE, preset
+from irec.models.rvae import RVAE
+from irec.settings import LOSSLESS_DEFAULT
+from irec.settings import lossless_preset as preset
 
 ROW_COLUMNS = {
     "dataset", "image", "codec", "height", "width", "file_bytes", "bpd", "header_bpd", "latent_bpd", "pixel_bpd",
@@ -53,7 +55,7 @@ def test_the_benchmark_writes_tidy_rows_with_coder_settings_model_and_provenance
     assert (cifar.groupby("codec").size() == 3).all()
     ours = df[df.codec == "irec"]
     assert (ours.model_fingerprint == saved_model[1]).all()
-    assert (ours.n_beams == 4).all() and (ours.block_size == lossless.DEFAULT_PARAMS.block_size).all()
+    assert (ours.n_beams == 4).all() and (ours.block_size == LOSSLESS_DEFAULT.block_size).all()
 
 
 def test_every_round_trip_is_counted_bit_exact_and_the_bpd_split_adds_up(benchmark_run):

@@ -20,9 +20,10 @@ from irec.bench.lossy import (
     webp_gap,
 )
 from irec.checkpoint import save_model
-from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS
+from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE
 from irec.data.images import write_png
-from irec.models.vae2 import TwoLevelVAE, preset
+from irec.models.vae2 import TwoLevelVAE
+from irec.settings import lossy_preset as preset
 
 SUMMARY_COLUMNS = {"model", "beta", "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "psnr_db", "psnr_float",
                    "sample_psnr", "psnr_gap_db", "ms_ssim_db", "encode_s", "decode_s", "n_exact",
@@ -149,9 +150,9 @@ def test_coder_overrides_reach_the_files_and_are_named_in_the_summary(setup, cap
     text = _run(setup, capsys, out, "--models", setup["models"][0], "--codecs", "jpeg", "--extra-samples", "1.2",
                 "--block-size", "256", "--baselines", str(first.with_name("lossy-baselines.csv")))
     row = pd.read_csv(out).iloc[0]
-    expected = DEFAULT_PARAMS.with_(extra_samples=1.2, block_size=256)
+    expected = LOSSY_DEFAULT.with_(extra_samples=1.2, block_size=256)
     assert row["coder"] == "default, extra_samples=1.2, block_size=256" and row["block_size"] == 256
-    assert row["n_candidates"] == expected.n_candidates != DEFAULT_PARAMS.n_candidates
+    assert row["n_candidates"] == expected.n_candidates != LOSSY_DEFAULT.n_candidates
     assert row["model_channels"] == "N=8, M=8"
     images = pd.read_csv(out.with_name("lossy-images.csv"))
     assert (images["params"].map(json.loads).map(lambda p: (p["extra_samples"], p["block_size"])) == (1.2, 256)).all()
@@ -182,7 +183,7 @@ def test_rows_coded_with_the_low_rate_setting_beside_are_not_reused_for_one_sett
     coded, baselines = (str(first.with_name(f"lossy-{side}.csv")) for side in ("images", "baselines"))
     paired = pd.read_csv(first)
     assert paired["n_low_rate"].tolist() == [int(pd.read_csv(coded)["low_rate"].sum())]
-    assert paired["low_rate_block_size"].tolist() == [LOW_RATE_PARAMS.block_size]
+    assert paired["low_rate_block_size"].tolist() == [LOSSY_LOW_RATE.block_size]
     single = setup["root"] / "single" / "lossy.csv"
     _run(setup, capsys, single, "--models", setup["models"][0], "--codecs", "jpeg", "--rows", coded,
          "--baselines", baselines, "--no-low-rate")

@@ -8,9 +8,10 @@ import torch
 
 from irec.bench.sweep import BASE, main, settings
 from irec.checkpoint import save_model
-from irec.coder import PAPER_LOSSY
+from irec.settings import PAPER_LOSSY
 from irec.data.images import write_png
-from irec.models.vae2 import TwoLevelVAE, preset
+from irec.models.vae2 import TwoLevelVAE
+from irec.settings import lossy_preset as preset
 
 
 def test_each_parameter_moves_alone_from_the_base_which_is_coded_once():

@@ -11,7 +11,8 @@ from irec import paths
 from irec.__main__ import main
 from irec.checkpoint import save_model
 from irec.data import read_image, write_png
-from irec.models.rvae import RVAE, preset
+from irec.models.rvae import RVAE
+from irec.settings import lossless_preset as preset
 
 
 @pytest.fixture
@@ -152,14 +153,14 @@ def test_refine_steps_on_a_lossless_model_exits_with_code_2_and_says_it_is_for_l
 
 def test_a_lossy_model_gets_the_low_rate_setting_beside_its_default_unless_a_coder_option_fixes_one(setup):
     from irec.codecs import make_codec
-    from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS
+    from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE
     from irec.models.vae2 import TwoLevelVAE
-    from irec.models.vae2 import preset as vae2_preset
+    from irec.settings import lossy_preset
 
     tmp = setup[0]
-    save_model(TwoLevelVAE(vae2_preset("smoke").config(0.01)), tmp / "lossy.pt")
+    save_model(TwoLevelVAE(lossy_preset("smoke").config(0.01)), tmp / "lossy.pt")
     codec, _ = make_codec(str(tmp / "lossy.pt"))
-    assert (codec.params, codec.low_rate_params) == (DEFAULT_PARAMS, LOW_RATE_PARAMS)
+    assert (codec.params, codec.low_rate_params) == (LOSSY_DEFAULT, LOSSY_LOW_RATE)
     codec, _ = make_codec(str(tmp / "lossy.pt"), {"n_beams": 7}, refine_steps=0)
-    assert (codec.params, codec.low_rate_params) == (DEFAULT_PARAMS.with_(n_beams=7), None)
+    assert (codec.params, codec.low_rate_params) == (LOSSY_DEFAULT.with_(n_beams=7), None)
     assert codec.refinement.steps == 0

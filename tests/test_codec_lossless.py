@@ -13,9 +13,11 @@ import torch
 from irec.checkpoint import load_model, save_model
 from irec.codecs.container import WrongModelError
 from irec.codecs.container import pinned
-from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec
+from irec.codecs.lossless import LosslessCodec
+from irec.settings import LOSSLESS_DEFAULT
 from irec.coder import CorruptStreamError
-from irec.models.rvae import RVAE, preset
+from irec.models.rvae import RVAE
+from irec.settings import lossless_preset as preset
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
 
@@ -115,7 +117,7 @@ def test_decoding_with_another_model_raises_wrong_model_error(codec, cifar, tmp_
 
 
 def test_coder_settings_reach_the_file_and_still_round_trip(codec, cifar):
-    params = DEFAULT_PARAMS.with_(n_beams=4, extra_samples=1.0, block_size=300, seed=7)
+    params = LOSSLESS_DEFAULT.with_(n_beams=4, extra_samples=1.0, block_size=300, seed=7)
     small = LosslessCodec(codec.model, codec.fingerprint, params)
     data = assert_roundtrip(lambda: (small.compress(cifar[1]), cifar[1]), small.decompress)
     assert data != codec.compress(cifar[1])

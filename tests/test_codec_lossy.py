@@ -15,10 +15,14 @@ from irec.codecs.container import (
     WrongModelError,
     peek_header,
 )
-from irec.codecs.lossy import DEFAULT_PARAMS, LOW_RATE_PARAMS, LossyCodec
-from irec.codecs.refine import NO_REFINEMENT, Refinement, refine_posterior
-from irec.coder import PAPER_LOSSY, CorruptStreamError
-from irec.models.vae2 import TwoLevelVAE, preset
+from irec.codecs.lossy import LossyCodec
+from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE
+from irec.codecs.refine import refine_posterior
+from irec.settings import NO_REFINEMENT, Refinement
+from irec.coder import CorruptStreamError
+from irec.settings import PAPER_LOSSY
+from irec.models.vae2 import TwoLevelVAE
+from irec.settings import lossy_preset as preset
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
 SIZES = [(64, 64), (70, 100)]
@@ -136,9 +140,9 @@ def test_the_decoder_takes_the_seed_and_the_blocks_from_the_file_not_from_its_ow
     assert encoding.seed == 7
     assert_identical(encoding.image, codec.decompress(encoding.data))
     # the codec's default (adaptive blocks) reads fixed blocks, and the paper's setting reads adaptive ones
-    assert DEFAULT_PARAMS.steps_per_block > 0
+    assert LOSSY_DEFAULT.steps_per_block > 0
     assert_identical(encoding.image, LossyCodec(model, fingerprint).decompress(encoding.data))
-    adaptive = LossyCodec(model, fingerprint, DEFAULT_PARAMS.with_(steps_per_block=0.5, block_size=999))
+    adaptive = LossyCodec(model, fingerprint, LOSSY_DEFAULT.with_(steps_per_block=0.5, block_size=999))
     encoding = adaptive.encode(_image((64, 64)))
     assert_identical(encoding.image, codec.decompress(encoding.data))
 
@@ -160,8 +164,8 @@ def test_an_image_cheap_enough_to_cap_the_blocks_is_coded_with_the_low_rate_sett
         assert codec.encode(image).params == params
         assert not codec.compress_with_report(image)[1]["low_rate"]
     default = LossyCodec(model, fingerprint)
-    assert (default.params, default.low_rate_params) == (DEFAULT_PARAMS, LOW_RATE_PARAMS)
-    assert LossyCodec(model, fingerprint, DEFAULT_PARAMS).low_rate_params is None
+    assert (default.params, default.low_rate_params) == (LOSSY_DEFAULT, LOSSY_LOW_RATE)
+    assert LossyCodec(model, fingerprint, LOSSY_DEFAULT).low_rate_params is None
 
 
 @pytest.mark.parametrize("image_seed", [0, 1, 2])

@@ -16,6 +16,7 @@ from irec.checkpoint import save_model
 from irec.data import load_images, read_image
 from irec.explorer import ExplorerSettingsError, build_app, candidates_text, run_once
 from irec.models import rvae, vae2
+from irec.settings import lossless_preset, lossy_preset
 from irec.paths import NOTEBOOKS
 
 NOTEBOOK = NOTEBOOKS / "08_explorer.ipynb"
@@ -25,7 +26,7 @@ NOTEBOOK = NOTEBOOKS / "08_explorer.ipynb"
 def lossless_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-rvae.pt"
     torch.manual_seed(0)  # an unseeded untrained model sometimes leaves the search nothing to choose (flaky)
-    save_model(rvae.RVAE(rvae.preset("smoke").model), path)
+    save_model(rvae.RVAE(lossless_preset("smoke").model), path)
     return path
 
 
@@ -33,7 +34,7 @@ def lossless_path(tmp_path_factory):
 def lossy_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-vae2.pt"
     torch.manual_seed(0)
-    save_model(vae2.TwoLevelVAE(vae2.preset("smoke").config(0.01)), path)
+    save_model(vae2.TwoLevelVAE(lossy_preset("smoke").config(0.01)), path)
     return path
 
 
@@ -52,7 +53,7 @@ def test_run_once_codes_a_cifar_image_losslessly_and_splits_the_file_into_real_b
     result = run_once(lossless_path, cifar_image, n_beams=2, extra_samples=1.2, kl_per_step=3.0)
     assert result.kind == "lossless" and result.unit == "bpd" and result.exact
     assert np.array_equal(result.reconstruction, cifar_image) and not result.error_map.any()
-    assert len(result.real_bits) == len(result.ideal_bits) == rvae.preset("smoke").model.n_layers
+    assert len(result.real_bits) == len(result.ideal_bits) == lossless_preset("smoke").model.n_layers
     assert result.rate == pytest.approx(8 * result.n_bytes / cifar_image.size)
     table = result.bits_table().set_index("part")
     parts = table.drop("total")["real bits"].sum()
@@ -119,18 +120,18 @@ def test_the_encode_button_fills_the_result_table_and_the_figure(lossless_path, 
 
 
 def test_choosing_a_named_setting_moves_the_sliders_and_the_block_settings_reach_the_coder(lossy_path, photo_crop):
-    from irec.codecs.lossy import DEFAULT_PARAMS
+    from irec.settings import LOSSY_DEFAULT
 
     app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
     label = next(name for name in app.start_from.options if name.startswith("irec lossy default"))
     app.start_from.value = label
     assert (app.n_beams.value, app.extra_samples.value, app.kl_per_step.value, app.block_size.value,
-            app.steps_per_block.value) == (DEFAULT_PARAMS.n_beams, DEFAULT_PARAMS.extra_samples,
-                                           DEFAULT_PARAMS.kl_per_step, DEFAULT_PARAMS.block_size,
-                                           DEFAULT_PARAMS.steps_per_block)
+            app.steps_per_block.value) == (LOSSY_DEFAULT.n_beams, LOSSY_DEFAULT.extra_samples,
+                                           LOSSY_DEFAULT.kl_per_step, LOSSY_DEFAULT.block_size,
+                                           LOSSY_DEFAULT.steps_per_block)
     app.n_beams.value, app.block_size.value, app.steps_per_block.value = 2, 128, 0.0
     result = app.encode()
-    assert result.params.block_size == 128 and result.params.n_candidates == DEFAULT_PARAMS.n_candidates
+    assert result.params.block_size == 128 and result.params.n_candidates == LOSSY_DEFAULT.n_candidates
     assert result.params.n_beams == 2 and result.params.steps_per_block == 0.0 and result.exact
     app.steps_per_block.value = 5.0
     assert app.encode().params.steps_per_block == 5.0
@@ -193,7 +194,7 @@ def test_without_any_model_the_app_says_what_to_do_instead_of_failing():
 
 
 def test_the_refinement_slider_reaches_the_lossy_encoder_and_the_summary_says_how_many_steps(lossy_path, photo_crop):
-    from irec.codecs.refine import DEFAULT_REFINEMENT
+    from irec.settings import DEFAULT_REFINEMENT
 
     app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
     app.n_beams.value = 2

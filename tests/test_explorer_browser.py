@@ -63,11 +63,12 @@ def explorer_notebook(tmp_path, shared_data) -> Path:
 
     from irec.checkpoint import save_model
     from irec.models import rvae
+    from irec.settings import lossless_preset
     from irec.paths import NOTEBOOKS
 
     torch.manual_seed(0)  # the same tiny model every run, so the same numbers
     model = tmp_path / "tiny-rvae.pt"
-    save_model(rvae.RVAE(rvae.preset("smoke").model), model)
+    save_model(rvae.RVAE(lossless_preset("smoke").model), model)
     folder = tmp_path / "lab"
     folder.mkdir()
     papermill.execute_notebook(

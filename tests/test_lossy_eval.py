@@ -11,7 +11,8 @@ import torch
 from irec.checkpoint import weights_fingerprint
 from irec.codecs.lossy import LossyCodec
 from irec.evaluation.lossy import evaluate_dataset, evaluate_image
-from irec.models.vae2 import TwoLevelVAE, preset
+from irec.models.vae2 import TwoLevelVAE
+from irec.settings import lossy_preset as preset
 from irec.evaluation.results import COLUMNS, read_rows
 
 

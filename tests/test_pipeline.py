@@ -11,6 +11,7 @@ from irec import paths
 from irec.evaluation import pipeline
 from irec.checkpoint import save_model
 from irec.models import rvae, vae2
+from irec.settings import lossless_preset, lossy_preset
 from irec.models.rvae import RVAE
 from irec.models.vae2 import TwoLevelVAE
 
@@ -66,7 +67,7 @@ def _drop_last_row(path):
 def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finished_at_this_commit(coding_step):
     torch.manual_seed(0)
     path = coding_step["root"] / "tiny-lossy.pt"
-    save_model(TwoLevelVAE(vae2.preset("smoke").config(0.01)), path)
+    save_model(TwoLevelVAE(lossy_preset("smoke").config(0.01)), path)
     choice = pipeline.ModelChoice("lossy", "tiny", str(path), "a tiny model")
     out = pipeline.results_csv("lossy", "kodak", "smoke")
     coded = coding_step["coded"]
@@ -93,7 +94,7 @@ def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finis
 def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_they_say_what_made_them(coding_step):
     torch.manual_seed(0)
     path = coding_step["root"] / "tiny-lossless.pt"
-    save_model(RVAE(rvae.preset("smoke").model), path)
+    save_model(RVAE(lossless_preset("smoke").model), path)
     choice = pipeline.ModelChoice("lossless", "tiny", str(path), "a tiny model")
     out = pipeline.results_csv("lossless", "cifar10", "smoke")
     coded = coding_step["coded"]

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from irec.models.logistic import InvalidPixelsError
-from irec.models.rvae import PRESETS, RVAE, RVAEConfig, preset
+from irec.models.rvae import RVAE, RVAEConfig
+from irec.settings import LOSSLESS_PRESETS as PRESETS
+from irec.settings import lossless_preset as preset
 
 TINY = RVAEConfig(n_layers=4, hidden=12, latent_channels=3)
 

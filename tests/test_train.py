@@ -14,9 +14,11 @@ import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
 from irec import checkpoint
-from irec.models.rvae import RVAE, preset
+from irec.models.rvae import RVAE
+from irec.settings import TrainConfig
+from irec.settings import lossless_preset as preset
 from irec.training.loop import (
-    ResumeMismatchError, StepBatchSampler, TrainConfig, TrainingDivergedError, ema_decay_at, train,
+    ResumeMismatchError, StepBatchSampler, TrainingDivergedError, ema_decay_at, train,
 )
 
 SMOKE = preset("smoke")

@@ -12,18 +12,17 @@ from pytorch_msssim import ms_ssim
 from irec import checkpoint
 from irec.distributions import DiagGaussian
 from irec.models.vae2 import (
-    MS_SSIM_BETAS,
-    MSE_BETAS,
-    PRESETS,
     ConfigError,
     ImageShapeError,
     TwoLevelVAE,
     VAE2Config,
     latent_hw,
     ms_ssim_distortion,
-    preset,
     uint8_to_float,
 )
+from irec.settings import LOSSY_PRESETS as PRESETS
+from irec.settings import MS_SSIM_BETAS, MSE_BETAS
+from irec.settings import lossy_preset as preset
 from irec.training.loop import train
 
 

@@ -10,7 +10,8 @@ import torch
 
 from irec import paths, zoo
 from irec.checkpoint import CheckpointError, save_model
-from irec.models.rvae import RVAE, preset
+from irec.models.rvae import RVAE
+from irec.settings import lossless_preset as preset
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ from irec import provenance
 from irec.bench import comma_separated
 from irec.timing import measure
 from irec.codecs.classical import RoundTripError, make_codecs
-from irec.codecs.lossless import DEFAULT_PARAMS, LosslessCodec
+from irec.codecs.lossless import LosslessCodec
+from irec.settings import LOSSLESS_DEFAULT
 from irec.data import centre_crop, load_images
 from irec.evaluation.lossless import irec_row, setting_label
 from irec.paths import RESULTS
@@ -145,7 +146,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="a saved RVAE: a name in the model registry or a .pt path")
     parser.add_argument("--images", type=int, default=200, help="CIFAR-10 test images (seeded subset)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image subset")
-    d = DEFAULT_PARAMS
+    d = LOSSLESS_DEFAULT
     parser.add_argument("--n-beams", type=int, default=d.n_beams, help="B (default: the codec's)")
     parser.add_argument("--extra-samples", type=float, default=d.extra_samples, help="1+eps (default: the codec's)")
     parser.add_argument("--kl-per-step", "--kl-per-block", type=float, default=d.kl_per_step, help="Omega, nats per step")
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = _model_columns(fingerprint, info)
     stamp = provenance.stamp()
     out = Path(args.out)
-    base = DEFAULT_PARAMS.with_(n_beams=args.n_beams, extra_samples=args.extra_samples,
+    base = LOSSLESS_DEFAULT.with_(n_beams=args.n_beams, extra_samples=args.extra_samples,
                                 kl_per_step=args.kl_per_step, block_size=args.block_size)
     model_line = f"model {info.get('name', args.model)} (fingerprint {fingerprint[:16]})"
 

@@ -3,7 +3,7 @@
 Issue 5's benchmark (iREC paper, Flamich, Havasi & Hernandez-Lobato 2020, section 4 and Figure 4; method notes
 docs/irec-method.md section 4). Every model given (one per trained rate) codes the images into real
 files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings
-(:data:`irec.codecs.lossy.DEFAULT_PARAMS`, spelled out by ``--help``; ``--coder paper``: the paper's B=10, N=20,
+(:data:`irec.settings.LOSSY_DEFAULT`, spelled out by ``--help``; ``--coder paper``: the paper's B=10, N=20,
 Omega=3, blocks of 1,000) and the chosen ``--final``
 (gap-closing passes included in the encode time). Per model it prints the mean real and ideal
 (KL) rate, the rate over the KL, the PSNR of the uint8 and float output beside the posterior-sample PSNR (the
@@ -37,9 +37,9 @@ from irec import provenance
 from irec.evaluation.baselines import run_baselines
 from irec.checkpoint import read_model_info
 from irec.codecs.classical import make_codecs
-from irec.codecs.lossy import DEFAULT_PARAMS, FINALS, LOW_RATE_PARAMS, LossyCodec
-from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement
-from irec.coder import PAPER_LOSSY, CoderParams
+from irec.codecs.lossy import LossyCodec
+from irec.coder import CoderParams
+from irec.settings import DEFAULT_REFINEMENT, LOSSY_DEFAULT, LOSSY_FINAL, LOSSY_FINALS, LOSSY_LOW_RATE, PAPER_LOSSY, Refinement
 from irec.data import load_images
 from irec.evaluation.lossy import evaluate_dataset, rows_coded_like
 from irec.paths import RESULTS
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 CLASSICAL = ("jpeg", "webp", "jpeg2000", "avif", "jpegxl", "heif")  # issue 5's codecs (HEIF stands in for BPG)
 # Issue 5's targets on a 2-core CPU (the speed targets at the paper's B=10, N=20, Omega=3: --coder paper).
-CODERS = {"default": DEFAULT_PARAMS, "paper": PAPER_LOSSY}
+CODERS = {"default": LOSSY_DEFAULT, "paper": PAPER_LOSSY}
 TARGETS = {"rate_over_kl_pct": 3.0, "psnr_gap_db": -0.3, "encode_s": 10.0, "decode_s": 2.0}
 TWO_RATES = "needs >= 2 rates"  # printed instead of a BD-rate when a curve has fewer than two points
 OURS, IDEAL = "iREC (this run, real file bits)", "iREC (this run, ideal: KL rate, posterior sample)"
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="lossy models, one per rate: names (irec models) or saved-model paths")
     parser.add_argument("--images", type=int, default=24, help="images of the dataset (seeded subset when fewer)")
     parser.add_argument("--dataset", default="kodak", help="dataset name or image folder (default kodak)")
-    parser.add_argument("--final", default="best-q", choices=FINALS, help=(
+    parser.add_argument("--final", default=LOSSY_FINAL, choices=LOSSY_FINALS, help=(
         "how the coded sample is chosen (best-q: the paper's and notebook 05's; beams never beat it on Kodak, see "
         "irec.codecs.lossy)"))
     parser.add_argument("--n-seeds", type=int, default=4, help="seeds tried by --final mse / rd")
@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         "per-image iREC rows to reuse instead of coding again (e.g. results/lossy/kodak.csv from notebook 05), for "
         "each model whose fingerprint, images and --final they cover with the --coder settings"))
     parser.add_argument("--coder", default="default", choices=tuple(CODERS), help=(
-        f"coder settings: default (the codec's: {_settings(DEFAULT_PARAMS)}; for images whose z1 would cap those "
-        f"blocks, {_settings(LOW_RATE_PARAMS)}) or paper ({_settings(PAPER_LOSSY)}; issue 5's speed targets are "
+        f"coder settings: default (the codec's: {_settings(LOSSY_DEFAULT)}; for images whose z1 would cap those "
+        f"blocks, {_settings(LOSSY_LOW_RATE)}) or paper ({_settings(PAPER_LOSSY)}; issue 5's speed targets are "
         "stated for these). The flags below fix one setting for every image"))
     for flag, cast, what in (("--n-beams", int, "B"), ("--extra-samples", float, "1+eps"),
                              ("--kl-per-step", float, "Omega, nats"), ("--block-size", int, "dimensions per block"),
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                                  ("kl_per_step", args.kl_per_step), ("block_size", args.block_size),
                                  ("steps_per_block", args.steps_per_block)) if v is not None}
     params = CODERS[args.coder].with_(**changed)
-    low_rate = LOW_RATE_PARAMS if args.coder == "default" and not changed and not args.no_low_rate else None
+    low_rate = LOSSY_LOW_RATE if args.coder == "default" and not changed and not args.no_low_rate else None
     refinement = Refinement(args.refine_steps, args.refine_step_size, args.refine_kl_weight)
     coder = args.coder + "".join(f", {k}={v:g}" for k, v in changed.items())
     coder += ", --no-low-rate" if args.no_low_rate else ""

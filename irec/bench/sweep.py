@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from irec import provenance
 from irec.bench import comma_separated
-from irec.codecs.lossy import FINALS, LossyCodec
-from irec.codecs.refine import NO_REFINEMENT
-from irec.coder import PAPER_LOSSY, CoderParams
+from irec.codecs.lossy import LossyCodec
+from irec.coder import CoderParams
+from irec.settings import LOSSY_FINAL, LOSSY_FINALS, NO_REFINEMENT, PAPER_LOSSY
 from irec.data import centre_crop, load_images
 from irec.evaluation.lossy import evaluate_image
 from irec.paths import RESULTS
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=4, help="images of the dataset (seeded subset)")
     parser.add_argument("--dataset", default="kodak", help="dataset name or image folder (default kodak)")
     parser.add_argument("--crop", type=int, default=256, help="side of the centre crops coded (0: whole images)")
-    parser.add_argument("--final", default="best-q", choices=FINALS, help=(
+    parser.add_argument("--final", default=LOSSY_FINAL, choices=LOSSY_FINALS, help=(
         "how the coded sample is chosen (best-q: the paper's and notebook 05's; beams never beat it on Kodak, see "
         "irec.codecs.lossy)"))
     parser.add_argument("--n-beams", type=comma_separated(int), default=GRID["n_beams"], help="comma-separated B")

@@ -114,7 +114,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("compress", help="code an 8-bit RGB image into an .irec file", description=(
         "Code an 8-bit RGB image into an .irec file with a model's codec. The coder options change the codec's default "
         "setting; the lossy codec's default codes low-rate images with Omega = 7 and larger blocks "
-        "(irec.codecs.lossy.LOW_RATE_PARAMS), and any coder option codes every image with that one setting."))
+        "(irec.settings.LOSSY_LOW_RATE), and any coder option codes every image with that one setting."))
     p.add_argument("input", help="8-bit RGB image (PNG or any format Pillow reads)")
     p.add_argument("output", help="the .irec file to write")
     p.add_argument("--model", required=True, help="shipped or cached model name, or a saved model path")

@@ -42,7 +42,7 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
         if "refinement" not in inspect.signature(cls).parameters:
             raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
         # imported here, as the lossy codec is: a lossless model never needs it
-        from irec.codecs.refine import with_steps
+        from irec.settings import with_steps
 
         kwargs["refinement"] = with_steps(refine_steps)
     if overrides:  # one setting for every image (the lossy codec's default also has one for low-rate images)

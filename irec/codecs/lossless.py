@@ -59,6 +59,7 @@ from irec.coder import (
 )
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
 from irec.models.rvae import RVAE
+from irec.settings import LOSSLESS_DEFAULT
 
 KIND = "lossless"
 PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32
@@ -71,8 +72,6 @@ MISMATCH = (
 )
 CHUNK_SUBPIXELS = 1 << 15  # pixels are coded in bands of rows of at most this many subpixels (2 KiB of table each)
 
-# Defaults for 32x32 images (CIFAR-10, ImageNet32); see LosslessCodec's docstring for the reasons.
-DEFAULT_PARAMS = CoderParams(kl_per_step=6.0, n_beams=20, extra_samples=1.1, block_size=384, seed=42)
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ class LosslessCodec:
     """``compress(image) -> bytes`` and ``decompress(bytes) -> image`` for an (H, W, 3) uint8 RGB image of any size.
 
     ``params`` (coder settings; only N, the block size and the seed reach the file). The default,
-    :data:`DEFAULT_PARAMS`: B = 20, 1 + eps = 1.1 and Omega = 6 nats (N = 735), blocks of 384 dimensions, chosen by
+    :data:`irec.settings.LOSSLESS_DEFAULT`: B = 20, 1 + eps = 1.1 and Omega = 6 nats (N = 735), blocks of 384 dimensions, chosen by
     ``python -m irec.bench lossless --sweep`` on the shipped ``lossless-cifar10`` (results/bench/lossless-sweep.csv):
 
     - larger steps (Omega) and more candidates per nat (1 + eps) bring the coded samples closer to the posterior:
@@ -161,9 +160,9 @@ class LosslessCodec:
     """
 
     kind = KIND
-    default_params = DEFAULT_PARAMS  # what coder options given on their own change (irec compress)
+    default_params = LOSSLESS_DEFAULT  # what coder options given on their own change (irec compress)
 
-    def __init__(self, model: RVAE, fingerprint: str, params: CoderParams = DEFAULT_PARAMS) -> None:
+    def __init__(self, model: RVAE, fingerprint: str, params: CoderParams = LOSSLESS_DEFAULT) -> None:
         if params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only; choose beam, greedy or sample")
         self.model = _cpu_float32(model)

@@ -31,7 +31,7 @@ rate; ``final="rd"`` (MSE models) keeps the seed with the lowest training loss b
 file instead, never higher than best-q's. The coder's ``sampler="sample"`` (Gumbel-top-B, via ``params``) is the
 other option the current API allows.
 
-What narrowed the gap, measured, is the coder's setting: :data:`DEFAULT_PARAMS` (B = 100, 1 + eps = 1, Omega = 6
+What narrowed the gap, measured, is the coder's setting: :data:`irec.settings.LOSSY_DEFAULT` (B = 100, 1 + eps = 1, Omega = 6
 nats, N = 403, adaptive blocks of about 40 steps and at most 384 dimensions; B = 10 with fixed blocks of 384 and
 Omega = 5, N = 148, until 2026-11-26) against the paper's B = 10, N = 20, Omega = 3 with blocks of 1,000
 (:data:`PAPER_LOSSY`). Larger steps and smaller blocks both keep the coded sample nearer the posterior (the same
@@ -88,7 +88,7 @@ beam at B = 50 (-0.03 dB). ``python -m irec.bench sweep`` moves each parameter a
 argument away (``params=PAPER_LOSSY``; ``python -m irec.bench lossy --coder paper``).
 
 Low-rate images (issue 5's rate target at beta 0.001 and 0.003): below about 0.34 bpp of z1 (N = 96 channels) the
-blocks of :data:`DEFAULT_PARAMS` reach their cap of 384 dimensions and take fewer than 40 steps, so the overhead per
+blocks of :data:`irec.settings.LOSSY_DEFAULT` reach their cap of 384 dimensions and take fewer than 40 steps, so the overhead per
 block is a larger share of the rate: 8.2% of z1's coded KL at beta 0.001 on 6 Kodak images, 3.3 points for the step
 counts and 4.9 for the last step's rounding. Larger blocks cut that share but cost PSNR (more steps per block), which
 Omega = 7 (N = 1,096) wins back. On 3 Kodak images (kodim05, 19, 22) at beta 0.001, blocks of at most 384 / 576 / 768
@@ -97,7 +97,7 @@ dB, in 10.3 s instead of 5.7 (also tried: Omega = 6.5, 2.7% and 0.31 dB; Omega =
 Omega = 6 with B = 200, 2.8% and 0.32 dB; 640 at Omega = 7, 3.5% and 0.24 dB). Omega = 7 with those blocks was better
 at every rate on those images (+0.01 to +0.07 dB at 0.2-1.2% less rate for beta 0.003-0.05), but it doubles the
 encode time where the rate is high (14-15 s instead of 7-8.5 s at beta >= 0.01). So the encoder uses it
-(:data:`LOW_RATE_PARAMS`) only for images whose z1 would cap the default's blocks, estimating z1's KL with z2 at q2's
+(:data:`irec.settings.LOSSY_LOW_RATE`) only for images whose z1 would cap the default's blocks, estimating z1's KL with z2 at q2's
 mean (:meth:`LossyCodec.coder_params`); the file records N and the block sizes, so the decoder needs nothing. Measured
 and dropped (accounting on 6 images, coder unchanged): dealing z1's dimensions into blocks stratified by the prior's
 scale, which the decoder knows, and coding the step counts under a discretized Gaussian would cut the counts' share
@@ -134,7 +134,7 @@ from irec.codecs.container import (
     pinned,
     unpack,
 )
-from irec.codecs.refine import DEFAULT_REFINEMENT, Refinement, refine_posterior
+from irec.codecs.refine import refine_posterior
 from irec.coder import (
     CoderParams,
     CorruptStreamError,
@@ -148,19 +148,10 @@ from irec.coder.schedule import adaptive_block_size
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
 from irec.distributions import DiagGaussian
 from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, latent_hw
+from irec.settings import DEFAULT_REFINEMENT, LOSSY_DEFAULT, LOSSY_FINAL, LOSSY_FINALS, LOSSY_LOW_RATE, Refinement
 
-# the coder's best q/p beam; the final z1 beam with the lowest MSE; over n_seeds seeds, the lowest MSE or RD loss
-FINALS = ("best-q", "beams", "mse", "rd")
 PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32  # what pinned() guarantees, recorded in every file
 LEVELS = ("z2", "z1")  # coding order, level 0 then level 1
-# B = 100 beams, 1 + eps = 1, Omega = 6 nats (N = 403), blocks of at most 384 dimensions and about 40 steps
-# (adaptive blocks): see the module docstring.
-DEFAULT_PARAMS = CoderParams(kl_per_step=6.0, n_beams=100, extra_samples=1.0, block_size=384, seed=42,
-                             steps_per_block=40.0)
-# For images whose z1 is so cheap that DEFAULT_PARAMS' blocks would be capped (below about 0.34 bpp with N = 96
-# channels), where blocks take fewer than 40 steps and the overhead per block grows: Omega = 7 (N = 1,096) and blocks
-# of at most 768 dimensions (see the module docstring).
-LOW_RATE_PARAMS = DEFAULT_PARAMS.with_(kl_per_step=7.0, block_size=768)
 
 
 @dataclass(frozen=True)
@@ -202,8 +193,8 @@ class LossyCodec:
     """``compress(image) -> bytes`` and ``decompress(bytes) -> image`` with a two-level VAE and iREC.
 
     ``fingerprint``: the model weights' sha256 in hex (as from :func:`irec.checkpoint.load_model`);
-    ``params``: the coder settings (the paper's are :data:`PAPER_LOSSY`); None: :data:`DEFAULT_PARAMS`, and
-    :data:`LOW_RATE_PARAMS` for low-rate images;
+    ``params``: the coder settings (the paper's are :data:`irec.settings.PAPER_LOSSY`); None: :data:`irec.settings.LOSSY_DEFAULT`, and
+    :data:`irec.settings.LOSSY_LOW_RATE` for low-rate images;
     ``low_rate_params``: with ``params`` given, the setting for images whose z1 would cap ``params``' adaptive blocks
     (:meth:`coder_params`); None: ``params`` for every image;
     ``final``: ``"best-q"`` (iREC), ``"mse"`` or ``"rd"`` (keep the best of ``n_seeds`` encodings; see the module);
@@ -211,16 +202,16 @@ class LossyCodec:
     """
 
     kind = "lossy"
-    default_params = DEFAULT_PARAMS  # what coder options given on their own change (irec compress)
+    default_params = LOSSY_DEFAULT  # what coder options given on their own change (irec compress)
 
     def __init__(
-        self, model: TwoLevelVAE, fingerprint: str, params: CoderParams | None = None, final: str = "best-q",
+        self, model: TwoLevelVAE, fingerprint: str, params: CoderParams | None = None, final: str = LOSSY_FINAL,
         n_seeds: int = 4, refinement: Refinement = DEFAULT_REFINEMENT, low_rate_params: CoderParams | None = None,
     ) -> None:
         if params is None:
             if low_rate_params is not None:
                 raise ValueError("low_rate_params goes with params; leave both out for the default pair")
-            params, low_rate_params = DEFAULT_PARAMS, LOW_RATE_PARAMS
+            params, low_rate_params = LOSSY_DEFAULT, LOSSY_LOW_RATE
         if not isinstance(model, TwoLevelVAE):
             raise ValueError(f"LossyCodec needs a TwoLevelVAE (irec.models.vae2), got {type(model).__name__}")  # noqa: TRY004 (house rule: bad input is a ValueError)
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
@@ -239,8 +230,8 @@ class LossyCodec:
             raise ValueError("the pfr reference sampler codes standalone latents only; use beam, greedy or sample")
         if low_rate_params is not None and low_rate_params.seed != params.seed:
             raise ValueError(f"low_rate_params must share params' seed ({params.seed}), got {low_rate_params.seed}")
-        if final not in FINALS:
-            raise ValueError(f"unknown final {final!r}; choose one of {', '.join(FINALS)}")
+        if final not in LOSSY_FINALS:
+            raise ValueError(f"unknown final {final!r}; choose one of {', '.join(LOSSY_FINALS)}")
         if final == "rd" and model.config.distortion != "mse":
             raise ValueError(f"final='rd' uses the MSE loss; this model was trained for {model.config.distortion}")
         if n_seeds < 1 or (final in ("mse", "rd") and params.seed + n_seeds > 2**63):

@@ -29,43 +29,12 @@ prior's after each step (-0.44 dB).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-
 import torch
 
 from irec.codecs.container import pinned
 from irec.distributions import DiagGaussian
 from irec.models.vae2 import TwoLevelVAE
-
-
-@dataclass(frozen=True)
-class Refinement:
-    """How the encoder refines q(z1 | x, z2)'s mean before coding it; ``steps = 0`` codes it as the model gives it."""
-
-    steps: int = 6  # gradient steps (one synthesis pass and its backward each); 0: the amortized posterior (paper)
-    step_size: float = 0.2  # lambda: a step moves the mean by -lambda * s_q^2 * gradient (gradient in nats)
-    kl_weight: float = 1.5  # kappa: weight of KL(q || p) against beta * D in the refined objective
-
-    def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"refinement steps must be 0 (off) or more, got {self.steps}")
-        for name in ("step_size", "kl_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"refinement {name} must be a finite number >= 0, got {value}")
-
-    def columns(self) -> dict[str, float]:
-        """The setting as result columns (and ``params`` keys): ``refine_steps``, ``refine_step_size``, ..."""
-        return {f"refine_{f.name}": getattr(self, f.name) for f in fields(self)}
-
-
-NO_REFINEMENT = Refinement(steps=0)  # the paper: code the amortized posterior
-DEFAULT_REFINEMENT = Refinement()
-
-
-def with_steps(steps: int | None) -> Refinement:
-    """The default refinement with ``steps`` gradient steps (0: none); None: the default as it is."""
-    return DEFAULT_REFINEMENT if steps is None else replace(DEFAULT_REFINEMENT, steps=steps)
+from irec.settings import Refinement
 
 
 def refine_posterior(

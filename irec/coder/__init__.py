@@ -14,10 +14,10 @@ from irec.coder.bitstream import ByteReader, ByteWriter, CorruptStreamError, Sym
 from irec.coder.latent_codec import (
     LatentDecoder, LatentEncoder, LevelStats, compress_latent, decompress_latent, read_coder_params,
 )
-from irec.coder.params import PAPER_LOSSLESS, PAPER_LOSSY, PRESETS, SAMPLERS, CoderParams
+from irec.coder.params import SAMPLERS, CoderParams
 
 __all__ = [
     "ByteReader", "ByteWriter", "CoderParams", "CorruptStreamError", "LatentDecoder", "LatentEncoder",
-    "LevelStats", "PAPER_LOSSLESS", "PAPER_LOSSY", "PRESETS", "SAMPLERS", "SymbolReader", "SymbolWriter",
+    "LevelStats", "SAMPLERS", "SymbolReader", "SymbolWriter",
     "compress_latent", "decompress_latent", "read_coder_params", "seal", "unseal",
 ]

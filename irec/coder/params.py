@@ -93,9 +93,3 @@ def _accept_kl_per_block(init):
 
 
 CoderParams.__init__ = _accept_kl_per_block(CoderParams.__init__)
-
-
-# The paper's settings (irec-method.md section 2, table): seed 42 and blocks of 1000 dimensions throughout.
-PAPER_LOSSLESS = CoderParams(kl_per_step=3.0, n_beams=20, extra_samples=1.2, block_size=1000, seed=42)
-PAPER_LOSSY = CoderParams(kl_per_step=3.0, n_beams=10, extra_samples=1.0, block_size=1000, seed=42)
-PRESETS = {"paper-lossless": PAPER_LOSSLESS, "paper-lossy": PAPER_LOSSY}

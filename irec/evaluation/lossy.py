@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from irec import metrics
 from irec.codecs.lossy import LossyCodec
-from irec.codecs.refine import Refinement
+from irec.settings import Refinement
 from irec.provenance import library_version, stamp
 from irec.evaluation.results import write_rows
 

@@ -86,10 +86,10 @@ def lossy_models(profile: str, train: bool, betas: tuple[float, ...] = (), disto
     When the profile's preset has a ``base_beta`` (cpu), training first trains that base model into
     ``results/runs/lossy-base-<profile>`` and then fine-tunes every rate point from it."""
     if profile == "smoke" or train:
-        from irec.models.vae2 import preset
+        from irec.settings import lossy_preset
 
         rates = tuple((distortion, b) for b in betas) or LOSSY_RATES[profile]
-        base_beta = preset(profile).base_beta
+        base_beta = lossy_preset(profile).base_beta
         init_from = None
         if base_beta is not None:
             base, finished = _train("lossy", profile, base_beta, "mse", "-base")
@@ -196,13 +196,14 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     return pd.concat(frames, ignore_index=True)
 
 
-def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams",
+def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None = None, coder: str = "irec-lossy",
                    refine_steps: int | None = None, low_rate: bool = True, resume: bool = True) -> pd.DataFrame | None:
     """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv, image by image.
 
-    ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
-    paper; None: the codec's default); ``low_rate``: code low-rate images with the codec's ``LOW_RATE_PARAMS``
-    (False: ``DEFAULT_PARAMS`` for every image); ``resume``: keep the rows an interrupted run of the same commit
+    ``final``: how the coded sample is chosen (None: ``irec.settings.LOSSY_FINAL``); ``coder``: a name in
+    ``irec.settings.CODER_SETTINGS`` ("irec-lossy": the codec's default, "paper-lossy": the paper's); ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
+    paper; None: the codec's default); ``low_rate``: code low-rate images with ``irec.settings.LOSSY_LOW_RATE``
+    (False: ``LOSSY_DEFAULT`` for every image); ``resume``: keep the rows an interrupted run of the same commit
     wrote with the same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the others."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
@@ -210,8 +211,8 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
             log.warning("%s", c.status)
     if not available:
         return None
-    from irec.codecs.lossy import DEFAULT_PARAMS, LossyCodec
-    from irec.codecs.refine import with_steps
+    from irec.codecs.lossy import LossyCodec
+    from irec.settings import CODER_SETTINGS, LOSSY_FINAL, with_steps
     from irec.data import load_images
     from irec.evaluation.lossy import evaluate_dataset, rows_coded_like
 
@@ -219,12 +220,15 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str = "beams
     images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
     names = [name for name, _ in images]
     refinement = with_steps(refine_steps)
+    if coder not in CODER_SETTINGS:
+        raise ValueError(f"unknown coder setting {coder!r}; choose one of {', '.join(CODER_SETTINGS)}")
+    params = None if coder == "irec-lossy" and low_rate else CODER_SETTINGS[coder]  # None: the default pair
+    final = LOSSY_FINAL if final is None else final
     old = _resumable(out, resume)
     codecs, done = [], []
     for choice in available:
         model, fingerprint, _ = zoo.resolve_model(choice.path)
-        codec = LossyCodec(model.cpu().float(), fingerprint, None if low_rate else DEFAULT_PARAMS, final=final,
-                           refinement=refinement)
+        codec = LossyCodec(model.cpu().float(), fingerprint, params, final=final, refinement=refinement)
         kept = pd.DataFrame() if old is None else rows_coded_like(old[old["model"] == choice.name], codec, names)
         codecs.append((choice, codec))
         done.append(kept)

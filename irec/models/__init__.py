@@ -6,6 +6,6 @@
 """
 
 from irec.models.logistic import DiscretizedLogistic
-from irec.models.rvae import RVAE, RVAEConfig, RVAEPreset
+from irec.models.rvae import RVAE, RVAEConfig
 
-__all__ = ["DiscretizedLogistic", "RVAE", "RVAEConfig", "RVAEPreset"]
+__all__ = ["DiscretizedLogistic", "RVAE", "RVAEConfig"]

@@ -26,7 +26,6 @@ from torch import nn
 from irec.distributions import DiagGaussian
 from irec.models.layers import conv2d_wn, conv_transpose2d_wn
 from irec.models.logistic import DiscretizedLogistic, InvalidPixelsError, to_unit_interval
-from irec.training.loop import TrainConfig
 
 RESIDUAL_SCALE = 0.1  # residual branches are scaled by 0.1 (Kingma et al. 2016; method note, Section 5)
 
@@ -281,68 +280,3 @@ def _check_images(x_uint8: torch.Tensor) -> None:
         raise InvalidPixelsError(
             f"the RVAE needs even H and W, got {x_uint8.shape[2]}x{x_uint8.shape[3]}; pad the image (the codec does)"
         )
-
-
-@dataclass(frozen=True)
-class RVAEPreset:
-    """A named setting: the model, its optimization and its data."""
-
-    name: str  # the key in PRESETS
-    model: RVAEConfig  # architecture and loss
-    train: TrainConfig  # optimization settings for irec.training.loop.train
-    dataset: str  # the training images
-    note: str  # where the numbers come from
-
-
-PRESETS: dict[str, RVAEPreset] = {
-    "paper": RVAEPreset(
-        name="paper",
-        model=RVAEConfig(
-            n_layers=24, hidden=160, latent_channels=32, free_bits=0.1, kl_estimate="sample", pixel_scale="per_subpixel"
-        ),
-        train=TrainConfig(
-            n_steps=500_000, batch_size=8, optimizer="adamax", lr=1e-3,
-            lr_milestones=(50_000, 100_000, 150_000, 200_000), lr_gamma=0.3, ema_decay=0.999, checkpoint_every=5000,
-            log_every=100,
-        ),
-        dataset="CIFAR-10 train (50k 32x32 images)",
-        note=(
-            "method note Section 5 (paper Section 4.1, HiLLoC's RVAE); ours: edge bins and a per-subpixel scale in "
-            "p(x|z) (the original lost the tail mass and had one global scale), the weight EMA is the paper's"
-        ),
-    ),
-    "cpu": RVAEPreset(
-        name="cpu",
-        model=RVAEConfig(n_layers=8, hidden=64, latent_channels=16, free_bits=0.1, kl_estimate="analytic"),
-        train=TrainConfig(
-            n_steps=8000, batch_size=16, optimizer="adamax", lr=4e-3, lr_milestones=(5_000, 7_000), lr_gamma=0.3,
-            ema_decay=0.999, grad_clip=20.0, checkpoint_every=500, log_every=50, num_threads=1, max_seconds=2 * 3600,
-        ),
-        dataset="CIFAR-10 train subset (shared/data/cifar10/cifar10_train_subset20k.npz)",
-        note=(
-            "sized to train on one core beside a lossy model on the other (the cpu profile trains both): one "
-            "process with one thread measured 0.83 s per step (batch 16) with the lossy model training next to "
-            "it, so 8000 steps (6.4 epochs of the subset) take about 1.85 hours; max_seconds caps the wall time. "
-            "On 2 idle cores, torchrun --nproc_per_node=2 is about twice as fast (two intra-op threads in one "
-            "process were 5x slower on a shared machine). Analytic KL (lower variance than the paper's "
-            "single-sample estimate); lr 4e-3 beat 2e-3 in a pilot"
-        ),
-    ),
-    "smoke": RVAEPreset(
-        name="smoke",
-        model=RVAEConfig(n_layers=2, hidden=16, latent_channels=4, free_bits=0.1, kl_estimate="analytic"),
-        train=TrainConfig(
-            n_steps=20, batch_size=8, optimizer="adamax", lr=2e-3, ema_decay=0.9, checkpoint_every=10, log_every=5,
-            progress=False, num_threads=1,
-        ),
-        dataset="any; tests use a few random or CIFAR-10 images",
-        note="for tests and CI only: tiny and fast, not a usable codec",
-    ),
-}
-
-
-def preset(name: str) -> RVAEPreset:
-    """The named preset (``paper``, ``cpu`` or ``smoke``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown lossless preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]

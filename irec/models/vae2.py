@@ -22,7 +22,7 @@ Input convention: images are uint8 NCHW RGB tensors; the network sees ``x = uint
 Height and width must be multiples of 64 (:data:`DOWNSAMPLING`); the codec pads and crops back.
 The KL is analytic (lower variance than a single-sample estimate for Gaussians); for z1 it is conditional on one
 reparameterized sample of z2, as in the original. Model and loss settings: :class:`VAE2Config`; named presets
-(``paper``, ``cpu``, ``smoke``): :data:`PRESETS`.
+(``paper``, ``cpu``, ``smoke``): :data:`irec.settings.LOSSY_PRESETS`.
 """
 
 from __future__ import annotations
@@ -38,13 +38,10 @@ from torch import nn
 
 from irec.distributions import DiagGaussian
 from irec.models.gdn import GDN
-from irec.training.loop import TrainConfig
 
 DOWNSAMPLING = 64  # total stride of z2 (H/64); image sides must be multiples of it
 SCALE_FLOOR = 1e-7  # added after softplus to every scale, as in the original
 MS_SSIM_WINDOW = 11  # the standard Gaussian window of MS-SSIM (Wang et al. 2003), shrunk for small crops
-MSE_BETAS = (0.001, 0.003, 0.01, 0.03, 0.05)  # the paper's beta (its plots' lambda) for the MSE models
-MS_SSIM_BETAS = (0.003, 0.01, 0.03, 0.08)  # the paper's beta for the MS-SSIM models
 # The original's training loss calls tf.image.ssim_multiscale with power_factors=(1, 1, 1, 1, 1), not the standard
 # weights of Wang et al. (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); the paper's MS-SSIM betas belong to that loss.
 ORIGINAL_MS_SSIM_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0)
@@ -65,7 +62,7 @@ class VAE2Config:
     n_channels: int = 196  # N: channels of the analysis/synthesis transforms and of z1 (paper: 196)
     m_channels: int = 128  # M: channels of the hyper transforms and of z2 (paper: 128)
     distortion: str = "mse"  # D in beta * D + bpp: "mse" (MSE * 255^2) or "ms_ssim" (255 * (1 - MS-SSIM))
-    beta: float = 0.01  # rate-distortion weight (the paper's lambda); see MSE_BETAS / MS_SSIM_BETAS
+    beta: float = 0.01  # rate-distortion weight (the paper's lambda); see irec.settings.MSE_BETAS / MS_SSIM_BETAS
     ms_ssim_weights: tuple[float, ...] = ORIGINAL_MS_SSIM_WEIGHTS  # MS-SSIM exponents per scale (5 scales)
 
     def __post_init__(self) -> None:
@@ -284,97 +281,3 @@ class TwoLevelVAE(nn.Module):
                 "psnr": -10.0 * math.log10(max(mse_clipped, 1e-12)),
             }
         return terms.loss, metrics
-
-
-@dataclass(frozen=True)
-class VAE2Preset:
-    """A named setting: the model (pick the rate point with :meth:`config`), its optimization and its data."""
-
-    name: str  # the key in PRESETS
-    model: VAE2Config  # channels and loss settings; beta and distortion are chosen per rate point
-    train: TrainConfig  # optimization settings for irec.training.loop.train
-    crop_size: int  # side of the random square training crops, a multiple of DOWNSAMPLING
-    dataset: str  # the training images
-    note: str  # where the numbers come from
-    base_beta: float | None = None  # when set, one MSE model is trained at this beta with `train`, and every rate
-    # point is fine-tuned from it with `finetune`; None: every rate point trains from scratch with `train`
-    finetune: TrainConfig | None = None  # optimization of the fine-tuning runs (needed when base_beta is set)
-
-    def config(self, beta: float, distortion: str = "mse") -> VAE2Config:
-        """The model config of this preset at one rate point (e.g. ``beta`` from MSE_BETAS)."""
-        return replace(self.model, beta=beta, distortion=distortion)
-
-
-PRESETS: dict[str, VAE2Preset] = {
-    "paper": VAE2Preset(
-        name="paper",
-        model=VAE2Config(n_channels=196, m_channels=128),
-        train=TrainConfig(
-            n_steps=200_000, batch_size=8, optimizer="adam", lr=1e-4, grad_clip=1.0, checkpoint_every=5000,
-        ),
-        crop_size=256,
-        dataset="CLIC 2018 professional train (not available offline; see shared/data/README.md)",
-        note=(
-            "method notes Section 5. Ours, not the original's: the weight EMA (used for the exported model) and "
-            "gradients clipped to norm 1. Without the clipping, beta 0.01 on the offline stand-in data diverged "
-            "on an H200 at step ~9,500 (training loss 1.9 -> 5e10, never recovering); with it, 5,414 steps "
-            "(140 s at 43 steps/s) reached a training loss of 2.11 where the unclipped run was at 2.6"
-        ),
-    ),
-    "cpu": VAE2Preset(
-        name="cpu",
-        model=VAE2Config(n_channels=96, m_channels=64),
-        train=TrainConfig(
-            n_steps=7750, batch_size=8, optimizer="adam", lr=5e-4, grad_clip=1.0, checkpoint_every=250, log_every=50,
-            num_threads=1, max_seconds=7200,
-        ),
-        crop_size=128,
-        dataset="bsds500 (train, val, test) + sun_hays80, the natural-photo stand-in for CLIC (shared/data)",
-        note=(
-            "sized so that the whole cpu profile (this and the lossless cpu model, one core each) trains in about "
-            "four hours on 2 CPU cores: one base model at base_beta (7750 steps at lr 5e-4, 1.1-1.4 "
-            "steps/s on one thread with another job beside it: about 1.8 h; the shipped base first ran 3000 steps, "
-            "then was resumed to 7750 when its training loss was still falling, 2.85 -> 1.94), then every rate "
-            "point fine-tuned from it (1200 steps each, lr 3e-4 then 9e-5: about 18 min; the EMA's decay warms up, "
-            "see irec.training.loop, or the export keeps most of the base). Gradients are clipped to norm 1 (as "
-            "CompressAI's trainer does): at lr 1e-3 without clipping a run diverged at step ~550. Fine-tuning "
-            "from a trained rate point is the usual way to get a family of rates cheaply; the paper trains each "
-            "rate from scratch (200k steps). The 128-px crops are this preset's weak point: z2 (at 1/64) only sees "
-            "2x2 grids, and on whole Kodak images models trained on them code z2 at ~0.043 bpp against 0.003 on the "
-            "crops. So the shipped models were trained further on a GPU (tools/gpu_finetune.sh, with the fine-tuning "
-            "settings): the MSE ones ~16,000 steps per rate at these crops on an H200, then all six ~10,500 (MS-SSIM "
-            "8,221) at 256-px crops, batch 8, on an H100 (16 steps/s each, six at once), which brought z2 to ~0.004 "
-            "bpp and the ideal rate at beta 0.001 from 0.218 to 0.104 bpp on 6 Kodak images at the same PSNR "
-            "(docs/lossy-coder-history.md). On the CPU, irec train --crop-size 256 --batch-size 2 keeps the pixels "
-            "per step. "
-            "N=96/M=64 is a judgement between model size and step count, not the result of an R-D sweep"
-        ),
-        base_beta=0.01,
-        finetune=TrainConfig(
-            n_steps=1200, batch_size=8, optimizer="adam", lr=3e-4, lr_milestones=(850,), lr_gamma=0.3, grad_clip=1.0,
-            checkpoint_every=100, log_every=50, num_threads=1, max_seconds=2700, seed=1,
-        ),
-    ),
-    "smoke": VAE2Preset(
-        name="smoke",
-        model=VAE2Config(n_channels=8, m_channels=8),
-        train=TrainConfig(
-            n_steps=20, batch_size=2, optimizer="adam", lr=1e-3, ema_decay=0.9, checkpoint_every=10, log_every=5,
-            progress=False, num_threads=1,
-        ),
-        crop_size=64,
-        dataset="any; tests use a few random crops",
-        note="for tests only: tiny and fast, not a usable codec",
-        finetune=TrainConfig(
-            n_steps=2, batch_size=2, optimizer="adam", lr=1e-4, ema_decay=0.9, checkpoint_every=10, log_every=5,
-            progress=False, num_threads=1,
-        ),
-    ),
-}
-
-
-def preset(name: str) -> VAE2Preset:
-    """The named preset (``paper``, ``cpu`` or ``smoke``)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown lossy preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]

@@ -44,56 +44,13 @@ from tqdm.auto import tqdm
 from irec import checkpoint
 from irec.checkpoint import ResumeMismatchError
 from irec.provenance import stamp
+from irec.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
 __all__ = ["ResumeMismatchError", "StepBatchSampler", "TrainConfig", "TrainResult", "TrainingDivergedError", "train"]
 LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 # Fields that must not change when a run is resumed (the others, e.g. n_steps, may).
 _RESUME_FIELDS = ("batch_size", "optimizer", "lr", "lr_milestones", "lr_gamma", "ema_decay", "grad_clip", "seed")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimization settings of one training run; see the presets of each model (e.g. irec.models.rvae.PRESETS)."""
-
-    n_steps: int = 1000  # optimizer steps in total
-    batch_size: int = 8  # images per step over all processes (each of W processes takes batch_size / W)
-    optimizer: str = "adamax"  # "adamax" (the RVAE's, paper) or "adam" (the lossy VAE's, paper)
-    lr: float = 1e-3  # learning rate before any drop
-    lr_milestones: tuple[int, ...] = ()  # steps after which the learning rate is multiplied by lr_gamma
-    lr_gamma: float = 0.3  # factor of each learning-rate drop
-    ema_decay: float = 0.999  # weight EMA, updated after every step: ema = d * ema + (1 - d) * weights, with
-    # d = min(ema_decay, (1 + t) / (10 + t)) after t updates when ema_warmup is set, else d = ema_decay
-    ema_warmup: bool = True  # warm the EMA's decay up (see the module docstring); False: the constant decay that
-    # trained the shipped lossless model and the cpu lossy base (over thousands of steps the two agree)
-    grad_clip: float | None = None  # clip the global gradient norm to this value; None: no clipping
-    seed: int = 0  # seeds the data order, the per-item augmentation RNG and the per-step model RNG
-    checkpoint_every: int = 1000  # steps between atomic checkpoints (one is always written at the end)
-    log_every: int = 50  # steps between TensorBoard scalars (means over the steps and the processes)
-    num_workers: int = 0  # DataLoader worker processes per training process
-    device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu" or "cuda"
-    num_threads: int | None = None  # torch CPU threads during training (None: torch's default); 1 per process
-    # is fastest when processes share the cores (torchrun on a small machine, or a busy one)
-    max_seconds: float | None = None  # wall-clock budget of one call; stops early with a checkpoint (resumable)
-    progress: bool = True  # show a tqdm progress bar (rank 0 only)
-
-    def __post_init__(self) -> None:
-        if self.n_steps < 0 or self.batch_size < 1:
-            raise ValueError(
-                f"TrainConfig needs n_steps >= 0 and batch_size >= 1, got {self.n_steps}, {self.batch_size}"
-            )
-        if self.optimizer not in ("adam", "adamax"):
-            raise ValueError(f"TrainConfig.optimizer must be 'adam' or 'adamax', got {self.optimizer!r}")
-        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
-            raise ValueError(f"TrainConfig.lr_milestones must be increasing positive steps, got {self.lr_milestones}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.checkpoint_every < 1 or self.log_every < 1:
-            raise ValueError("TrainConfig.checkpoint_every and log_every must be >= 1")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"TrainConfig.num_threads must be >= 1 or None, got {self.num_threads}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"TrainConfig.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,20 @@ CROPS_PER_EPOCH = 100_000  # length of one pass over the random-crop dataset (cr
 
 
 def _lossless(preset_name: str):
-    from irec.models.rvae import RVAE, preset
+    from irec.models.rvae import RVAE
+    from irec.settings import lossless_preset
 
-    p = preset(preset_name)
+    p = lossless_preset(preset_name)
     images, _ = load_cifar10("train")
     return RVAE(p.model), p.train, ImageArrayDataset(images), p.dataset
 
 
 def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, finetune: bool = False,
            crop_size: int | None = None):
-    from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, preset
+    from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE
+    from irec.settings import lossy_preset
 
-    p = preset(preset_name)
+    p = lossy_preset(preset_name)
     crop = p.crop_size if crop_size is None else crop_size
     if crop < DOWNSAMPLING or crop % DOWNSAMPLING:
         raise ValueError(f"the lossy crop size must be a positive multiple of {DOWNSAMPLING}, got {crop}")
