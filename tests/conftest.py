@@ -35,6 +35,14 @@ def _writable_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    """``$IREC_CACHE`` set to an empty folder of this test's own (even where CI shares one)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("IREC_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
 def shipped(tmp_path, monkeypatch) -> Path:
     """An empty shelf of shipped models (models/ with an empty manifest) in place of the repository's."""
     from irec import paths

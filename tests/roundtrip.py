@@ -11,6 +11,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from irec.coder import LatentDecoder, LatentEncoder
+from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
+
 
 def assert_identical(expected: Any, got: Any) -> None:
     """Same type, dtype, shape and bits (NaN-free data)."""
@@ -30,6 +33,21 @@ def assert_roundtrip(encode: Callable[[], tuple[bytes, Any]], decode: Callable[[
     assert isinstance(data, bytes) and len(data) > 0
     assert_identical(expected, decode(data))
     return data
+
+
+def latent_streams(encoder: LatentEncoder) -> tuple[bytes, bytes]:
+    """The header bytes and the ANS payload of an encoder that has coded its levels (what a container stores)."""
+    header, symbols = ByteWriter(), SymbolWriter()
+    encoder.write_header(header)
+    encoder.write_symbols(symbols)
+    return header.getvalue(), symbols.finish()[0]
+
+
+def latent_decoder(header: bytes, payload: bytes, shapes: list) -> LatentDecoder:
+    """A decoder of ``latent_streams``' output, ready for ``decode_level`` (levels of the given shapes)."""
+    decoder = LatentDecoder(ByteReader(header), shapes=shapes)
+    decoder.attach(SymbolReader(payload))
+    return decoder
 
 
 def decode_in_fresh_process(script: str, inputs: dict, tmp: Path, threads: int = 1) -> Any:

@@ -10,14 +10,16 @@ import threadpoolctl
 import torch
 
 from irec.coder import (
-    CoderParams, CorruptStreamError, LatentDecoder, LatentEncoder, compress_latent, decompress_latent, randomness,
+    CoderParams, CorruptStreamError, LatentEncoder, compress_latent, decompress_latent, randomness,
 )
-from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
+from irec.coder.bitstream import SymbolWriter
 from irec.coder.schedule import level_layout, step_counts
 from irec.coder.search import GEMM_MIN_BEAMS, _score_block, _top_k, search
 from irec.coder.synthetic import synthetic_pair
 from irec.distributions import DiagGaussian
-from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
+from tests.roundtrip import (
+    assert_identical, assert_roundtrip, decode_in_fresh_process, latent_decoder, latent_streams,
+)
 
 ITERATIVE = ["beam", "greedy", "sample"]
 
@@ -92,13 +94,7 @@ def test_levels_code_incrementally_into_one_container_and_decode_in_order():
         # each level's prior depends on the coded sample of the level above, as in the codecs
         shift = coded[-1].mean() if coded else 0.0
         coded.append(encoder.encode_level(pair.q_loc + shift, pair.q_scale, pair.p_loc + shift, pair.p_scale))
-    header, symbols = ByteWriter(), SymbolWriter()
-    encoder.write_header(header)
-    encoder.write_symbols(symbols)
-    payload, _ = symbols.finish()
-
-    decoder = LatentDecoder(ByteReader(header.getvalue()), shapes=[p.p_loc.shape for p in pairs])
-    decoder.attach(SymbolReader(payload))
+    decoder = latent_decoder(*latent_streams(encoder), shapes=[p.p_loc.shape for p in pairs])
     decoded = []
     for pair in pairs:
         shift = decoded[-1].mean() if decoded else 0.0
@@ -271,10 +267,5 @@ def test_select_chooses_among_the_final_beams_and_the_choice_decodes_exactly():
     z = encoder.encode_level(pair.q_loc, pair.q_scale, pair.p_loc, pair.p_scale, select=farthest_from_zero)
     assert len(seen) == 6 and len({float(x.sum()) for x in seen}) > 1
     assert z.abs().sum() == max(x.abs().sum() for x in seen)
-    header, symbols = ByteWriter(), SymbolWriter()
-    encoder.write_header(header)
-    encoder.write_symbols(symbols)
-    payload, _ = symbols.finish()
-    decoder = LatentDecoder(ByteReader(header.getvalue()), shapes=[pair.p_loc.shape])
-    decoder.attach(SymbolReader(payload))
+    decoder = latent_decoder(*latent_streams(encoder), shapes=[pair.p_loc.shape])
     assert_identical(z, decoder.decode_level(pair.p_loc, pair.p_scale))

@@ -9,16 +9,15 @@ import pytest
 from irec.coder import (
     CoderParams,
     CorruptStreamError,
-    LatentDecoder,
     LatentEncoder,
     compress_latent,
     decompress_latent,
     read_coder_params,
 )
-from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
+from irec.coder.bitstream import ByteReader, ByteWriter
 from irec.coder.schedule import adaptive_block_size
 from irec.coder.synthetic import synthetic_pair
-from tests.roundtrip import assert_identical, assert_roundtrip
+from tests.roundtrip import assert_identical, assert_roundtrip, latent_decoder, latent_streams
 
 PARAMS = CoderParams(kl_per_step=3.0, n_beams=4, block_size=1000, seed=5, steps_per_block=8.0)
 
@@ -26,10 +25,7 @@ PARAMS = CoderParams(kl_per_step=3.0, n_beams=4, block_size=1000, seed=5, steps_
 def _encode_levels(params, pairs):
     encoder = LatentEncoder(params, describe_shapes=False)
     coded = [encoder.encode_level(p.q_loc, p.q_scale, p.p_loc, p.p_scale) for p in pairs]
-    header, symbols = ByteWriter(), SymbolWriter()
-    encoder.write_header(header)
-    encoder.write_symbols(symbols)
-    return encoder, coded, header.getvalue(), symbols.finish()[0]
+    return encoder, coded, *latent_streams(encoder)
 
 
 def test_adaptive_blocks_take_about_the_asked_number_of_steps_each():
@@ -54,8 +50,7 @@ def test_levels_with_adaptive_blocks_decode_exactly_and_the_header_records_each_
     assert sizes == tuple(adaptive_block_size(768, st.kl_nats, 3.0, 8.0, 1000) for st in encoder.stats)
     assert sizes[1] < sizes[0] < 768  # more nats, smaller blocks
 
-    decoder = LatentDecoder(ByteReader(header), shapes=[p.p_loc.shape for p in pairs])
-    decoder.attach(SymbolReader(payload))
+    decoder = latent_decoder(header, payload, shapes=[p.p_loc.shape for p in pairs])
     for pair, z in zip(pairs, coded):
         assert_identical(z, decoder.decode_level(pair.p_loc, pair.p_scale))
 

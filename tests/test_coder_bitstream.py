@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from irec.coder import CorruptStreamError, compress_latent, decompress_latent
 from irec.coder.bitstream import ByteReader, ByteWriter, SymbolReader, SymbolWriter
 from irec.coder.synthetic import synthetic_pair
+from tests.roundtrip import latent_streams
 
 PAIR = synthetic_pair((3, 10, 10), 80.0, 0.2, seed=0)
 DATA, Z = compress_latent(PAIR.q_loc, PAIR.q_scale, PAIR.p_loc, PAIR.p_scale, block_size=100)
@@ -69,14 +70,11 @@ def test_a_standalone_file_is_magic_version_a_few_header_bytes_the_ans_words_and
 
     encoder = LatentEncoder(CoderParams(block_size=100), describe_shapes=True)
     encoder.encode_level(PAIR.q_loc, PAIR.q_scale, PAIR.p_loc, PAIR.p_scale)
-    header, symbols = ByteWriter(), SymbolWriter()
-    encoder.write_header(header)
-    encoder.write_symbols(symbols)
-    payload, _ = symbols.finish()
+    header, payload = latent_streams(encoder)
     # N, block size, seed, sampler, level count, rank + 3 dims: 10 one-byte varints here (the step counts'
     # minimum and span travel in the ANS stream)
-    assert len(header.getvalue()) <= 10
-    assert len(DATA) == 3 + 1 + len(header.getvalue()) + len(payload) + 4
+    assert len(header) <= 10
+    assert len(DATA) == 3 + 1 + len(header) + len(payload) + 4
 
 
 def test_step_counts_travel_in_the_ans_stream_from_zero_to_the_largest_allowed_count():

@@ -26,12 +26,11 @@ from irec.data.registry import CIFAR10_TARBALL, CLIC_ZIPS, IMAGENET32_TARS, KODA
 
 
 @pytest.fixture
-def data_root(tmp_path, monkeypatch) -> Path:
+def data_root(tmp_path, monkeypatch, private_cache) -> Path:
     """An empty, writable $IREC_DATA with a private cache, offline."""
     root = tmp_path / "data"
     root.mkdir()
     monkeypatch.setenv("IREC_DATA", str(root))
-    monkeypatch.setenv("IREC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("IREC_OFFLINE", "1")
     return root
 
@@ -44,6 +43,11 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _imagenet32_source(tar: Path):
+    """The registry's ImageNet32 validation tar, with the size and sha256 of the fixture ``tar``."""
+    return replace(IMAGENET32_TARS["valid"], size=tar.stat().st_size, sha256=download.file_digest(tar, "sha256"))
 
 
 def make_cifar_tarball(path: Path, rng: np.random.Generator, per_batch: int = 3) -> dict[str, np.ndarray]:
@@ -198,7 +202,7 @@ def test_imagenet32_valid_loads_from_a_tar_of_pngs(data_root, rng):
     truth = {f"{i:05d}": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in (3, 1, 2)}
     tar = data_root / "imagenet32" / "valid_32x32.tar"
     make_png_tar(tar, truth)
-    source = replace(IMAGENET32_TARS["valid"], size=tar.stat().st_size, sha256=download.file_digest(tar, "sha256"))
+    source = _imagenet32_source(tar)
     images = load_imagenet32("valid", source=source)
     assert [name for name, _ in images] == ["00001", "00002", "00003"]
     for name, image in images:
@@ -216,7 +220,7 @@ def test_an_imagenet32_tar_that_is_not_the_official_file_raises_a_clear_error(da
 def test_imagenet32_images_that_are_not_32x32_are_refused(data_root, rng):
     tar = data_root / "imagenet32" / "valid_32x32.tar"
     make_png_tar(tar, {"big": rng.integers(0, 256, (64, 64, 3), np.uint8)})
-    source = replace(IMAGENET32_TARS["valid"], size=tar.stat().st_size, sha256=download.file_digest(tar, "sha256"))
+    source = _imagenet32_source(tar)
     with pytest.raises(ValueError, match="not 32x32 RGB"):
         load_imagenet32(source=source)
 

@@ -20,14 +20,13 @@ from irec.data.download import (
 
 
 @pytest.fixture
-def roots(tmp_path, monkeypatch) -> tuple[Path, Path]:
+def roots(tmp_path, monkeypatch, private_cache) -> tuple[Path, Path]:
     """(data root, cache root), both empty; online unless a test says otherwise."""
-    data, cache = tmp_path / "data", tmp_path / "cache"
+    data = tmp_path / "data"
     data.mkdir()
     monkeypatch.setenv("IREC_DATA", str(data))
-    monkeypatch.setenv("IREC_CACHE", str(cache))
     monkeypatch.delenv("IREC_OFFLINE", raising=False)
-    return data, cache
+    return data, private_cache
 
 
 @pytest.fixture

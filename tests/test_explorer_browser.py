@@ -59,16 +59,12 @@ def _tail(path: Path, n: int = 4000) -> str:
 def explorer_notebook(tmp_path, shared_data) -> Path:
     """A copy of notebook 08 in tmp_path whose parameters offer a tiny lossless model and one CIFAR-10 image."""
     import papermill
-    import torch
 
-    from irec.checkpoint import save_model
-    from irec.models import rvae
-    from irec.settings import lossless_preset
     from irec.paths import NOTEBOOKS
+    from tests.models import save_small
 
-    torch.manual_seed(0)  # the same tiny model every run, so the same numbers
     model = tmp_path / "tiny-rvae.pt"
-    save_model(rvae.RVAE(lossless_preset("smoke").model), model)
+    save_small("lossless", model, seed=0)  # the same tiny model every run, so the same numbers
     folder = tmp_path / "lab"
     folder.mkdir()
     papermill.execute_notebook(

@@ -13,6 +13,7 @@ from irec.models.logistic import InvalidPixelsError
 from irec.models.rvae import RVAE, RVAEConfig
 from irec.settings import LOSSLESS_PRESETS as PRESETS
 from irec.settings import lossless_preset as preset
+from tests.models import small_lossless
 
 TINY = RVAEConfig(n_layers=4, hidden=12, latent_channels=3)
 
@@ -147,8 +148,7 @@ def test_a_per_subpixel_scale_varies_across_subpixels_and_a_global_one_does_not(
 def test_a_few_training_steps_on_cifar10_images_lower_the_loss(shared_data):
     images = np.load(shared_data / "cifar10" / "cifar10_test.npz")["images"][:16]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    torch.manual_seed(0)
-    model = RVAE(preset("smoke").model)
+    model = small_lossless(seed=0).train()
     optimizer = torch.optim.Adamax(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(40):

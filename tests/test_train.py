@@ -11,40 +11,23 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch.utils.data import Dataset
 
 from irec import checkpoint
+from irec.data import ImageArrayDataset
 from irec.models.rvae import RVAE
 from irec.settings import TrainConfig
 from irec.settings import lossless_preset as preset
 from irec.training.loop import (
     ResumeMismatchError, StepBatchSampler, TrainingDivergedError, ema_decay_at, train,
 )
+from tests.models import small_lossless
 
 SMOKE = preset("smoke")
 CONFIG = dataclasses.replace(SMOKE.train, n_steps=10, checkpoint_every=5, log_every=2, lr_milestones=(4, 7))
 
 
-class ArrayImages(Dataset):
-    """uint8 NHWC numpy images served as CHW tensors (what irec.data.ImageArrayDataset provides)."""
-
-    def __init__(self, images: np.ndarray) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(self.images[index]).permute(2, 0, 1).contiguous()
-
-
-def _dataset(n: int = 24, size: int = 8) -> ArrayImages:
-    return ArrayImages(np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8))
-
-
-def _model(seed: int = 0) -> RVAE:
-    torch.manual_seed(seed)
-    return RVAE(SMOKE.model)
+def _dataset(n: int = 24, size: int = 8) -> ImageArrayDataset:
+    return ImageArrayDataset(np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8))
 
 
 def _assert_same_state(a, b) -> None:
@@ -68,9 +51,9 @@ def _trainable_state(ckpt: dict) -> dict:
 
 def test_training_interrupted_and_resumed_ends_with_exactly_the_weights_of_an_uninterrupted_run(tmp_path):
     dataset = _dataset()
-    full = train(_model(), None, dataset, CONFIG, tmp_path / "full")
+    full = train(small_lossless(), None, dataset, CONFIG, tmp_path / "full")
 
-    model, calls = _model(), [0]
+    model, calls = small_lossless(), [0]
 
     def interrupted_loss(x):
         calls[0] += 1
@@ -81,7 +64,8 @@ def test_training_interrupted_and_resumed_ends_with_exactly_the_weights_of_an_un
     with pytest.raises(KeyboardInterrupt):
         train(model, interrupted_loss, dataset, CONFIG, tmp_path / "resumed")
     assert checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")["step"] == 5
-    resumed = train(_model(seed=99), None, dataset, CONFIG, tmp_path / "resumed")  # other init: all state is loaded
+    other_init = small_lossless(seed=99)  # all state is loaded from the checkpoint
+    resumed = train(other_init, None, dataset, CONFIG, tmp_path / "resumed")
 
     assert full.step == resumed.step == 10 and full.finished and resumed.finished
     _assert_same_state(
@@ -91,7 +75,7 @@ def test_training_interrupted_and_resumed_ends_with_exactly_the_weights_of_an_un
 
 
 def test_checkpoints_load_with_weights_only_and_hold_the_schedule_ema_and_config(tmp_path):
-    result = train(_model(), None, _dataset(), CONFIG, tmp_path)
+    result = train(small_lossless(), None, _dataset(), CONFIG, tmp_path)
     saved = torch.load(result.checkpoint, weights_only=True)
     assert saved["step"] == 10 and saved["config"]["lr_milestones"] == (4, 7)
     assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(CONFIG.lr * CONFIG.lr_gamma**2)
@@ -101,7 +85,7 @@ def test_checkpoints_load_with_weights_only_and_hold_the_schedule_ema_and_config
 
 
 def test_the_run_dir_records_every_parameter_and_tensorboard_scalars(tmp_path):
-    train(_model(), None, _dataset(), CONFIG, tmp_path)
+    train(small_lossless(), None, _dataset(), CONFIG, tmp_path)
     recorded = json.loads((tmp_path / "config.json").read_text())
     assert recorded["train"] == json.loads(json.dumps(dataclasses.asdict(CONFIG)))
     assert recorded["model"] == dataclasses.asdict(SMOKE.model)
@@ -116,11 +100,11 @@ def test_the_run_dir_records_every_parameter_and_tensorboard_scalars(tmp_path):
 
 
 def test_the_ema_follows_the_weights_at_its_decay(tmp_path):
-    result = train(_model(), None, _dataset(), dataclasses.replace(CONFIG, ema_decay=0.0), tmp_path / "zero")
+    result = train(small_lossless(), None, _dataset(), dataclasses.replace(CONFIG, ema_decay=0.0), tmp_path / "zero")
     saved = checkpoint.load(result.checkpoint)
     for name, value in saved["model"].items():
         assert torch.allclose(saved["ema"][f"module.{name}"], value)
-    result = train(_model(), None, _dataset(), dataclasses.replace(CONFIG, ema_decay=0.9), tmp_path / "slow")
+    result = train(small_lossless(), None, _dataset(), dataclasses.replace(CONFIG, ema_decay=0.9), tmp_path / "slow")
     saved = checkpoint.load(result.checkpoint)
     assert not torch.allclose(saved["ema"]["module.x_enc.bias"], saved["model"]["x_enc.bias"])
 
@@ -140,7 +124,7 @@ def _distance(a: dict, b: dict) -> float:
 def test_a_warmed_up_ema_forgets_the_weights_a_fine_tune_starts_from(tmp_path, warmup):
     # A fine-tune starts the EMA at the base weights; at a constant decay of 0.999 ten steps keep 99% of them.
     config = dataclasses.replace(CONFIG, ema_decay=0.999, ema_warmup=warmup, lr_milestones=(), lr=1e-2)
-    model = _model()
+    model = small_lossless()
     start = {k: v.clone() for k, v in model.state_dict().items()}
     saved = checkpoint.load(train(model, None, _dataset(), config, tmp_path).checkpoint)
     ema = {k.removeprefix("module."): v for k, v in saved["ema"].items() if k != "n_averaged"}
@@ -149,7 +133,7 @@ def test_a_warmed_up_ema_forgets_the_weights_a_fine_tune_starts_from(tmp_path, w
 
 
 def test_the_exported_model_holds_the_ema_weights_and_reloads_with_its_fingerprint(tmp_path):
-    result = train(_model(), None, _dataset(), dataclasses.replace(CONFIG, ema_decay=0.5), tmp_path)
+    result = train(small_lossless(), None, _dataset(), dataclasses.replace(CONFIG, ema_decay=0.5), tmp_path)
     model, fingerprint = checkpoint.load_model(result.model_path)
     assert isinstance(model, RVAE) and model.config == SMOKE.model and fingerprint == result.fingerprint
     ema_state = checkpoint.load(result.checkpoint)["ema"]
@@ -159,7 +143,7 @@ def test_the_exported_model_holds_the_ema_weights_and_reloads_with_its_fingerpri
 
 
 def test_a_saved_model_with_altered_weights_fails_its_fingerprint_check(tmp_path):
-    model = _model()
+    model = small_lossless()
     fingerprint = checkpoint.save_model(model, tmp_path / "model.pt")
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     saved["state_dict"]["h_top"][0] += 1e-6
@@ -182,20 +166,20 @@ def test_each_epoch_visits_every_item_once_and_processes_split_the_global_batch(
 
 
 def test_resuming_with_a_different_batch_size_raises_a_clear_error(tmp_path):
-    train(_model(), None, _dataset(), CONFIG, tmp_path)
+    train(small_lossless(), None, _dataset(), CONFIG, tmp_path)
     with pytest.raises(ResumeMismatchError, match="batch_size"):
-        train(_model(), None, _dataset(), dataclasses.replace(CONFIG, batch_size=4, n_steps=12), tmp_path)
+        train(small_lossless(), None, _dataset(), dataclasses.replace(CONFIG, batch_size=4, n_steps=12), tmp_path)
 
 
 def test_a_time_budget_stops_early_with_a_checkpoint_and_a_rerun_finishes(tmp_path):
-    result = train(_model(), None, _dataset(), dataclasses.replace(CONFIG, max_seconds=0.0), tmp_path)
+    result = train(small_lossless(), None, _dataset(), dataclasses.replace(CONFIG, max_seconds=0.0), tmp_path)
     assert (result.step, result.finished) == (1, False)
     assert checkpoint.load(result.checkpoint)["step"] == 1
-    assert train(_model(), None, _dataset(), CONFIG, tmp_path).step == 10
+    assert train(small_lossless(), None, _dataset(), CONFIG, tmp_path).step == 10
 
 
 def test_a_non_finite_loss_raises_a_clear_error(tmp_path):
-    model = _model()
+    model = small_lossless()
 
     def bad_loss(x):
         loss, metrics = model.training_loss(x)
@@ -208,7 +192,7 @@ def test_a_non_finite_loss_raises_a_clear_error(tmp_path):
 def _ddp_worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
     os.environ["LOCAL_RANK"] = str(rank)
-    model = _model(seed=rank)  # different initial weights: DDP must broadcast rank 0's
+    model = small_lossless(seed=rank)  # different initial weights: DDP must broadcast rank 0's
     train(model, None, _dataset(), dataclasses.replace(CONFIG, device="cpu", num_threads=1), run_dir)
     torch.save(model.state_dict(), os.path.join(run_dir, f"rank{rank}.pt"))
 
@@ -225,7 +209,7 @@ def test_two_gloo_processes_train_in_lockstep_like_torchrun(tmp_path):
     assert saved["step"] == 10
     _assert_same_state(saved["model"], rank0)
     assert json.loads((tmp_path / "config.json").read_text())["world_size"] == 2
-    assert not torch.equal(rank0["x_enc.bias"], _model(seed=0).state_dict()["x_enc.bias"])  # it did train
+    assert not torch.equal(rank0["x_enc.bias"], small_lossless(seed=0).state_dict()["x_enc.bias"])  # it did train
 
 
 def test_invalid_train_configs_raise_a_clear_error():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -24,14 +23,9 @@ from irec.settings import LOSSY_PRESETS as PRESETS
 from irec.settings import MS_SSIM_BETAS, MSE_BETAS
 from irec.settings import lossy_preset as preset
 from irec.training.loop import train
-
+from tests.models import small_lossy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _model(seed: int = 0, **overrides) -> TwoLevelVAE:
-    torch.manual_seed(seed)
-    return TwoLevelVAE(dataclasses.replace(preset("smoke").config(beta=0.01), **overrides))
 
 
 def _images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -44,7 +38,7 @@ def _images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("hw", [(64, 64), (128, 192)])
 def test_every_stage_has_the_shape_of_its_level(hw):
-    model = _model()
+    model = small_lossy()
     n, m = model.config.n_channels, model.config.m_channels
     (h1, w1), (h2, w2) = latent_hw(hw)
     assert (h1, w1, h2, w2) == (hw[0] // 16, hw[1] // 16, hw[0] // 64, hw[1] // 64)
@@ -61,7 +55,7 @@ def test_every_stage_has_the_shape_of_its_level(hw):
 
 
 def test_the_staged_api_and_training_loss_give_the_same_loss_for_the_same_noise():
-    model = _model(beta=0.03)
+    model = small_lossy(beta=0.03)
     x_uint8 = _images(2, 64, 128)
     loss, metrics = model.training_loss(x_uint8, generator=torch.Generator().manual_seed(7))
 
@@ -87,7 +81,7 @@ def test_the_staged_api_and_training_loss_give_the_same_loss_for_the_same_noise(
 
 
 def test_the_kl_of_both_levels_is_non_negative_everywhere():
-    model = _model(seed=3)
+    model = small_lossy(seed=3)
     with torch.no_grad():  # make the posterior differ from the prior a lot
         for p in model.parameters():
             p.mul_(3.0)
@@ -103,7 +97,7 @@ def test_the_kl_of_both_levels_is_non_negative_everywhere():
 
 
 def test_the_prior_of_z2_is_iid_per_channel():
-    p2 = _model().prior_z2((3, 2), batch_size=4)
+    p2 = small_lossy().prior_z2((3, 2), batch_size=4)
     assert p2.shape == (4, 8, 3, 2)
     for t in (p2.loc, p2.scale):
         torch.testing.assert_close(t, t[:1, :, :1, :1].expand_as(t))
@@ -111,7 +105,7 @@ def test_the_prior_of_z2_is_iid_per_channel():
 
 
 def test_the_z1_posterior_and_prior_depend_on_the_z2_they_are_given():
-    model = _model()
+    model = small_lossy()
     enc = model.analysis(uint8_to_float(_images(1, 64, 64)))
     z2 = model.posterior_z2(enc).loc
     p1a, p1b = model.prior_z1(z2), model.prior_z1(z2 + 1.0)
@@ -120,8 +114,8 @@ def test_the_z1_posterior_and_prior_depend_on_the_z2_they_are_given():
 
 
 def test_beta_is_honoured_and_only_weights_the_distortion():
-    model_a = _model(seed=5, beta=0.001)
-    model_b = _model(seed=5, beta=0.05)
+    model_a = small_lossy(seed=5, beta=0.001)
+    model_b = small_lossy(seed=5, beta=0.05)
     x = _images(2, 64, 64)
     terms_a = model_a.rate_distortion(uint8_to_float(x), generator=torch.Generator().manual_seed(1))
     terms_b = model_b.rate_distortion(uint8_to_float(x), generator=torch.Generator().manual_seed(1))
@@ -139,7 +133,7 @@ def test_beta_is_honoured_and_only_weights_the_distortion():
 
 def test_twenty_adam_steps_reduce_the_loss_on_a_fixed_batch():
     smoke = preset("smoke")
-    model = _model(seed=2)
+    model = small_lossy(seed=2)
     opt = torch.optim.Adam(model.parameters(), lr=smoke.train.lr)
     x = _images(smoke.train.batch_size, smoke.crop_size, smoke.crop_size, seed=4)
     losses = []
@@ -167,12 +161,12 @@ def test_the_ms_ssim_loss_matches_pytorch_msssim_and_shrinks_its_window_for_smal
     assert ms_ssim_distortion(x[..., :33, :33], y[..., :33, :33], weights).item() > 0
     with pytest.raises(ImageShapeError, match="33 px"):
         ms_ssim_distortion(x[..., :32, :32], y[..., :32, :32], weights)
-    loss, metrics = _model(distortion="ms_ssim").training_loss(_images(2, 64, 64))
+    loss, metrics = small_lossy(distortion="ms_ssim").training_loss(_images(2, 64, 64))
     assert 0 < metrics["distortion"] <= 255 and math.isfinite(loss.item())
 
 
 def test_bad_inputs_raise_clear_errors():
-    model = _model()
+    model = small_lossy()
     with pytest.raises(ImageShapeError, match="uint8"):
         model.training_loss(torch.zeros(1, 3, 64, 64))
     with pytest.raises(ImageShapeError, match="multiples of 64"):
@@ -203,7 +197,7 @@ def test_the_presets_hold_the_paper_settings_and_usable_crops():
 
 def test_the_smoke_preset_trains_through_irec_train_and_reloads(tmp_path):
     smoke = preset("smoke")
-    model = _model(seed=1)
+    model = small_lossy(seed=1)
     images = [_images(1, smoke.crop_size, smoke.crop_size, seed=s)[0] for s in range(4)]
     result = train(model, None, images, smoke.train, tmp_path / "run")
     assert result.finished and result.step == smoke.train.n_steps

@@ -6,22 +6,17 @@ import hashlib
 import json
 
 import pytest
-import torch
 
 from irec import paths, zoo
-from irec.checkpoint import CheckpointError, save_model
+from irec.checkpoint import CheckpointError
 from irec.models.rvae import RVAE
-from irec.settings import lossless_preset as preset
+from tests.models import save_small
 
 
 @pytest.fixture
-def cached_model(tmp_path, monkeypatch):
-    """A smoke RVAE saved as $IREC_CACHE/models/tiny.pt, with an empty shipped folder."""
-    monkeypatch.setenv("IREC_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(paths, "SHIPPED_MODELS", tmp_path / "shipped")
-    torch.manual_seed(0)
-    fingerprint = save_model(RVAE(preset("smoke").model), paths.cache_root() / "models" / "tiny.pt")
-    return fingerprint
+def cached_model(private_cache, shipped) -> str:
+    """A smoke RVAE saved as $IREC_CACHE/models/tiny.pt, with no shipped models; returns its fingerprint."""
+    return save_small("lossless", private_cache / "models" / "tiny.pt")
 
 
 def test_the_repository_manifest_is_valid_json_with_a_models_list():
@@ -54,11 +49,8 @@ def test_an_unknown_name_or_fingerprint_lists_the_available_models(cached_model)
         zoo.find_by_fingerprint(other)
 
 
-def test_a_shipped_model_is_resolved_and_its_file_checksum_is_verified(tmp_path, monkeypatch):
-    monkeypatch.setenv("IREC_CACHE", str(tmp_path / "cache"))
-    shipped = tmp_path / "shipped"
-    monkeypatch.setattr(paths, "SHIPPED_MODELS", shipped)
-    fingerprint = save_model(RVAE(preset("smoke").model), shipped / "ship.pt")
+def test_a_shipped_model_is_resolved_and_its_file_checksum_is_verified(private_cache, shipped):
+    fingerprint = save_small("lossless", shipped / "ship.pt")
     entry = {"name": "ship", "file": "ship.pt", "kind": "lossless", "fingerprint": fingerprint,
              "sha256": hashlib.sha256((shipped / "ship.pt").read_bytes()).hexdigest(), "figures": {"bpd": 1.0}}
     (shipped / "manifest.json").write_text(json.dumps({"schema": "test", "models": [entry]}))
