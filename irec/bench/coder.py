@@ -1,6 +1,6 @@
 """``python -m irec.bench coder``: rate, bias, speed and memory of the REC coder on synthetic latents.
 
-Issue 3's benchmark (paper section 3; workloads in :mod:`irec.coder.synthetic`):
+The coder's benchmark (paper section 3; workloads in :mod:`irec.coder.synthetic`):
 
 - (a) a CIFAR-10 RVAE-shaped latent: 24 levels of 32x16x16, about 6,000 nats in all, coded one level after
   another into one container (as the lossless codec does);
@@ -32,7 +32,7 @@ from irec.paths import RESULTS
 
 log = logging.getLogger(__name__)
 
-# Targets from issue 3, on a 2-core CPU, at B=10, N=20.
+# The coder's speed targets on a 2-core CPU, at B=10, N=20.
 TARGETS = {"a": {"encode_s": 0.5, "decode_s": 0.1}, "b": {"encode_s": 5.0, "decode_s": 0.5}}
 SETTINGS = {"B10N20": dict(n_beams=10, extra_samples=1.0), "B20N36": dict(n_beams=20, extra_samples=1.2)}
 SAMPLERS = ("beam", "greedy", "sample")

@@ -1,7 +1,7 @@
 """The exact reference sampler: the Poisson functional representation (PFR) on small blocks.
 
 Li & El Gamal, "Strong functional representation lemma and applications to coding theorems", IEEE Trans. Inf.
-Theory 64(11), 2018; the issue's "exact reference" and docs/irec-method.md section 4 (COMBINER and
+Theory 64(11), 2018; the coder's exact reference, and docs/irec-method.md section 4 (COMBINER and
 RECOMBINER code PFR on ~16-bit blocks). A yardstick for the bias of the approximate samplers on synthetic
 low-dimensional Gaussians, not a sampler for the image codecs. Per block, with r = q/p:
 
@@ -41,7 +41,7 @@ from irec.coder.schedule import MAX_DIMS, BlockLayout, level_layout, validate_ga
 
 MAGIC = b"iRP"
 VERSION = 1
-MAX_KL_BITS = 16.0  # largest KL per block (the issue: "at most about 12 bits"; COMBINER codes ~16-bit blocks)
+MAX_KL_BITS = 16.0  # largest KL per block (meant for blocks of about 12 bits; COMBINER codes ~16-bit blocks)
 MAX_D_INF_BITS = 24.0  # largest log2 r_max per block: PFR examines about r_max candidates
 MAX_BUCKET = 62  # k = floor(log2(i* + 1)) <= 62 keeps i* in int64
 DIGIT_BITS = 16  # the k low bits travel as uniform digits of at most this many bits

@@ -47,8 +47,8 @@ from irec.coder.params import CoderParams
 from irec.coder.schedule import BlockLayout, schedule_tables
 
 _SHIFT = np.uint64(64 - randomness.TABLE_BITS)
-# B from which the cross term is one sgemm rather than a loop (measured: sgemm is 0.4-0.8 times as fast as the
-# loop with 4-10 beams, 0.9-1.8 times with 20, 1.1-2.3 times with 50, for 20 or 735 candidates of 32-384 dimensions).
+# B from which the cross term is one sgemm rather than a loop: with fewer beams the product is too small to gain
+# over the compiled loop (timings in docs/lossy-coder-history.md).
 GEMM_MIN_BEAMS = 16
 
 

@@ -1,7 +1,7 @@
 """Synthetic Gaussian posterior/prior pairs shaped like the latents of the paper's models.
 
-Used by the coder's tests and benchmark (issue 3), which need no trained model. A trained VAE's posterior
-is near its prior in most dimensions and far from it in a few (posterior collapse of unused units), so:
+Used by the coder's tests and benchmark (:mod:`irec.bench.coder`), which need no trained model. A trained VAE's
+posterior is near its prior in most dimensions and far from it in a few (posterior collapse of unused units), so:
 
 - the prior has loc ~ N(0, 0.5^2) and scale exp(N(0, 0.3^2));
 - an ``active_fraction`` of the dimensions has a narrow posterior, scale s_p * U(0.15, 0.6), whose

@@ -12,7 +12,7 @@
   :func:`irec.checkpoint.save_model` as ``run_dir/model.pt``. Its decay warms up as in TensorFlow's
   ``ExponentialMovingAverage(num_updates=...)``, ``min(ema_decay, (1 + t) / (10 + t))`` after t updates, so the
   average forgets the weights it started from: without it, a 500-step fine-tune at decay 0.999 exported
-  0.999^500 = 61% of the base model it started from (the cpu lossy models of Nov 2026 lost 1.7-3.5 dB to that);
+  0.999^500 = 61% of the base model it started from (docs/models.md);
 - TensorBoard scalars (``torch.utils.tensorboard``) and a ``tqdm.auto`` progress bar;
 - ``run_dir/config.json`` with every parameter of the run and its provenance;
 - DistributedDataParallel when started by ``torchrun --nproc_per_node=N`` (gloo on CPU, NCCL on GPU);
