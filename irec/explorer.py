@@ -2,13 +2,15 @@
 
 Paper, section 3 (the coder's parameters: B beams, N = floor(exp((1 + eps) * Omega)) candidates per step, the
 sampler) and section 4 (lossless bpd, lossy bpp with PSNR / MS-SSIM); docs/irec-method.md sections 2
-and 4 (real files: the bits each level costs against its KL, the ideal rate). Issue 6 asks for an ipywidgets app.
+and 4 (real files: the bits each level costs against its KL, the ideal rate), as an ipywidgets app.
 
-- :func:`run_once` is the pure logic: code one image with the model's codec (lossless RVAE or lossy two-level
-  VAE, chosen by the model's kind), decode the file, and return an :class:`ExplorerResult`;
+- :func:`run_once` is the pure logic: code one image with the model's codec (:func:`irec.codecs.make_codec`: the
+  lossless RVAE's or the lossy two-level VAE's, both returning an :class:`irec.codecs.encoding.Encoding`), decode
+  the file, and return an :class:`ExplorerResult`;
 - :func:`build_app` wires ipywidgets controls to it: sliders for B, 1+eps, Omega, the block size and the steps per
-  block (adaptive blocks; 0 keeps the block size fixed), a "start from" menu of named settings
-  (:func:`named_settings`: the paper's and each codec's default), and a button whose
+  block (adaptive blocks; 0 keeps the block size fixed), a "start from" menu of the named settings of
+  :data:`irec.settings.CODER_SETTINGS` (:func:`named_settings`: the paper's, each codec's default, the lossy one
+  for low-rate images; ``build_app(..., setting=name)`` starts from one), and a button whose
   callback fills an HTML table and a figure (reconstruction and error map), with a progress bar. Result widgets
   carry CSS classes (``irec-result``, ``irec-figure``, ``irec-progress``, ``irec-candidates``) so a browser test
   can find them.
@@ -21,22 +23,25 @@ import html
 import io
 import math
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from irec import metrics, zoo
+from irec import zoo
+from irec.codecs import make_codec
+from irec.codecs.encoding import HEADER, PIXELS, TAIL
 from irec.coder.params import SAMPLERS, CoderParams
-from irec.settings import (
-    DEFAULT_REFINEMENT, LOSSLESS_DEFAULT, LOSSY_DEFAULT, LOSSY_LOW_RATE, NO_REFINEMENT, PAPER_LOSSLESS, PAPER_LOSSY,
-    with_steps,
-)
 from irec.data import decode_image
+from irec.evaluation.coding import quality
+from irec.settings import CODER_SETTINGS, DEFAULT_REFINEMENT, NO_REFINEMENT
+from irec.timing import measure
 
+START_SETTING = "paper-lossy"  # the named setting (irec.settings.CODER_SETTINGS) the sliders start from
+START = CODER_SETTINGS[START_SETTING]
+RATE_UNITS = {"lossless": "bpd", "lossy": "bpp"}  # each kind's rate: bits per dimension, or per pixel
 EXPLORER_SAMPLERS = tuple(s for s in SAMPLERS if s != "pfr")  # pfr codes standalone latents only
 STAGES = ("load model", "encode", "decode", "measure")  # what the progress bar counts
 MAX_CANDIDATES = 2**24  # N must be below this (irec.coder.params)
@@ -57,8 +62,8 @@ class ExplorerResult:
     real_bits: tuple[float, ...]  # real bits of each level in the file (step counts + indices)
     ideal_bits: tuple[float, ...]  # ideal bits of each level: KL(q || p) given the coded levels above (lossy: q the
     # model's own posterior, the paper's ideal, whatever the encoder's refinement codes)
-    pixel_bits: float  # lossless: real bits of the pixels under p(x | z); lossy: 0 (no pixel stream)
-    pixel_ideal_bits: float  # lossless: -log2 p(x | z coded); lossy: 0
+    pixel_bits: float | None  # lossless: real bits of the pixels under p(x | z); None: no pixel stream (lossy)
+    pixel_ideal_bits: float | None  # lossless: -log2 p(x | z coded); None: no pixel stream (lossy)
     framing_bits: float  # header, crc and the entropy coder's final flush
     n_bytes: int  # size of the file
     rate: float  # real rate: bpd (lossless) or bpp (lossy)
@@ -75,7 +80,7 @@ class ExplorerResult:
 
     @property
     def unit(self) -> str:
-        return "bpd" if self.kind == "lossless" else "bpp"
+        return RATE_UNITS[self.kind]
 
     @property
     def total_bits(self) -> float:
@@ -84,15 +89,15 @@ class ExplorerResult:
     @property
     def overhead_percent(self) -> float:
         """How much larger the file is than the ideal rate, in percent."""
-        ideal = sum(self.ideal_bits) + self.pixel_ideal_bits
+        ideal = sum(self.ideal_bits) + (self.pixel_ideal_bits or 0.0)
         return 100.0 * (self.total_bits - ideal) / ideal if ideal > 0 else math.inf  # ideal 0: no latent to code
 
     def bits_table(self) -> pd.DataFrame:
         """One row per part of the file: real bits, ideal bits and the overhead of each."""
         rows = [(name, real, ideal) for name, real, ideal in zip(self.level_names, self.real_bits, self.ideal_bits)]
-        if self.kind == "lossless":
+        if self.pixel_bits is not None:
             rows.append(("pixels", self.pixel_bits, self.pixel_ideal_bits))
-        ideal = sum(self.ideal_bits) + self.pixel_ideal_bits
+        ideal = sum(self.ideal_bits) + (self.pixel_ideal_bits or 0.0)
         rows += [("framing", self.framing_bits, 0.0), ("total", self.total_bits, ideal)]
         table = pd.DataFrame(rows, columns=["part", "real bits", "ideal bits"])
         table["overhead bits"] = table["real bits"] - table["ideal bits"]
@@ -111,17 +116,17 @@ class ExplorerResult:
 
 
 def named_settings() -> dict[str, CoderParams]:
-    """The settings the app can start from, by label: the paper's (Section 4), each of our codecs' default, and the
-    lossy codec's setting for low-rate images."""
-    from irec.codecs import lossless, lossy
+    """The settings the app can start from, by label (:func:`setting_label`): every one of
+    :data:`irec.settings.CODER_SETTINGS`, the paper's, each codec's default and the lossy one for low-rate images."""
+    return {setting_label(name): params for name, params in CODER_SETTINGS.items()}
 
-    named = {"paper, lossless": PAPER_LOSSLESS, "paper, lossy": PAPER_LOSSY,
-             "irec lossless default": LOSSLESS_DEFAULT, "irec lossy default": LOSSY_DEFAULT,
-             "irec lossy low-rate images": LOSSY_LOW_RATE}
-    return {
-        f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_step:g}, blocks of {p.blocks_label}": p
-        for name, p in named.items()
-    }
+
+def setting_label(name: str) -> str:
+    """A named setting's label in the "start from" menu: its name, then B, 1+eps, Omega and the blocks."""
+    if name not in CODER_SETTINGS:
+        raise ExplorerSettingsError(f"unknown setting {name!r}; choose one of {', '.join(CODER_SETTINGS)}")
+    p = CODER_SETTINGS[name]
+    return f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_step:g}, blocks of {p.blocks_label}"
 
 
 def candidates_text(extra_samples: float, kl_per_step: float) -> str:
@@ -157,10 +162,16 @@ def _load(model_ref: str, modified: float) -> tuple:
     return zoo.resolve_model(model_ref)
 
 
+def _resolve(model_ref: str) -> tuple:
+    """:func:`irec.zoo.resolve_model`, cached until the file changes."""
+    path = os.path.expanduser(model_ref)
+    return _load(model_ref, os.path.getmtime(path) if os.path.isfile(path) else 0.0)
+
+
 def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extra_samples: float,
-             kl_per_step: float, sampler: str = "beam", block_size: int = 1000, seed: int = 42,
-             on_stage: Callable[[int, str], None] | None = None, steps_per_block: float = 0.0,
-             refine_steps: int | None = None) -> ExplorerResult:
+             kl_per_step: float, sampler: str = START.sampler, block_size: int = START.block_size,
+             seed: int = START.seed, on_stage: Callable[[int, str], None] | None = None,
+             steps_per_block: float = START.steps_per_block, refine_steps: int | None = None) -> ExplorerResult:
     """Code ``image`` with the model ``model_ref`` (a path or a zoo name) under these settings; decode it back.
 
     ``on_stage(i, name)`` is called as each of :data:`STAGES` starts (for a progress bar). ``refine_steps``: lossy
@@ -169,54 +180,29 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
     report_stage = on_stage or (lambda i, name: None)
     params = coder_params(n_beams, extra_samples, kl_per_step, sampler, block_size, seed, steps_per_block)
     report_stage(0, STAGES[0])
-    path = os.path.expanduser(os.fspath(model_ref))
-    model, fingerprint, info = _load(str(model_ref), os.path.getmtime(path) if os.path.isfile(path) else 0.0)
+    codec, info = make_codec(str(model_ref), asdict(params), refine_steps=refine_steps, strict=False,
+                             resolve=_resolve)
     name = str(info.get("name", model_ref))
+    path = os.path.expanduser(os.fspath(model_ref))
     if info.get("source") == "path" and name == "model":  # a run folder's model.pt: name it by its folder
         name = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    height, width = image.shape[:2]
     report_stage(1, STAGES[1])
-    if info.get("kind") == "lossless":
-        from irec.codecs.lossless import LosslessCodec
-
-        codec = LosslessCodec(model, fingerprint, params)
-        data, report = codec.compress_with_report(image)
-        report_stage(2, STAGES[2])
-        start = time.perf_counter()
-        decoded = codec.decompress(data)
-        decode_s = time.perf_counter() - start
-        levels = tuple(f"level {i}" for i in range(len(report.latent_bits)))
-        real, ideal = report.latent_bits, report.kl_bits
-        pixel_bits, pixel_ideal = report.pixel_bits, report.pixel_ideal_bits
-        framing = report.header_bits + report.stream_tail_bits
-        encode_s, exact, rate = report.encode_seconds, bool(np.array_equal(decoded, image)), report.bpd
-        ideal_rate = report.ideal_bpd
-    else:
-        from irec.codecs.lossy import LEVELS, LossyCodec
-        codec = LossyCodec(model.cpu().float(), fingerprint, params, refinement=with_steps(refine_steps))
-        start = time.perf_counter()
-        encoding = codec.encode(image)
-        encode_s = time.perf_counter() - start
-        report_stage(2, STAGES[2])
-        start = time.perf_counter()
+    encoding = codec.encode(image)
+    report_stage(2, STAGES[2])
+    with measure() as decoder:
         decoded = codec.decompress(encoding.data)
-        report = codec.report(image, encoding, decoded, encode_s, time.perf_counter() - start)
-        data, pixels = encoding.data, height * width
-        levels = LEVELS
-        real = tuple(report[f"bpp_{level}"] * pixels for level in LEVELS)
-        ideal = tuple(report[f"bpp_ideal_{level}"] * pixels for level in LEVELS)
-        pixel_bits = pixel_ideal = 0.0
-        framing = report["bpp_header"] * pixels
-        encode_s, decode_s, exact = report["encode_s"], report["decode_s"], report["exact"]
-        rate, ideal_rate = report["bpp"], report["bpp_ideal"]
     report_stage(3, STAGES[3])
-    ms_ssim = metrics.ms_ssim(image, decoded)
+    shown, unit, levels = quality(image, decoded), RATE_UNITS[codec.kind], encoding.levels
     return ExplorerResult(
-        kind=str(info.get("kind")), model=name, params=params, level_names=tuple(levels), real_bits=tuple(real),
-        ideal_bits=tuple(ideal), pixel_bits=pixel_bits, pixel_ideal_bits=pixel_ideal, framing_bits=framing,
-        n_bytes=len(data), rate=rate, ideal_rate=ideal_rate, psnr=metrics.psnr(image, decoded), ms_ssim=ms_ssim,
-        ms_ssim_db=metrics.ms_ssim_db(ms_ssim), encode_s=encode_s, decode_s=decode_s, exact=exact,
-        reconstruction=decoded, error_map=np.abs(decoded.astype(np.float32) - image.astype(np.float32)).mean(axis=2),
+        kind=codec.kind, model=name, params=encoding.params, level_names=levels,
+        real_bits=tuple(encoding.bits[level] for level in levels),
+        ideal_bits=tuple(encoding.ideal_bits[level] for level in levels),
+        pixel_bits=encoding.bits.get(PIXELS), pixel_ideal_bits=encoding.ideal_bits.get(PIXELS),
+        framing_bits=encoding.bits[HEADER] + encoding.bits[TAIL], n_bytes=encoding.n_bytes,
+        rate=getattr(encoding, unit), ideal_rate=getattr(encoding, f"ideal_{unit}"), psnr=shown["psnr"],
+        ms_ssim=shown["ms_ssim"], ms_ssim_db=shown["ms_ssim_db"], encode_s=encoding.encode_seconds,
+        decode_s=decoder.seconds, exact=bool(np.array_equal(decoded, encoding.image)), reconstruction=decoded,
+        error_map=np.abs(decoded.astype(np.float32) - image.astype(np.float32)).mean(axis=2),
         refine_steps=getattr(codec, "refinement", NO_REFINEMENT).steps,
     )
 
@@ -254,23 +240,29 @@ NO_MODELS = "no models to explore yet: train one (notebooks 01/02, or irec train
 class ExplorerApp(widgets.VBox):
     """The explorer's widgets; :meth:`encode` is the button's callback (call it directly, or press the button)."""
 
-    def __init__(self, models: dict[str, str], images: dict[str, np.ndarray], block_size: int = 1000,
-                 seed: int = 42) -> None:
-        self.models, self.images, self.seed = dict(models), dict(images), seed
+    def __init__(self, models: dict[str, str], images: dict[str, np.ndarray], setting: str = START_SETTING,
+                 refine_steps: int | None = None, **changes) -> None:
+        label = setting_label(setting)  # checks the name
+        start = CODER_SETTINGS[setting].with_(**{k: v for k, v in changes.items() if v is not None})
+        self.models, self.images, self.seed = dict(models), dict(images), start.seed
         self.settings = named_settings()
         self.model = widgets.Dropdown(options=list(self.models), description="model")
         self.image = widgets.Dropdown(options=list(self.images), description="image")
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload image")
-        self.n_beams = widgets.IntSlider(value=10, min=1, max=200, description="B (beams)")
-        self.extra_samples = widgets.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.05, description="1+eps")
-        self.kl_per_step = widgets.FloatSlider(value=3.0, min=0.5, max=10.0, step=0.25, description="Omega (nats)")
-        self.block_size = widgets.IntSlider(value=block_size, min=64, max=4096, step=8, description="block (dims)")
+        self.n_beams = widgets.IntSlider(value=start.n_beams, min=1, max=200, description="B (beams)")
+        self.extra_samples = widgets.FloatSlider(value=start.extra_samples, min=0.1, max=3.0, step=0.05,
+                                                 description="1+eps")
+        self.kl_per_step = widgets.FloatSlider(value=start.kl_per_step, min=0.5, max=10.0, step=0.25,
+                                               description="Omega (nats)")
+        self.block_size = widgets.IntSlider(value=start.block_size, min=64, max=4096, step=8,
+                                            description="block (dims)")
         self.steps_per_block = widgets.FloatSlider(  # adaptive blocks (0: the block size above, fixed)
-            value=0.0, min=0.0, max=200.0, step=5.0, description="steps/block")
+            value=start.steps_per_block, min=0.0, max=200.0, step=5.0, description="steps/block")
         self.refine_steps = widgets.IntSlider(  # lossy models: the encoder's refinement of q(z1) (0: none, the paper)
-            value=DEFAULT_REFINEMENT.steps, min=0, max=20, description="refine steps")
-        self.start_from = widgets.Dropdown(options=["", *self.settings], value="", description="start from")
-        self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value="beam", description="sampler")
+            value=DEFAULT_REFINEMENT.steps if refine_steps is None else refine_steps, min=0, max=20,
+            description="refine steps")
+        self.start_from = widgets.Dropdown(options=["", *self.settings], value=label, description="start from")
+        self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value=start.sampler, description="sampler")
         self.candidates = widgets.HTML().add_class("irec-candidates")
         self.encode_button = widgets.Button(description="encode", button_style="primary").add_class("irec-encode")
         self.progress = widgets.IntProgress(value=0, min=0, max=len(STAGES), description="idle")
@@ -305,7 +297,8 @@ class ExplorerApp(widgets.VBox):
         if params is not None:
             self.n_beams.value, self.extra_samples.value = params.n_beams, params.extra_samples
             self.kl_per_step.value, self.block_size.value = params.kl_per_step, params.block_size
-            self.steps_per_block.value = params.steps_per_block
+            self.steps_per_block.value, self.sampler.value = params.steps_per_block, params.sampler
+            self.seed = params.seed
 
     def _add_upload(self, change) -> None:
         for item in change["new"]:
@@ -348,7 +341,12 @@ class ExplorerApp(widgets.VBox):
         return result
 
 
-def build_app(models: dict[str, str], images: dict[str, np.ndarray], block_size: int = 1000,
-              seed: int = 42) -> ExplorerApp:
-    """The explorer widget: ``models`` name -> checkpoint path (or zoo name), ``images`` name -> uint8 (H, W, 3)."""
-    return ExplorerApp(models, images, block_size=block_size, seed=seed)
+def build_app(models: dict[str, str], images: dict[str, np.ndarray], setting: str = START_SETTING,
+              refine_steps: int | None = None, **changes) -> ExplorerApp:
+    """The explorer widget: ``models`` name -> checkpoint path (or zoo name), ``images`` name -> uint8 (H, W, 3).
+
+    The sliders start from ``setting``, a name in :data:`irec.settings.CODER_SETTINGS`, with ``changes`` (fields of
+    :class:`irec.coder.CoderParams`, e.g. ``n_beams=2``; None keeps the setting's); ``refine_steps``: the lossy
+    encoder's refinement steps at start (None: :data:`irec.settings.DEFAULT_REFINEMENT`'s).
+    """
+    return ExplorerApp(models, images, setting, refine_steps, **changes)

@@ -11,11 +11,9 @@ import pytest
 import torch
 
 from irec.bench.devices import MANIFEST, main
-from irec.checkpoint import save_model
 from irec.data.images import write_png
-from irec.models import rvae, vae2
-from irec.settings import lossless_preset, lossy_preset
 from irec.paths import REPO
+from tests.models import save_small
 
 
 @pytest.fixture
@@ -25,9 +23,8 @@ def written(tmp_path):
     for name in ("a", "b"):
         write_png(tmp_path / "photos" / f"{name}.png", rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
         write_png(tmp_path / "tiny" / f"{name}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-    torch.manual_seed(0)
-    save_model(vae2.TwoLevelVAE(lossy_preset("smoke").config(0.01)).eval(), tmp_path / "lossy.pt")
-    save_model(rvae.RVAE(lossless_preset("smoke").model).eval(), tmp_path / "lossless.pt")
+    save_small("lossy", tmp_path / "lossy.pt", seed=0)
+    save_small("lossless", tmp_path / "lossless.pt", seed=0)
     out = tmp_path / "files"
     for model, images in (("lossy.pt", "photos"), ("lossless.pt", "tiny")):
         assert main(["write", "--model", str(tmp_path / model), "--dataset", str(tmp_path / images), "--images", "2",

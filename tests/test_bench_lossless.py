@@ -5,28 +5,30 @@ from __future__ import annotations
 import contextlib
 import io
 
+import json
+
 import pandas as pd
 import pytest
 import torch
 
 from irec.bench import lossless
 from irec.checkpoint import save_model
-from irec.models.rvae import RVAE
+from irec.evaluation.lossless import CODEC_NAME
+from irec.evaluation.results import COLUMNS
 from irec.settings import LOSSLESS_DEFAULT
-from irec.settings import lossless_preset as preset
+from tests.models import small_lossless
 
 ROW_COLUMNS = {
-    "dataset", "image", "codec", "height", "width", "file_bytes", "bpd", "header_bpd", "latent_bpd", "pixel_bpd",
-    "tail_bpd", "kl_bpd", "negative_elbo_bpd", "real_over_elbo", "encode_s", "decode_s", "exact", "n_beams",
-    "extra_samples", "kl_per_step", "block_size", "n_candidates", "model_fingerprint", "model_name",
-    "model_source", "git_commit", "device", "timestamp",
+    *COLUMNS, "header_bpd", "latent_bpd", "pixel_bpd", "tail_bpd", "kl_bpd", "negative_elbo_bpd", "real_over_elbo",
+    "exact", "error", "n_beams", "extra_samples", "kl_per_step", "block_size", "n_candidates", "model_fingerprint",
+    "model_name", "model_source",
 }
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
+    model = small_lossless(0)
     torch.manual_seed(0)
-    model = RVAE(preset("smoke").model)
     with torch.no_grad():  # q differs from p, so the latents carry real bits
         for layer in model.up:
             layer.conv1.bias.add_(0.5 * torch.randn_like(layer.conv1.bias))
@@ -49,22 +51,24 @@ def benchmark_run(saved_model, tmp_path_factory, shared_data):
 def test_the_benchmark_writes_tidy_rows_with_coder_settings_model_and_provenance(benchmark_run, saved_model):
     code, df, _ = benchmark_run
     assert code == 0
-    assert ROW_COLUMNS <= set(df.columns)
+    assert ROW_COLUMNS <= set(df.columns) and list(df.columns[:len(COLUMNS)]) == list(COLUMNS)
     cifar = df[df.dataset == "cifar10"]
-    assert sorted(cifar.codec.unique()) == ["irec", "jpegxl-lossless", "png", "webp-lossless"]
-    assert (cifar.groupby("codec").size() == 3).all()
-    ours = df[df.codec == "irec"]
+    assert sorted(cifar.codec.unique()) == sorted([CODEC_NAME, "jpegxl-lossless", "png", "webp-lossless"])
+    assert (cifar.groupby("codec").size() == 3).all() and cifar.lossless.all()
+    ours = df[df.codec == CODEC_NAME]
+    assert (ours.params.map(json.loads).map(lambda p: p["n_beams"]) == 4).all()
     assert (ours.model_fingerprint == saved_model[1]).all()
     assert (ours.n_beams == 4).all() and (ours.block_size == LOSSLESS_DEFAULT.block_size).all()
 
 
 def test_every_round_trip_is_counted_bit_exact_and_the_bpd_split_adds_up(benchmark_run):
     _, df, _ = benchmark_run
-    assert df.exact.astype(bool).all()
-    ours = df[df.codec == "irec"]
+    assert df.bit_exact.astype(bool).all()
+    ours = df[df.codec == CODEC_NAME]
+    assert ours.exact.astype(bool).all()
     parts = ours.header_bpd + ours.latent_bpd + ours.pixel_bpd + ours.tail_bpd
     assert parts.to_numpy() == pytest.approx(ours.bpd.to_numpy(), abs=1e-9)
-    assert (ours.bpd == 8 * ours.file_bytes / ours.n_subpixels).all()
+    assert (ours.bpd == 8 * ours.n_bytes / ours.n_subpixels).all()
     assert (ours.latent_bpd > 0).all()
 
 
@@ -80,7 +84,7 @@ def test_the_printed_table_shows_the_measured_figures_beside_the_targets(benchma
     assert "<= 1.10 (paper 4.18/3.55 = 1.18)" in text
     assert "<= 1 s" in text and "<= 0.5 s" in text
     assert "< WebP lossless" in text and "WebP lossless bpd" in text and "JPEG XL" in text
-    mean_bpd = df[(df.dataset == "cifar10") & (df.codec == "irec")].bpd.mean()
+    mean_bpd = df[(df.dataset == "cifar10") & (df.codec == CODEC_NAME)].bpd.mean()
     assert f"{mean_bpd:.4f}" in text
     assert "Kodak, 1 images (24x24 centre crops)" in text
 
@@ -91,7 +95,7 @@ def test_the_sweep_codes_one_image_under_each_setting(saved_model, tmp_path, sha
                           "2,4", "--sweep-extra-samples", "1.2", "--sweep-block-size", "8192", "--out", str(out)])
     assert code == 0
     df = pd.read_csv(tmp_path / "lossless-sweep.csv")
-    assert sorted(df.n_beams) == [2, 4] and df.image.nunique() == 1 and df.exact.all()
+    assert sorted(df.n_beams) == [2, 4] and df.image.nunique() == 1 and df.bit_exact.all()
     text = capsys.readouterr().out
     assert "real_over_elbo" in text and "B2 1+eps=1.2" in text and "B4 1+eps=1.2" in text
 
@@ -115,5 +119,5 @@ def test_a_round_trip_that_is_not_bit_exact_is_counted_and_fails_the_run(saved_m
     monkeypatch.setattr(lossless.LosslessCodec, "decompress", off_by_one)
     code = lossless.main(["--model", str(saved_model[0]), "--images", "2", "--no-classical", "--out", str(out)])
     assert code == 1
-    assert not pd.read_csv(out).exact.any()
+    assert not pd.read_csv(out).bit_exact.any() and not pd.read_csv(out).exact.any()
     assert "0/2 (0%)" in capsys.readouterr().out

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from irec.bench.lossy import (
     CLASSICAL,
@@ -19,11 +18,9 @@ from irec.bench.lossy import (
     psnr_at_rate,
     webp_gap,
 )
-from irec.checkpoint import save_model
-from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE
 from irec.data.images import write_png
-from irec.models.vae2 import TwoLevelVAE
-from irec.settings import lossy_preset as preset
+from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE
+from tests.models import save_small
 
 SUMMARY_COLUMNS = {"model", "beta", "n_images", "bpp", "bpp_ideal", "rate_over_kl_pct", "psnr_db", "psnr_float",
                    "sample_psnr", "psnr_gap_db", "ms_ssim_db", "encode_s", "decode_s", "n_exact",
@@ -41,9 +38,8 @@ def setup(tmp_path_factory) -> dict:
         write_png(folder / f"{name}.png", np.clip(ramp + rng.normal(0, 8, (64, 64, 3)), 0, 255).astype(np.uint8))
     models = []
     for i, beta in enumerate((0.001, 0.03)):
-        torch.manual_seed(i)
         path = root / f"smoke-beta{beta:g}.pt"
-        save_model(TwoLevelVAE(preset("smoke").config(beta)).eval(), path)
+        save_small("lossy", path, beta=beta, seed=i)
         models.append(str(path))
     return {"root": root, "folder": str(folder), "models": models}
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from irec.bench.sweep import BASE, main, settings
-from irec.checkpoint import save_model
-from irec.settings import PAPER_LOSSY
 from irec.data.images import write_png
-from irec.models.vae2 import TwoLevelVAE
-from irec.settings import lossy_preset as preset
+from irec.settings import PAPER_LOSSY
+from tests.models import save_small
 
 
 def test_each_parameter_moves_alone_from_the_base_which_is_coded_once():
@@ -24,9 +21,8 @@ def test_the_sweep_writes_one_exactly_decoded_row_per_setting_and_image_with_its
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         write_png(tmp_path / "images" / f"{name}.png", rng.integers(0, 256, (80, 72, 3), dtype=np.uint8))
-    torch.manual_seed(0)
     model = tmp_path / "model.pt"
-    save_model(TwoLevelVAE(preset("smoke").config(0.01)).eval(), model)
+    save_small("lossy", model, seed=0)
     out = tmp_path / "sweep.csv"
     code = main(["--model", str(model), "--dataset", str(tmp_path / "images"), "--images", "2", "--crop", "64",
                  "--n-beams", "1,10", "--extra-samples", "1.0", "--kl-per-step", "2,3", "--block-size", "1000,384",

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from irec import paths
 from irec.__main__ import main
-from irec.checkpoint import save_model
 from irec.data import read_image, write_png
-from irec.models.rvae import RVAE
-from irec.settings import lossless_preset as preset
+from tests.models import save_small
 
 
 @pytest.fixture
@@ -20,9 +17,8 @@ def setup(tmp_path, monkeypatch, shared_data):
     """A private cache, no shipped models, a smoke model file and a CIFAR-10 PNG."""
     monkeypatch.setenv("IREC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(paths, "SHIPPED_MODELS", tmp_path / "shipped")
-    torch.manual_seed(0)
     model_path = tmp_path / "smoke.pt"
-    fingerprint = save_model(RVAE(preset("smoke").model), model_path)
+    fingerprint = save_small("lossless", model_path, seed=0)
     image = np.load(shared_data / "cifar10" / "cifar10_test.npz")["images"][3]
     write_png(tmp_path / "in.png", image)
     return tmp_path, model_path, fingerprint, image
@@ -33,8 +29,26 @@ def test_compress_then_decompress_with_a_model_path_gives_the_image_back(setup, 
     assert main(["compress", "--model", str(model_path), str(tmp / "in.png"), str(tmp / "x.irec")]) == 0
     out = capsys.readouterr().out
     assert "real" in out and "ideal" in out and "bpd" in out
+    for words in ("header", "level 0", "pixels", "tail", "negative_elbo_bpd", "encoded in"):
+        assert words in out
     assert main(["decompress", "--model", str(model_path), str(tmp / "x.irec"), str(tmp / "out.png")]) == 0
     np.testing.assert_array_equal(read_image(tmp / "out.png"), image)
+
+
+def test_compress_reports_a_lossy_file_as_it_reports_a_lossless_one_and_decompress_gives_its_image(setup, capsys):
+    from irec.codecs import make_codec
+
+    tmp = setup[0]
+    save_small("lossy", tmp / "lossy.pt")
+    options = ["--n-beams", "2", "--kl-per-step", "3", "--refine-steps", "0"]
+    assert main(["compress", "--model", str(tmp / "lossy.pt"), *options, str(tmp / "in.png"), str(tmp / "y.irec")]) == 0
+    out = capsys.readouterr().out
+    for words in ("real", "bpd", "bpp", "ideal", "header", "z2", "z1", "tail", "encoded in"):
+        assert words in out
+    assert "pixels," not in out  # no pixel stream in a lossy file
+    assert main(["decompress", "--model", str(tmp / "lossy.pt"), str(tmp / "y.irec"), str(tmp / "out.png")]) == 0
+    codec, _ = make_codec(str(tmp / "lossy.pt"), {"n_beams": 2, "kl_per_step": 3.0}, refine_steps=0)
+    np.testing.assert_array_equal(read_image(tmp / "out.png"), codec.encode(read_image(tmp / "in.png")).image)
 
 
 def test_decompress_finds_a_cached_model_by_the_files_fingerprint(setup):
@@ -99,8 +113,7 @@ def test_bad_irec_inputs_exit_with_code_2_and_a_clear_message(setup, capsys, pro
         data[20] ^= 1
         (tmp / "x.irec").write_bytes(bytes(data))
     elif problem == "wrong model":
-        torch.manual_seed(1)
-        save_model(RVAE(preset("smoke").model), tmp / "other.pt")
+        save_small("lossless", tmp / "other.pt", seed=1)
         args[2] = str(tmp / "other.pt")
     elif problem == "missing":
         args[3] = str(tmp / "absent.irec")
@@ -154,11 +167,9 @@ def test_refine_steps_on_a_lossless_model_exits_with_code_2_and_says_it_is_for_l
 def test_a_lossy_model_gets_the_low_rate_setting_beside_its_default_unless_a_coder_option_fixes_one(setup):
     from irec.codecs import make_codec
     from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE
-    from irec.models.vae2 import TwoLevelVAE
-    from irec.settings import lossy_preset
 
     tmp = setup[0]
-    save_model(TwoLevelVAE(lossy_preset("smoke").config(0.01)), tmp / "lossy.pt")
+    save_small("lossy", tmp / "lossy.pt")
     codec, _ = make_codec(str(tmp / "lossy.pt"))
     assert (codec.params, codec.low_rate_params) == (LOSSY_DEFAULT, LOSSY_LOW_RATE)
     codec, _ = make_codec(str(tmp / "lossy.pt"), {"n_beams": 7}, refine_steps=0)

@@ -11,20 +11,20 @@ import pytest
 import torch
 
 from irec.checkpoint import load_model, save_model
-from irec.codecs.container import WrongModelError
-from irec.codecs.container import pinned
+from irec.codecs.container import WrongModelError, pinned
+from irec.codecs.encoding import HEADER, PIXELS, TAIL
 from irec.codecs.lossless import LosslessCodec
-from irec.settings import LOSSLESS_DEFAULT
 from irec.coder import CorruptStreamError
 from irec.models.rvae import RVAE
-from irec.settings import lossless_preset as preset
+from irec.settings import LOSSLESS_DEFAULT
+from tests.models import small_lossless
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
 
 def make_model(seed: int) -> RVAE:
     """An untrained smoke RVAE whose inference biases are perturbed, so that q differs from p (real latent bits)."""
+    model = small_lossless(seed)
     torch.manual_seed(seed)
-    model = RVAE(preset("smoke").model)
     with torch.no_grad():
         for layer in model.up:
             layer.conv1.bias.add_(0.5 * torch.randn_like(layer.conv1.bias))
@@ -51,24 +51,41 @@ def cifar(shared_data) -> np.ndarray:
 
 def test_a_32x32_image_round_trips_bit_exactly(codec, cifar):
     assert_roundtrip(lambda: (codec.compress(cifar[0]), cifar[0]), codec.decompress)
-    assert sum(codec.last_report.kl_bits) > 100  # the latents carry real information
+    encoding = codec.encode(cifar[0])
+    assert sum(encoding.ideal_bits[level] for level in encoding.levels) > 100  # the latents carry real information
 
 
 def test_an_odd_sized_image_round_trips_at_its_true_size(codec, cifar):
     image = np.ascontiguousarray(cifar[1][:13, :21])
-    data = assert_roundtrip(lambda: (codec.compress(image), image), codec.decompress)
-    assert codec.last_report.n_subpixels == 13 * 21 * 3
-    assert codec.last_report.file_bytes == len(data)
+    encoding = codec.encode(image)
+    data = assert_roundtrip(lambda: (encoding.data, image), codec.decompress)
+    assert encoding.n_pixels == 13 * 21 and encoding.n_bytes == len(data)
+    assert encoding.bpd == pytest.approx(8 * len(data) / (13 * 21 * 3))
 
 
-def test_the_report_parts_add_up_to_the_file_and_sit_near_the_ideal_rate(codec, cifar):
-    data, report = codec.compress_with_report(cifar[0])
-    assert report.total_bits == pytest.approx(8 * len(data), abs=1e-6)
-    assert report.stream_tail_bits >= 0 and report.header_bits > 0
-    assert len(report.latent_bits) == len(report.kl_bits) == codec.model.n_levels
-    assert report.pixel_bits == pytest.approx(report.pixel_ideal_bits, rel=0.01)
-    assert report.bpd == pytest.approx(8 * len(data) / (3 * 32 * 32))
-    assert report.bpd > report.ideal_bpd
+def test_the_encodings_parts_add_up_to_the_file_and_sit_near_the_ideal_rate(codec, cifar):
+    encoding = codec.encode(cifar[0])
+    bits, ideal = encoding.bits, encoding.ideal_bits
+    assert sum(bits.values()) == pytest.approx(8 * encoding.n_bytes, abs=1e-6)
+    assert list(bits) == [HEADER, *encoding.levels, PIXELS, TAIL] and bits[TAIL] >= 0 and bits[HEADER] > 0
+    assert encoding.levels == codec.levels == tuple(f"level {i}" for i in range(codec.model.n_levels))
+    assert list(ideal) == [*encoding.levels, PIXELS]
+    assert bits[PIXELS] == pytest.approx(ideal[PIXELS], rel=0.01)
+    assert encoding.bpd == pytest.approx(8 * encoding.n_bytes / (3 * 32 * 32))
+    assert encoding.bpd > encoding.ideal_bpd
+    assert encoding.details["negative_elbo_bpd"] > 0 and encoding.encode_seconds > 0
+    assert encoding.params == codec.params
+
+
+def test_the_codec_keeps_no_state_between_images_and_leaves_the_callers_model_as_it_was(cifar):
+    model = make_model(0).double().train()  # float64, in training mode: the codec codes a float32 copy
+    codec = LosslessCodec(model, "ab" * 32)
+    assert codec.model is not model and next(codec.model.parameters()).dtype == torch.float32
+    first = codec.compress(cifar[0])
+    codec.compress(cifar[1])
+    assert codec.compress(cifar[0]) == first and codec.decompress(first).shape == cifar[0].shape
+    assert model.training and next(model.parameters()).dtype == torch.float64
+    assert not any(hasattr(codec, name) for name in ("last_report", "last_decode_seconds", "compress_with_report"))
 
 
 def test_a_file_written_with_two_threads_decodes_identically_in_a_fresh_single_thread_process(
@@ -120,7 +137,7 @@ def test_coder_settings_reach_the_file_and_still_round_trip(codec, cifar):
     params = LOSSLESS_DEFAULT.with_(n_beams=4, extra_samples=1.0, block_size=300, seed=7)
     small = LosslessCodec(codec.model, codec.fingerprint, params)
     data = assert_roundtrip(lambda: (small.compress(cifar[1]), cifar[1]), small.decompress)
-    assert data != codec.compress(cifar[1])
+    assert data != codec.compress(cifar[1]) and small.encode(cifar[1]).params == params
 
 
 @pytest.mark.parametrize("image", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3))])
@@ -129,9 +146,11 @@ def test_images_that_are_not_8bit_rgb_are_refused_with_a_clear_error(codec, imag
         codec.compress(image)
 
 
-def test_a_non_rvae_model_is_refused(codec):
+def test_a_non_rvae_model_and_a_fingerprint_that_is_not_hex_are_refused(codec):
     with pytest.raises(ValueError, match="RVAE"):
         LosslessCodec(torch.nn.Linear(2, 2), codec.fingerprint)
+    with pytest.raises(ValueError, match="hex"):
+        LosslessCodec(codec.model, "not-hex")
 
 
 def test_pinning_restores_the_thread_count_and_the_determinism_flag():
@@ -154,9 +173,7 @@ def test_pinning_sets_the_determinism_flag_without_importing_torch_compile_in_a_
 def test_a_decode_that_gives_other_pixels_than_the_encoders_raises_a_clear_error_instead_of_returning_them():
     from irec.codecs.container import MAGIC, PIXEL_CHECK_BYTES
 
-    torch.manual_seed(0)
-    model = RVAE(preset("smoke").model)
-    codec = LosslessCodec(model, "ab" * 32)
+    codec = LosslessCodec(small_lossless(0), "ab" * 32)
     image = np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     data = bytearray(codec.compress(image))
     at = len(MAGIC) + 1 + 1 + 4 + 1 + 1  # magic, version, kind, fingerprint, height 8, width 8: the pixel check

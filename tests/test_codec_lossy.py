@@ -9,33 +9,22 @@ import pytest
 import torch
 
 from irec.checkpoint import save_model, weights_fingerprint
-from irec.codecs.container import (
-    PIN_FLOAT32,
-    PIN_ONE_THREAD,
-    WrongModelError,
-    peek_header,
-)
-from irec.codecs.lossy import LossyCodec
-from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE
+from irec.codecs.container import PIN_FLOAT32, PIN_ONE_THREAD, WrongModelError, peek_header
+from irec.codecs.encoding import HEADER, TAIL
+from irec.codecs.lossy import LEVELS, LossyCodec
 from irec.codecs.refine import refine_posterior
-from irec.settings import NO_REFINEMENT, Refinement
 from irec.coder import CorruptStreamError
-from irec.settings import PAPER_LOSSY
 from irec.models.vae2 import TwoLevelVAE
-from irec.settings import lossy_preset as preset
+from irec.settings import LOSSY_DEFAULT, LOSSY_LOW_RATE, NO_REFINEMENT, PAPER_LOSSY, Refinement
+from tests.models import small_lossy
 from tests.roundtrip import assert_identical, assert_roundtrip, decode_in_fresh_process
 
 SIZES = [(64, 64), (70, 100)]
 
 
-def _model(seed: int) -> TwoLevelVAE:
-    torch.manual_seed(seed)
-    return TwoLevelVAE(preset("smoke").config(0.01)).eval()
-
-
 @pytest.fixture(scope="module")
 def model() -> TwoLevelVAE:
-    return _model(0)
+    return small_lossy(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +44,8 @@ def _image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("size", SIZES)
 def test_decoding_gives_exactly_the_encoders_reconstruction_at_the_true_size(codec, size):
     image = _image(size)
-    data = assert_roundtrip(lambda: (codec.encode(image).data, codec.encode(image).image), codec.decompress)
+    encoding = codec.encode(image)
+    data = assert_roundtrip(lambda: (encoding.data, encoding.image), codec.decompress)
     assert codec.decompress(data).shape == image.shape
     header = peek_header(data)
     assert (header.kind, header.height, header.width) == ("lossy", *size)
@@ -79,7 +69,7 @@ def test_a_fresh_single_thread_process_decodes_a_two_thread_encoding_exactly(mod
         "torch.save(LossyCodec(model, fingerprint).decompress(inputs['data']), OUTPUT)\n"
     )
     decoded = decode_in_fresh_process(script, {"path": str(path), "data": encoding.data}, tmp_path, threads=1)
-    assert fingerprint == codec.fingerprint_hex
+    assert fingerprint == codec.fingerprint
     assert_identical(encoding.image, decoded)
 
 
@@ -108,36 +98,41 @@ def test_decoding_a_corrupted_file_raises_a_clear_error(codec):
 
 
 def test_decoding_with_another_model_raises_wrong_model_error(codec):
-    other = _model(1)
+    other = small_lossy(seed=1)
     data = codec.compress(_image((64, 64)))
     with pytest.raises(WrongModelError, match="fingerprint"):
         LossyCodec(other, weights_fingerprint(other.state_dict())).decompress(data)
 
 
-def test_the_report_splits_the_file_bits_exactly_into_header_z2_and_z1(codec):
+def test_the_encoding_splits_the_file_bits_exactly_into_header_z2_z1_and_tail(codec):
     image = _image((70, 100), seed=1)
-    data, report = codec.compress_with_report(image)
-    pixels = 70 * 100
-    parts = [report["bpp_header"], report["bpp_z2"], report["bpp_z1"]]
-    assert sum(parts) * pixels == pytest.approx(8 * len(data), abs=1e-9)
-    assert report["bpp"] == pytest.approx(8 * len(data) / pixels)
-    assert all(p > 0 for p in parts)
-    assert report["bpp_ideal"] == pytest.approx(report["bpp_ideal_z2"] + report["bpp_ideal_z1"])
-    assert report["exact"] is True and report["n_bytes"] == len(data)
-    assert np.isfinite([report["psnr"], report["psnr_float"], report["sample_psnr"], report["sample_psnr_float"]]).all()
-    assert abs(report["psnr"] - report["psnr_float"]) < 0.5  # rounding to uint8 barely moves PSNR
+    encoding = codec.encode(image)
+    bits, details = encoding.bits, encoding.details
+    assert list(bits) == [HEADER, *LEVELS, TAIL] and encoding.levels == LEVELS == ("z2", "z1")
+    assert sum(bits.values()) == pytest.approx(8 * encoding.n_bytes, abs=1e-9)
+    assert encoding.bpp == pytest.approx(8 * encoding.n_bytes / (70 * 100)) and encoding.n_pixels == 70 * 100
+    assert all(bits[part] > 0 for part in (HEADER, *LEVELS)) and bits[TAIL] >= 0
+    assert list(encoding.ideal_bits) == list(LEVELS)
+    assert encoding.ideal_bpp == pytest.approx(sum(encoding.ideal_bits.values()) / (70 * 100))
+    assert set(details["kl_coded_bits"]) == set(details["log_ratio_minus_kl_nats"]) == set(LEVELS)
+    assert details["x_float"].shape == image.shape and details["x_float"].dtype == np.float32
+    assert np.array_equal(np.round(details["x_float"] * 255).astype(np.uint8), encoding.image)
+    assert details["low_rate"] is False and encoding.params == PAPER_LOSSY and encoding.encode_seconds > 0
+    assert not encoding.image.flags.writeable  # what the decoder gives, fixed once encoded
 
 
-def test_the_report_measures_ms_ssim_on_images_large_enough_for_five_scales(codec):
-    _, report = codec.compress_with_report(_image((192, 192), seed=2))
-    assert 0 < report["ms_ssim"] <= 1 and report["ms_ssim_db"] == pytest.approx(-10 * np.log10(1 - report["ms_ssim"]))
-    assert 0 < report["sample_ms_ssim"] <= 1
+def test_a_posterior_sample_is_reconstructed_at_the_true_size_and_the_codec_measures_no_quality(codec):
+    image = _image((70, 100), seed=1)
+    sample, x_float = codec.posterior_sample(image)
+    assert sample.shape == x_float.shape == image.shape and sample.dtype == np.uint8
+    assert np.array_equal(codec.posterior_sample(image)[0], sample)  # seeded by params.seed
+    assert not any(hasattr(codec, name) for name in ("report", "compress_with_report", "last_report"))
 
 
 def test_the_decoder_takes_the_seed_and_the_blocks_from_the_file_not_from_its_own_params(model, codec):
     fingerprint = weights_fingerprint(model.state_dict())
     encoding = LossyCodec(model, fingerprint, PAPER_LOSSY.with_(seed=7)).encode(_image((64, 64)))
-    assert encoding.seed == 7
+    assert encoding.params.seed == 7
     assert_identical(encoding.image, codec.decompress(encoding.data))
     # the codec's default (adaptive blocks) reads fixed blocks, and the paper's setting reads adaptive ones
     assert LOSSY_DEFAULT.steps_per_block > 0
@@ -154,15 +149,14 @@ def test_an_image_cheap_enough_to_cap_the_blocks_is_coded_with_the_low_rate_sett
     capped = LossyCodec(model, fingerprint, PAPER_LOSSY.with_(block_size=1, steps_per_block=1000.0),
                         low_rate_params=low)
     encoding = capped.encode(image)
-    assert encoding.params == low
-    data, report = capped.compress_with_report(image)
-    assert report["low_rate"] and report["exact"]
-    assert_identical(encoding.image, LossyCodec(model, fingerprint, PAPER_LOSSY).decompress(data))
+    assert encoding.params == low and encoding.details["low_rate"]
+    assert_identical(encoding.image, capped.decompress(encoding.data))
+    assert_identical(encoding.image, LossyCodec(model, fingerprint, PAPER_LOSSY).decompress(encoding.data))
     # blocks of a million dimensions for 1e-6 steps are never capped, and fixed blocks never switch
     for params in (PAPER_LOSSY.with_(block_size=10**6, steps_per_block=1e-6), PAPER_LOSSY.with_(block_size=1)):
         codec = LossyCodec(model, fingerprint, params, low_rate_params=low)
-        assert codec.encode(image).params == params
-        assert not codec.compress_with_report(image)[1]["low_rate"]
+        encoding = codec.encode(image)
+        assert encoding.params == params and not encoding.details["low_rate"]
     default = LossyCodec(model, fingerprint)
     assert (default.params, default.low_rate_params) == (LOSSY_DEFAULT, LOSSY_LOW_RATE)
     assert LossyCodec(model, fingerprint, LOSSY_DEFAULT).low_rate_params is None
@@ -171,35 +165,35 @@ def test_an_image_cheap_enough_to_cap_the_blocks_is_coded_with_the_low_rate_sett
 @pytest.mark.parametrize("image_seed", [0, 1, 2])
 def test_choosing_the_final_sample_by_mse_never_reconstructs_worse_than_best_q(model, codec, image_seed):
     image = _image((64, 128), seed=image_seed)
-    by_mse = LossyCodec(model, codec.fingerprint_hex, PAPER_LOSSY, final="mse", n_seeds=3)
+    by_mse = LossyCodec(model, codec.fingerprint, PAPER_LOSSY, final="mse", n_seeds=3)
     chosen = by_mse.encode(image)
 
     def mse(x: np.ndarray) -> float:
         return float(np.mean((x.astype(np.float64) - image) ** 2))
 
     assert mse(chosen.image) <= mse(codec.encode(image).image)
-    assert chosen.seed in (42, 43, 44)
+    assert chosen.params.seed in (42, 43, 44)
     assert_identical(chosen.image, codec.decompress(chosen.data))
 
 
 @pytest.mark.parametrize("image_seed", [0, 3])
 def test_choosing_among_the_final_beams_by_mse_keeps_the_rate_and_never_reconstructs_worse(model, codec, image_seed):
     image = _image((64, 128), seed=image_seed)
-    by_beams = LossyCodec(model, codec.fingerprint_hex, PAPER_LOSSY, final="beams")
+    by_beams = LossyCodec(model, codec.fingerprint, PAPER_LOSSY, final="beams")
     chosen, default = by_beams.encode(image), codec.encode(image)
 
     def mse(x: np.ndarray) -> float:
         return float(np.mean((x.astype(np.float64) - image) ** 2))
 
     assert mse(chosen.image) <= mse(default.image)
-    assert [s.n_steps for s in chosen.stats] == [s.n_steps for s in default.stats]  # same indices, same rate
+    assert chosen.details["n_steps"] == default.details["n_steps"]  # same indices, same rate
     assert abs(len(chosen.data) - len(default.data)) <= 8
     assert_identical(chosen.image, codec.decompress(chosen.data))
 
 
 def test_choosing_the_final_sample_by_rd_loss_never_costs_more_than_best_q(model, codec):
     image = _image((64, 128), seed=4)
-    by_rd = LossyCodec(model, codec.fingerprint_hex, PAPER_LOSSY, final="rd", n_seeds=3)
+    by_rd = LossyCodec(model, codec.fingerprint, PAPER_LOSSY, final="rd", n_seeds=3)
     chosen, default = by_rd.encode(image), codec.encode(image)
     beta = model.config.beta
     mse = [float(np.mean((e.image.astype(np.float64) - image) ** 2)) for e in (chosen, default)]
@@ -210,7 +204,7 @@ def test_choosing_the_final_sample_by_rd_loss_never_costs_more_than_best_q(model
 
 
 def test_bad_arguments_raise_clear_errors(model, codec):
-    fingerprint = codec.fingerprint_hex
+    fingerprint = codec.fingerprint
     with pytest.raises(ValueError, match="uint8"):
         codec.compress(np.zeros((64, 64, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="hex"):
@@ -220,9 +214,9 @@ def test_bad_arguments_raise_clear_errors(model, codec):
     with pytest.raises(ValueError, match="pfr"):
         LossyCodec(model, fingerprint, PAPER_LOSSY.with_(sampler="pfr"))
     with pytest.raises(ValueError, match="MSE"):
-        LossyCodec(TwoLevelVAE(preset("smoke").config(0.01, "ms_ssim")), fingerprint, final="rd")
-    with pytest.raises(ValueError, match="float32"):
-        LossyCodec(TwoLevelVAE(preset("smoke").config(0.01)).double(), fingerprint)
+        LossyCodec(small_lossy(distortion="ms_ssim"), fingerprint, final="rd")
+    with pytest.raises(ValueError, match="TwoLevelVAE"):
+        LossyCodec(torch.nn.Linear(2, 2), fingerprint)
     with pytest.raises(ValueError, match="seed"):
         LossyCodec(model, fingerprint, PAPER_LOSSY, low_rate_params=PAPER_LOSSY.with_(seed=1))
     with pytest.raises(ValueError, match="goes with params"):
@@ -253,14 +247,14 @@ def test_an_unrefined_encoding_codes_the_amortized_posterior_and_a_refined_one_r
     image = _image((64, 64), seed=3)
     plain = LossyCodec(model, fingerprint, PAPER_LOSSY, refinement=NO_REFINEMENT)
     refined = LossyCodec(model, fingerprint, PAPER_LOSSY, refinement=Refinement(steps=2, step_size=0.05))
-    _, unrefined = plain.compress_with_report(image)
-    assert unrefined["bpp_kl_coded"] == pytest.approx(unrefined["bpp_ideal"]) and unrefined["refine_steps"] == 0
-    data, report = refined.compress_with_report(image)
-    assert report["exact"] and report["refine_steps"] == 2
-    assert report["bpp_ideal"] == pytest.approx(unrefined["bpp_ideal"])  # the model's posterior, either way
-    assert report["bpp_kl_coded"] != report["bpp_ideal"]
-    assert data != plain.compress(image)
-    assert_identical(plain.decompress(data), refined.decompress(data))  # the decoder does not depend on it
+    unrefined = plain.encode(image)
+    assert unrefined.details["kl_coded_bits"] == pytest.approx(unrefined.ideal_bits)
+    encoding = refined.encode(image)
+    assert_identical(encoding.image, refined.decompress(encoding.data))
+    assert encoding.ideal_bits == pytest.approx(unrefined.ideal_bits)  # the model's posterior, either way
+    assert encoding.details["kl_coded_bits"]["z1"] != pytest.approx(encoding.ideal_bits["z1"])
+    assert encoding.data != unrefined.data
+    assert_identical(plain.decompress(encoding.data), refined.decompress(encoding.data))  # the decoder needs none
 
 
 def test_a_refinement_with_negative_steps_or_step_size_is_rejected():
@@ -268,3 +262,12 @@ def test_a_refinement_with_negative_steps_or_step_size_is_rejected():
         Refinement(steps=-1)
     with pytest.raises(ValueError, match="step_size"):
         Refinement(step_size=float("nan"))
+
+
+def test_a_float64_model_in_training_mode_is_coded_as_a_float32_copy_and_the_callers_model_is_untouched(codec):
+    model = small_lossy(seed=0).double().train()
+    copy = LossyCodec(model, codec.fingerprint, PAPER_LOSSY)
+    assert copy.model is not model and next(copy.model.parameters()).dtype == torch.float32
+    image = _image((64, 64))
+    assert copy.compress(image) == codec.compress(image)  # the same weights in float32: the same file
+    assert model.training and next(model.parameters()).dtype == torch.float64

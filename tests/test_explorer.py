@@ -9,15 +9,13 @@ import nbformat
 import numpy as np
 import papermill
 import pytest
-import torch
 from PIL import Image
 
-from irec.checkpoint import save_model
 from irec.data import load_images, read_image
-from irec.explorer import ExplorerSettingsError, build_app, candidates_text, run_once
-from irec.models import rvae, vae2
-from irec.settings import lossless_preset, lossy_preset
+from irec.explorer import ExplorerSettingsError, build_app, candidates_text, named_settings, run_once
 from irec.paths import NOTEBOOKS
+from irec.settings import CODER_SETTINGS, lossless_preset
+from tests.models import save_small
 
 NOTEBOOK = NOTEBOOKS / "08_explorer.ipynb"
 
@@ -25,16 +23,14 @@ NOTEBOOK = NOTEBOOKS / "08_explorer.ipynb"
 @pytest.fixture(scope="module")
 def lossless_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-rvae.pt"
-    torch.manual_seed(0)  # an unseeded untrained model sometimes leaves the search nothing to choose (flaky)
-    save_model(rvae.RVAE(lossless_preset("smoke").model), path)
+    save_small("lossless", path, seed=0)  # seeded: an unseeded one sometimes leaves the search nothing to choose
     return path
 
 
 @pytest.fixture(scope="module")
 def lossy_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-vae2.pt"
-    torch.manual_seed(0)
-    save_model(vae2.TwoLevelVAE(lossy_preset("smoke").config(0.01)), path)
+    save_small("lossy", path, seed=0)
     return path
 
 
@@ -67,7 +63,7 @@ def test_run_once_codes_a_cifar_image_losslessly_and_splits_the_file_into_real_b
 def test_run_once_codes_a_photo_crop_lossily_with_bpp_psnr_and_an_error_map(lossy_path, photo_crop):
     result = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=3.0)
     assert result.kind == "lossy" and result.unit == "bpp" and result.exact
-    assert result.level_names == ("z2", "z1") and result.pixel_bits == 0.0
+    assert result.level_names == ("z2", "z1") and result.pixel_bits is None and result.pixel_ideal_bits is None
     assert result.rate == pytest.approx(8 * result.n_bytes / (64 * 64))
     assert sum(result.real_bits) + result.framing_bits == pytest.approx(8 * result.n_bytes)
     assert result.reconstruction.shape == photo_crop.shape and result.reconstruction.dtype == np.uint8
@@ -123,7 +119,7 @@ def test_choosing_a_named_setting_moves_the_sliders_and_the_block_settings_reach
     from irec.settings import LOSSY_DEFAULT
 
     app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop})
-    label = next(name for name in app.start_from.options if name.startswith("irec lossy default"))
+    label = next(name for name in app.start_from.options if name.startswith("irec-lossy:"))
     app.start_from.value = label
     assert (app.n_beams.value, app.extra_samples.value, app.kl_per_step.value, app.block_size.value,
             app.steps_per_block.value) == (LOSSY_DEFAULT.n_beams, LOSSY_DEFAULT.extra_samples,
@@ -173,7 +169,10 @@ def test_the_notebook_is_clean_and_presses_encode_once_under_papermill(lossless_
     assert tagged == [1] and "Purpose" in notebook.cells[0].source
     params = papermill.inspect_notebook(str(NOTEBOOK))
     assert params["profile"]["default"] == '"cpu"' and params["auto_run"]["default"] == "True"
+    assert params["setting"]["default"] == '"paper-lossless"' and params["n_beams"]["default"] == "None"
     assert {"model_paths", "n_beams", "extra_samples", "kl_per_step", "sampler", "n_cifar", "n_kodak"} <= set(params)
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert "build_app(models, images, setting=setting" in code and "app.n_beams.value" not in code
     assert all(p["help"] for p in params.values())  # every parameter parsed, with its comment
     executed = papermill.execute_notebook(
         str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3", progress_bar=False,
@@ -203,3 +202,18 @@ def test_the_refinement_slider_reaches_the_lossy_encoder_and_the_summary_says_ho
     app.refine_steps.value = 0
     result = app.encode()
     assert result.refine_steps == 0 and result.summary()["refine steps"] == 0 and result.exact
+
+
+def test_the_named_settings_are_those_of_irec_settings_and_the_app_starts_from_the_one_it_is_given(photo_crop):
+    assert list(named_settings().values()) == list(CODER_SETTINGS.values())
+    assert [label.split(":")[0] for label in named_settings()] == list(CODER_SETTINGS)
+    start = CODER_SETTINGS["irec-lossless"]
+    app = build_app({}, {"photo": photo_crop}, setting="irec-lossless", n_beams=3, kl_per_step=None, refine_steps=0)
+    assert app.start_from.value.startswith("irec-lossless:") and app.refine_steps.value == 0
+    assert (app.n_beams.value, app.extra_samples.value, app.kl_per_step.value, app.block_size.value,
+            app.seed) == (3, start.extra_samples, start.kl_per_step, start.block_size, start.seed)
+    paper = build_app({}, {"photo": photo_crop})  # the default start: the paper's lossy setting
+    assert paper.start_from.value.startswith("paper-lossy:")
+    assert paper.n_beams.value == CODER_SETTINGS["paper-lossy"].n_beams
+    with pytest.raises(ExplorerSettingsError, match="unknown setting 'best'"):
+        build_app({}, {"photo": photo_crop}, setting="best")

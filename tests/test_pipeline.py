@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from irec import paths
 from irec.evaluation import pipeline
-from irec.checkpoint import save_model
-from irec.models import rvae, vae2
-from irec.settings import lossless_preset, lossy_preset
-from irec.models.rvae import RVAE
-from irec.models.vae2 import TwoLevelVAE
+from tests.models import save_small
 
 
 def test_without_a_shipped_model_the_cpu_profile_names_what_to_do(shipped):
@@ -47,14 +42,14 @@ def coding_step(tmp_path, monkeypatch):
     commit = {"sha": "a" * 40}
     monkeypatch.setattr(provenance, "git_commit", lambda: commit["sha"])
     coded = []
-    for module, name in ((lossy_eval, "evaluate_image"), (lossless_eval, "irec_row")):
-        original = getattr(module, name)
+    for module in (lossy_eval, lossless_eval):  # both kinds' rows come from an evaluate_image
+        original = module.evaluate_image
 
         def counted(codec, *args, _original=original, **kwargs):
             coded.append(codec.kind)
             return _original(codec, *args, **kwargs)
 
-        monkeypatch.setattr(module, name, counted)
+        monkeypatch.setattr(module, "evaluate_image", counted)
     return {"root": tmp_path, "commit": commit, "coded": coded}
 
 
@@ -65,9 +60,8 @@ def _drop_last_row(path):
 
 
 def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finished_at_this_commit(coding_step):
-    torch.manual_seed(0)
     path = coding_step["root"] / "tiny-lossy.pt"
-    save_model(TwoLevelVAE(lossy_preset("smoke").config(0.01)), path)
+    save_small("lossy", path, seed=0)
     choice = pipeline.ModelChoice("lossy", "tiny", str(path), "a tiny model")
     out = pipeline.results_csv("lossy", "kodak", "smoke")
     coded = coding_step["coded"]
@@ -92,9 +86,8 @@ def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finis
 
 
 def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_they_say_what_made_them(coding_step):
-    torch.manual_seed(0)
     path = coding_step["root"] / "tiny-lossless.pt"
-    save_model(RVAE(lossless_preset("smoke").model), path)
+    save_small("lossless", path, seed=0)
     choice = pipeline.ModelChoice("lossless", "tiny", str(path), "a tiny model")
     out = pipeline.results_csv("lossless", "cifar10", "smoke")
     coded = coding_step["coded"]
@@ -103,6 +96,7 @@ def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_t
     assert len(coded) == n_images
     rows = _drop_last_row(out)
     assert (rows["git_commit"] == "a" * 40).all() and rows["fingerprint"].nunique() == 1 and rows["exact"].all()
+    assert rows["bit_exact"].all() and rows["lossless"].all() and (rows["model"] == "tiny").all()
     coded.clear()
     again = pipeline.compress_lossless(choice, "smoke")
     assert len(coded) == 1 and len(again) == n_images == len(pd.read_csv(out))

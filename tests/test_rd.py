@@ -94,7 +94,7 @@ def test_irec_points_are_means_per_model_and_beta_and_missing_columns_are_skippe
     rows = pd.DataFrame({
         "image": ["a", "b", "a", "b"], "model": ["mse"] * 4, "beta": [1, 1, 2, 2],
         "bpp": [0.1, 0.3, 0.5, 0.7], "psnr_db": [27.0, 29.0, 31.0, 33.0], "bpp_ideal": [0.09, 0.29, 0.49, 0.69],
-        "psnr_posterior_db": [27.5, 29.5, 31.5, 33.5],
+        "sample_psnr": [27.5, 29.5, 31.5, 33.5],
     })
     with caplog.at_level("INFO", logger="irec.evaluation.rd"):
         points = rd.irec_lossy_points(rows)
@@ -108,13 +108,18 @@ def test_irec_points_are_means_per_model_and_beta_and_missing_columns_are_skippe
     assert rd.irec_curves(None) == {}
 
 
-def test_irec_points_accept_the_column_names_of_irec_lossy_eval():
+def test_irec_points_read_the_columns_of_irec_lossy_eval_and_their_older_names_alike():
     rows = pd.DataFrame({"image": ["a", "b"], "model": ["mse"] * 2, "beta": [1, 1], "bpp": [0.2, 0.4],
                          "psnr_db": [28.0, 30.0], "bpp_ideal": [0.19, 0.39], "sample_psnr": [28.5, 30.5],
                          "sample_ms_ssim_db": [12.0, 14.0], "psnr_float": [28.1, 30.1]})
     points = rd.irec_lossy_points(rows)
-    assert points.loc[0, "psnr_posterior_db"] == 29.5 and points.loc[0, "ms_ssim_posterior_db"] == 13.0
-    assert points.loc[0, "psnr_float_db"] == pytest.approx(29.1)
+    assert points.loc[0, "sample_psnr"] == 29.5 and points.loc[0, "sample_ms_ssim_db"] == 13.0
+    assert points.loc[0, "psnr_float"] == pytest.approx(29.1)
+    older = rows.rename(columns={"sample_psnr": "psnr_posterior_db", "sample_ms_ssim_db": "ms_ssim_posterior_db",
+                                 "psnr_float": "psnr_float_db"})  # irec.evaluation.results.LEGACY_NAMES
+    assert rd.irec_lossy_points(older).equals(points)
+    ideal = rd.irec_curves(older)["iREC mse (ideal: KL rate, posterior sample)"]
+    assert ideal["psnr_db"].tolist() == [28.5, 30.5] and ideal["ms_ssim_db"].tolist() == [12.0, 14.0]
 
 
 def test_irec_lossy_results_are_read_per_profile(tmp_path):

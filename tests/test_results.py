@@ -130,3 +130,22 @@ def test_rd_summary_gives_one_mean_point_per_lossy_setting_sorted_by_rate():
     assert list(table["sweep_value"]) == [10, 90]
     assert table["bpp"].tolist() == pytest.approx([0.3, 1.5]) and table["psnr_db"].tolist() == [26.0, 39.0]
     assert (table["n_images"] == 2).all()
+
+
+def test_the_committed_lossless_results_written_with_the_old_names_are_read_with_the_schemas():
+    from irec.evaluation.results import LEGACY_NAMES
+
+    rows = read_rows(REPO / "results" / "lossless" / "cifar10.csv")
+    assert {"n_bytes", "codec_label", "negative_elbo_bpd", "kl_per_step"} <= set(rows.columns)
+    assert not {"file_bytes", "label", "kl_per_block"} & set(rows.columns)
+    assert set(LEGACY_NAMES) & set(pd.read_csv(REPO / "results" / "lossless" / "cifar10.csv", nrows=1).columns)
+
+
+def test_an_old_name_is_renamed_only_where_todays_name_is_absent(tmp_path):
+    write_rows(tmp_path / "old.csv", [{"image": "a", "file_bytes": 10, "label": "iREC lossless", "elbo_bpd": 3.5}])
+    write_rows(tmp_path / "both.csv", [{"image": "a", "label": "x", "codec_label": "PNG"}])
+    old = read_rows(tmp_path / "old.csv")
+    assert (old["n_bytes"].tolist(), old["codec_label"].tolist(), old["negative_elbo_bpd"].tolist()) == (
+        [10], ["iREC lossless"], [3.5])
+    both = read_rows(tmp_path / "both.csv")
+    assert both["codec_label"].tolist() == ["PNG"] and both["label"].tolist() == ["x"]

@@ -1,11 +1,11 @@
 """``python -m irec.bench devices``: do files written on one machine decode exactly on another, and how far does
 the synthesis network move on a GPU?
 
-Issue 5 (decoding in a fresh process on the same machine gives exactly the encoder's reconstruction; "across
-devices, measure and report the difference"); iREC paper, sections 3 and 4, and docs/irec-method.md
-section 4 (real files, exact decoders). Both codecs evaluate their networks pinned to float32 on one CPU thread
-(:func:`irec.codecs.container.pinned`), so a file decodes on any machine whose CPU kernels give the same floats.
-Two halves, run on two machines::
+Decoding in a fresh process on the same machine gives exactly the encoder's reconstruction; across devices this
+measures and reports the difference (results in docs/cross-device.md). iREC paper, sections 3 and 4, and
+docs/irec-method.md section 4 (real files, exact decoders). Both codecs evaluate their networks pinned to float32
+on one CPU thread (:func:`irec.codecs.container.pinned`), so a file decodes on any machine whose CPU kernels give
+the same floats. Two halves, run on two machines::
 
     python -m irec.bench devices write --model lossy-mse-0.01 --dataset kodak --images 4 --out DIR
     python -m irec.bench devices check DIR
@@ -26,7 +26,6 @@ import copy
 import hashlib
 import logging
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from irec.codecs.lossy import synthesized_image
 from irec.data import load_images, pixel_sha256, read_image, write_png
 from irec.paths import RESULTS
 from irec.evaluation.results import read_rows, write_rows
+from irec.timing import measure
 from irec.zoo import resolve_model
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,10 @@ def write(model: str, images: list[tuple[str, np.ndarray]], out: Path, progress:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for stem, image in tqdm(images, desc=f"write {info['name']}", disable=not progress):
-        start = time.perf_counter()
-        data = codec.compress(image)
-        encode_s = time.perf_counter() - start
-        start = time.perf_counter()
-        decoded = codec.decompress(data)
-        decode_s = time.perf_counter() - start
+        encoding = codec.encode(image)
+        data = encoding.data
+        with measure() as decoder:
+            decoded = codec.decompress(data)
         (folder / f"{stem}.irec").write_bytes(data)
         write_png(folder / f"{stem}.png", image)
         write_png(out / f"{info['name']}{DECODED}" / f"{stem}.png", decoded)  # what a checker's decode should give
@@ -97,7 +95,8 @@ def write(model: str, images: list[tuple[str, np.ndarray]], out: Path, progress:
             "model_ref": str(Path(info["path"]).resolve()) if info["source"] == "path" else model,
             "fingerprint": fingerprint, "image": stem, "bytes": len(data),
             "file_sha256": _sha256(data), "pixels_sha256": pixel_sha256(decoded),
-            "encode_s": encode_s, "decode_s": decode_s, **machine(), "git_commit": provenance.git_commit(),
+            "encode_s": encoding.encode_seconds, "decode_s": decoder.seconds, **machine(),
+            "git_commit": provenance.git_commit(),
         })
     write_rows(out / MANIFEST, rows)
     return rows
@@ -141,24 +140,22 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
         if _sha256(data) != entry.file_sha256:
             raise ValueError(f"{folder / entry.model / entry.image}.irec is not the file the manifest lists")
         original = read_image(folder / entry.model / f"{entry.image}.png")
-        start = time.perf_counter()
-        try:  # with a GPU, the lossy decode keeps its z1 for the GPU synthesis below
-            latents = codec.decode_latents(data) if network is not None else None
-            decoded = codec.reconstruct(*latents)[0] if latents is not None else codec.decompress(data)
-            error = ""
-        except ValueError as err:  # CorruptStreamError and the like: this machine reads the file differently
-            decoded, error = None, f"{type(err).__name__}: {err}"
-        decode_s = time.perf_counter() - start
-        start = time.perf_counter()
-        again = codec.compress(original)
-        encode_s = time.perf_counter() - start
+        with measure() as decoder:
+            try:  # with a GPU, the lossy decode keeps its z1 for the GPU synthesis below
+                latents = codec.decode_latents(data) if network is not None else None
+                decoded = codec.reconstruct(*latents)[0] if latents is not None else codec.decompress(data)
+                error = ""
+            except ValueError as err:  # CorruptStreamError and the like: this machine reads the file differently
+                decoded, error = None, f"{type(err).__name__}: {err}"
+        again = codec.encode(original)
         row = {
             "model": entry.model, "fingerprint": entry.fingerprint, "image": entry.image, "written_on": entry.cpu,
             "written_with": entry.torch,
             "decode_exact": decoded is not None and pixel_sha256(decoded) == entry.pixels_sha256,
-            "decode_error": error, "same_bytes": _sha256(again) == entry.file_sha256,
+            "decode_error": error, "same_bytes": _sha256(again.data) == entry.file_sha256,
             "lossless_exact": bool(np.array_equal(decoded, original)) if info["kind"] == "lossless" else None,
-            "encode_s": encode_s, "decode_s": decode_s, **{f"checked_{k}": v for k, v in here.items()},
+            "encode_s": again.encode_seconds, "decode_s": decoder.seconds,
+            **{f"checked_{k}": v for k, v in here.items()},
         }
         writers = folder / f"{entry.model}{DECODED}" / f"{entry.image}.png"
         if decoded is not None and not row["decode_exact"] and writers.is_file():  # how far from the writer's image

@@ -1,7 +1,7 @@
 """``python -m irec.bench lossless``: real files of the lossless iREC codec against the model's -ELBO and PNG/WebP/JPEG XL.
 
-Issue 4's benchmark (paper, section 4.1 and Table 1: 4.18 real bpd against a 3.55 bpd -ELBO on CIFAR-10, a ratio
-of 1.18; docs/irec-method.md section 4, "Report, per image"). On held-out CIFAR-10 test images (a
+The lossless codec's benchmark (paper, section 4.1 and Table 1: 4.18 real bpd against a 3.55 bpd -ELBO on
+CIFAR-10, a ratio of 1.18; docs/irec-method.md section 4, "Report, per image"). On held-out CIFAR-10 test images (a
 seeded subset) every image is compressed to a real file with :class:`irec.codecs.lossless.LosslessCodec`, decoded
 again in the same process and compared bit for bit; PNG, WebP lossless and JPEG XL lossless code the same images
 in the same run. The printed table gives the mean real bpd split into header / latents / pixels / ANS tail, the
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import math
 import sys
@@ -38,40 +39,43 @@ from irec.codecs.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import LosslessCodec
 from irec.settings import LOSSLESS_DEFAULT
 from irec.data import centre_crop, load_images
-from irec.evaluation.lossless import irec_row, setting_label
+from irec.evaluation.lossless import CODEC_NAME, evaluate_image, setting_label
+from irec.evaluation.results import COLUMNS
 from irec.paths import RESULTS
 from irec.zoo import resolve_model
 
 log = logging.getLogger(__name__)
 
 CLASSICAL = ("png", "webp-lossless", "jpegxl-lossless")
-# Targets from issue 4 (2-core CPU, 32x32 images); the paper's Table 1 for reference.
+# The lossless codec's targets (2-core CPU, 32x32 images); the paper's Table 1 for reference.
 TARGETS = {"exact_pct": 100.0, "real_over_elbo": 1.10, "encode_s": 1.0, "decode_s": 0.5}
 PAPER = {"real_bpd": 4.18, "negative_elbo_bpd": 3.55}
 # The default --sweep grid: the paper's lossless and lossy settings, with blocks of 1000 (paper) and 8192 (a whole
-# level of the paper's 32-channel model on a 32x32 image); the codec's default came from a finer grid (README).
+# level of the paper's 32-channel model on a 32x32 image); the codec's default came from a finer grid
+# (docs/reference-run.md).
 SWEEP_GRID = {"n_beams": (10, 20), "extra_samples": (1.0, 1.2), "kl_per_step": (3.0,), "block_size": (1000, 8192)}
 
 
 def classical_row(codec, image: np.ndarray) -> dict:
-    """One classical codec's file size and times; a decoding that is not bit-exact counts as a failure."""
+    """One classical codec's file size and times (the results schema's names); a decoding that is not bit-exact
+    counts as a failure."""
     error = ""
     try:
         trip = codec.roundtrip(image)
         size, encode_s, decode_s, exact = len(trip.data), trip.encode_s, trip.decode_s, True
     except RoundTripError as err:
         size, encode_s, decode_s, exact, error = len(codec.compress(image)), math.nan, math.nan, False, str(err)
-    return {"codec": codec.name, "label": codec.label, "file_bytes": size, "bpd": 8.0 * size / image.size,
-            "encode_s": encode_s, "decode_s": decode_s, "exact": exact, "error": error}
+    return {"codec": codec.name, "codec_label": codec.label, "lossless": True, "params": codec.params,
+            "n_bytes": size, "bpd": 8.0 * size / image.size, "bpp": 24.0 * size / image.size, "encode_s": encode_s,
+            "decode_s": decode_s, "bit_exact": exact, "error": error}
 
 
 def warm_up(codec: LosslessCodec, image: np.ndarray) -> tuple[float, float]:
     """One untimed round trip, so that the per-image times are warm; returns its (cold) encode and decode seconds."""
-    with measure() as enc:
-        data = codec.compress(image)
+    encoding = codec.encode(image)
     with measure() as dec:
-        codec.decompress(data)
-    return enc.seconds, dec.seconds
+        codec.decompress(encoding.data)
+    return encoding.encode_seconds, dec.seconds
 
 
 def code_images(dataset: str, images, codec: LosslessCodec, classical, model_columns: dict) -> list[dict]:
@@ -80,20 +84,20 @@ def code_images(dataset: str, images, codec: LosslessCodec, classical, model_col
     for i, (name, image) in enumerate(images):
         base = {"dataset": dataset, "image": name, "height": image.shape[0], "width": image.shape[1],
                 "n_subpixels": image.size}
-        row = irec_row(codec, image)
+        row = evaluate_image(codec, name, image, dataset=dataset, model=model_columns.get("model_name"))
         rows.append({**base, **row, **model_columns})
         log.info("%s %d/%d %s: %.4f bpd (-ELBO %.4f), %.2f s / %.2f s%s", dataset, i + 1, len(images), name,
                  row["bpd"], row["negative_elbo_bpd"], row["encode_s"], row["decode_s"],
-                 "" if row["exact"] else "  NOT BIT-EXACT")
+                 "" if row["bit_exact"] else "  NOT BIT-EXACT")
         rows.extend({**base, **classical_row(c, image), **model_columns} for c in classical)
     return rows
 
 
 def summary_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Metric / measured / target rows for one dataset (means over its images)."""
-    ours = df[(df.dataset == dataset) & (df.codec == "irec")]
-    theirs = df[(df.dataset == dataset) & (df.codec != "irec")]
-    n_exact, n = int(ours.exact.sum()), len(ours)
+    ours = df[(df.dataset == dataset) & (df.codec == CODEC_NAME)]
+    theirs = df[(df.dataset == dataset) & (df.codec != CODEC_NAME)]
+    n_exact, n = int(ours.bit_exact.sum()), len(ours)
     real, elbo = ours.bpd.mean(), ours.negative_elbo_bpd.mean()
     webp = theirs[theirs.codec == "webp-lossless"].bpd.mean()
     small = dataset == "cifar10"
@@ -115,17 +119,17 @@ def summary_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     ]
     for _, group in theirs.groupby("codec", sort=False):
         verdict = "" if not small else ("iREC beats it" if real < group.bpd.mean() else "iREC does not beat it")
-        lines.append((f"{group.label.iloc[0]} bpd", f"{group.bpd.mean():.4f}",
-                      f"{int(group.exact.sum())}/{len(group)} exact; {group.encode_s.mean():.4f} s / "
+        lines.append((f"{group.codec_label.iloc[0]} bpd", f"{group.bpd.mean():.4f}",
+                      f"{int(group.bit_exact.sum())}/{len(group)} exact; {group.encode_s.mean():.4f} s / "
                       f"{group.decode_s.mean():.4f} s; {verdict}".rstrip("; ")))
     return pd.DataFrame(lines, columns=["metric", "measured", "target / note"])
 
 
 def sweep_table(df: pd.DataFrame) -> pd.DataFrame:
     """One line per coder setting: means over the images, real / -ELBO and whether it meets the target."""
-    ours = df[df.codec == "irec"]
+    ours = df[df.codec == CODEC_NAME]
     table = ours.groupby("setting", sort=False).agg(
-        n_images=("image", "size"), exact=("exact", "sum"), real_bpd=("bpd", "mean"),
+        n_images=("image", "size"), exact=("bit_exact", "sum"), real_bpd=("bpd", "mean"),
         latent_bpd=("latent_bpd", "mean"), kl_bpd=("kl_bpd", "mean"), pixel_bpd=("pixel_bpd", "mean"),
         negative_elbo_bpd=("negative_elbo_bpd", "mean"), encode_s=("encode_s", "mean"),
         decode_s=("decode_s", "mean"),
@@ -175,8 +179,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _write(df: pd.DataFrame, out: Path) -> None:
+    """The rows as a results CSV: the schema's columns first (irec.evaluation.results), dicts as JSON."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
+    df = df[[c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]]
+    df.map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v).to_csv(out, index=False)
 
 
 def _show(title: str, table: pd.DataFrame) -> None:
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         for n_beams, extra, omega, block in grid:
             params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_step=omega, block_size=block)
             rows += code_images("cifar10", images, LosslessCodec(model, fingerprint, params), [], columns)
-        df = pd.DataFrame([{**r, **stamp} for r in rows])
+        df = pd.DataFrame([{**stamp, **r} for r in rows])  # the iREC rows' own stamps kept
         _write(df, out.with_name(out.stem + "-sweep.csv"))
         _show(f"Sweep on {len(images)} CIFAR-10 test image(s), {model_line}; target real / -ELBO <= "
               f"{TARGETS['real_over_elbo']:.2f}:", sweep_table(df))
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             kodak = [(n, centre_crop(im, args.kodak_crop)) for n, im in load_images("kodak", limit=args.kodak,
                                                                                     seed=args.seed)]
             rows += code_images("kodak", kodak, codec, classical, columns)
-        df = pd.DataFrame([{**r, **stamp} for r in rows])
+        df = pd.DataFrame([{**stamp, **r} for r in rows])  # the iREC rows' own stamps kept
         _write(df, out)
         _show(f"CIFAR-10 test, {len(images)} images (seed {args.seed}), {model_line}, {setting_label(base)}; "
               f"times after one warm-up round trip (cold: {cold[0]:.2f} s / {cold[1]:.2f} s):",
@@ -229,12 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.kodak:
             crop = f"{args.kodak_crop}x{args.kodak_crop} centre crops" if args.kodak_crop else "full size"
             _show(f"Kodak, {args.kodak} images ({crop}), same model and settings:", summary_table(df, "kodak"))
-    failures = int((~df.exact.astype(bool)).sum())
+    failures = int((~df.bit_exact.astype(bool)).sum())
     written = out.with_name(out.stem + "-sweep.csv") if args.sweep else out
     sys.stdout.write(f"\nrows written to {written} ({provenance.device_description()}, commit "
                      f"{provenance.git_commit()})\n")
     if failures:
-        sys.stdout.write(f"FAILED: {failures} round trip(s) not bit-exact (see the 'error' and 'exact' columns)\n")
+        sys.stdout.write(f"FAILED: {failures} round trip(s) not bit-exact (see the 'error' and 'bit_exact' columns)\n")
         return 1
     return 0
 

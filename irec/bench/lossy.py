@@ -1,6 +1,6 @@
 """``python -m irec.bench lossy``: rate-distortion, coding gap and speed of the lossy iREC codec on Kodak.
 
-Issue 5's benchmark (iREC paper, Flamich, Havasi & Hernandez-Lobato 2020, section 4 and Figure 4; method notes
+The lossy codec's benchmark (iREC paper, Flamich, Havasi & Hernandez-Lobato 2020, section 4 and Figure 4; method notes
 docs/irec-method.md section 4). Every model given (one per trained rate) codes the images into real
 files with :class:`irec.codecs.lossy.LossyCodec` at the codec's default coder settings
 (:data:`irec.settings.LOSSY_DEFAULT`, spelled out by ``--help``; ``--coder paper``: the paper's B=10, N=20,
@@ -15,7 +15,7 @@ its ideal curve (KL rate, posterior sample), against JPEG 4:2:0, WebP, JPEG 2000
 
 The classical rows are reused from ``--baselines`` (results/baselines/kodak.csv, all 24 Kodak images) when that
 file holds every classical codec on every image of this run; otherwise, or with ``--rerun-baselines``, the codecs
-are measured in this run. The output says which. Targets (issue 5, on a 2-core CPU): beat JPEG at every rate,
+are measured in this run. The output says which. Targets (on a 2-core CPU): beat JPEG at every rate,
 rate within 3% of the KL, PSNR no more than 0.3 dB below the posterior sample, encode <= 10 s, decode <= 2 s.
 
 Files: ``--out`` (one row per model with the targets beside), ``<out>-bd.csv`` (BD-rates), ``<out>-images.csv``
@@ -49,8 +49,8 @@ from irec.zoo import resolve_model
 
 log = logging.getLogger(__name__)
 
-CLASSICAL = ("jpeg", "webp", "jpeg2000", "avif", "jpegxl", "heif")  # issue 5's codecs (HEIF stands in for BPG)
-# Issue 5's targets on a 2-core CPU (the speed targets at the paper's B=10, N=20, Omega=3: --coder paper).
+CLASSICAL = ("jpeg", "webp", "jpeg2000", "avif", "jpegxl", "heif")  # the codecs compared (HEIF stands in for BPG)
+# The lossy codec's targets on a 2-core CPU (the speed targets at the paper's B=10, N=20, Omega=3: --coder paper).
 CODERS = {"default": LOSSY_DEFAULT, "paper": PAPER_LOSSY}
 TARGETS = {"rate_over_kl_pct": 3.0, "psnr_gap_db": -0.3, "encode_s": 10.0, "decode_s": 2.0}
 TWO_RATES = "needs >= 2 rates"  # printed instead of a BD-rate when a curve has fewer than two points

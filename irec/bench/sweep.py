@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     images = [(name, centre_crop(image, args.crop)) for name, image in load_images(args.dataset, limit=args.images)]
     grid = {"n_beams": args.n_beams, "extra_samples": args.extra_samples, "kl_per_step": args.kl_per_step,
             "block_size": args.block_size}
-    rows = sweep_rows(model.cpu().float(), fingerprint, images, grid, args.final, info["name"], args.dataset,
+    rows = sweep_rows(model, fingerprint, images, grid, args.final, info["name"], args.dataset,
                       progress=not args.no_progress)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out, index=False)

@@ -21,6 +21,7 @@ from irec.codecs.container import (
     peek_header,
     unpack,
 )
+from irec.codecs.encoding import Encoding
 from irec.coder.latent_codec import read_coder_params
 from irec.data import read_image, write_png
 from irec.fileio import atomic_write
@@ -56,14 +57,23 @@ def _compress(args: argparse.Namespace) -> int:
     image = read_image(args.input)
     overrides = {field: getattr(args, field) for _, field, _, _ in CODER_OPTIONS if getattr(args, field) is not None}
     codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
-    data = codec.compress(image)
-    _write_atomic(Path(args.output), data)
-    report = getattr(codec, "last_report", None)
-    n = image.shape[0] * image.shape[1]
-    line = f"{args.output}: {len(data)} bytes, real {8 * len(data) / (3 * n):.4f} bpd ({8 * len(data) / n:.4f} bpp)"
-    print(report.summary() if hasattr(report, "summary") else line)
-    log.info("model %s (%s), coder %s", info["name"], info["source"], codec.params)
+    encoding = codec.encode(image)
+    _write_atomic(Path(args.output), encoding.data)
+    print(f"{args.output}: {describe_encoding(encoding)}")
+    log.info("model %s (%s), coder %s", info["name"], info["source"], encoding.params)
     return 0
+
+
+def describe_encoding(encoding: Encoding) -> str:
+    """What a file cost, the same for both kinds: the real rate and its bits per part, the ideal rate and its bits
+    per part (labelled ideal), the codec's scalar extras (e.g. the lossless -ELBO) and the encode time."""
+    real = ", ".join(f"{part} {bits:,.1f}" for part, bits in encoding.bits.items())
+    ideal = ", ".join(f"{part} {bits:,.1f}" for part, bits in encoding.ideal_bits.items())
+    extras = "".join(f"; {key} {value:.4f}" if isinstance(value, float) else f"; {key} {value}"
+                     for key, value in encoding.details.items() if isinstance(value, (bool, int, float)))
+    return (f"{encoding.n_bytes} bytes, real {encoding.bpd:.4f} bpd ({encoding.bpp:.4f} bpp) = bits {real}; "
+            f"ideal {encoding.ideal_bpd:.4f} bpd ({encoding.ideal_bpp:.4f} bpp) = bits {ideal} (KL of each latent "
+            f"level, -log2 p(x|z) of any pixels){extras}; encoded in {encoding.encode_seconds:.2f} s")
 
 
 def _decompress(args: argparse.Namespace) -> int:

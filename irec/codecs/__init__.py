@@ -2,7 +2,11 @@
 
 Paper, section 3: the lossless codec (bidirectional ResNet VAE latents, then pixels under p(x | z)) and the
 lossy codec (the two-level VAE's latents; the decoder network gives the image). Both write the container of
-:mod:`irec.codecs.container`; ``CODECS`` maps a file's ``kind`` to the class that decodes it; :func:`make_codec` builds one for a model name or path.
+:mod:`irec.codecs.container` and keep one contract: ``encode(image)`` gives an :class:`irec.codecs.encoding.Encoding`
+(the file, what it decodes to, its real and ideal bits per part), ``compress(image)`` its bytes and
+``decompress(bytes)`` the image; another model's file or one of the other kind raises ``WrongModelError``, damaged
+bytes ``CorruptStreamError``. ``CODECS`` maps a file's ``kind`` to the class that decodes it; :func:`make_codec`
+builds one for a model name or path.
 """
 
 from __future__ import annotations
@@ -27,24 +31,33 @@ def codec_class(kind: str) -> type:
         raise ValueError(f"the {kind} codec ({CODECS[kind]}) is not available in this installation: {err}") from err
 
 
-def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None = None, refine_steps: int | None = None):
-    """A codec for a model name or path; ``overrides`` change fields of the codec's default coder parameters.
+def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None = None, refine_steps: int | None = None,
+               *, strict: bool = True, resolve=zoo.resolve_model):
+    """A codec for a model name or path, and the model's registry info; ``overrides`` change fields of the codec's
+    default coder parameters.
 
     ``kind``: the kind the model must have (a file's), checked before any codec is imported; ``refine_steps``: the
-    lossy encoder's refinement steps of q(z1) (irec.codecs.refine; None: the codec's default).
+    lossy encoder's refinement steps of q(z1) (irec.codecs.refine; None: the codec's default); ``strict``: an option
+    the model's codec does not take (``refine_steps`` for a lossless model) is an error (False: it is ignored, as the
+    explorer's sliders are for whichever model is chosen); ``resolve``: ``model_ref -> (model, fingerprint, info)``
+    (:func:`irec.zoo.resolve_model`, or a cached one).
     """
-    model, fingerprint, info = zoo.resolve_model(model_ref)
+    model, fingerprint, info = resolve(model_ref)
     if kind is not None and info["kind"] != kind:
-        raise ValueError(f"the file is {kind}, but model {info['name']} is a {info['kind']} model; pass a {kind} one")
+        from irec.codecs.container import WrongModelError
+
+        raise WrongModelError(
+            f"the file is {kind}, but model {info['name']} is a {info['kind']} model; pass a {kind} one")
     cls = codec_class(info["kind"])
     kwargs = {}
     if refine_steps is not None:
-        if "refinement" not in inspect.signature(cls).parameters:
-            raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
-        # imported here, as the lossy codec is: a lossless model never needs it
-        from irec.settings import with_steps
+        if "refinement" in inspect.signature(cls).parameters:
+            # imported here, as the lossy codec is: a lossless model never needs it
+            from irec.settings import with_steps
 
-        kwargs["refinement"] = with_steps(refine_steps)
+            kwargs["refinement"] = with_steps(refine_steps)
+        elif strict:
+            raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
     if overrides:  # one setting for every image (the lossy codec's default also has one for low-rate images)
         kwargs["params"] = dataclasses.replace(cls.default_params, **overrides)
     return cls(model, fingerprint, **kwargs), info

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import imagecodecs as ic
 import numpy as np
+
+from irec.timing import measure
 
 
 class UnknownCodecError(ValueError):
@@ -161,12 +162,11 @@ class ClassicalCodec:
     def roundtrip(self, image: np.ndarray) -> RoundTrip:
         """Compress and decompress ``image``, timing both; raises RoundTripError if the decoding is wrong."""
         image = _check_image(image)
-        start = time.perf_counter()
-        data = self.compress(image)
-        encode_s = time.perf_counter() - start
-        start = time.perf_counter()
-        decoded = self.decompress(data)
-        decode_s = time.perf_counter() - start
+        with measure() as encoder:
+            data = self.compress(image)
+        with measure() as decoder:
+            decoded = self.decompress(data)
+        encode_s, decode_s = encoder.seconds, decoder.seconds
         if decoded.shape != image.shape:
             raise RoundTripError(f"{self.label}: decoded shape {decoded.shape} differs from input {image.shape}")
         if self.lossless and not np.array_equal(decoded, image):

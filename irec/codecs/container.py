@@ -18,9 +18,11 @@ Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field
 from __future__ import annotations
 
 import contextlib
+import copy
 import zlib
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 
@@ -45,6 +47,7 @@ MAX_SIDE = 1 << 16
 PIN_ONE_THREAD = 1  # torch.set_num_threads(1) around every network evaluation
 PIN_DETERMINISTIC = 2  # torch.use_deterministic_algorithms(True)
 PIN_FLOAT32 = 4  # networks evaluated in float32 on the CPU, batch size 1
+PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32  # what both codecs pin, recorded in every file
 
 
 def _set_deterministic(mode: bool) -> None:
@@ -61,9 +64,15 @@ def _set_deterministic(mode: bool) -> None:
 @contextlib.contextmanager
 def pinned(model: torch.nn.Module | None = None):
     """What PIN_ONE_THREAD | PIN_DETERMINISTIC promise: one intra-op thread, deterministic algorithms, no autograd
-    (and ``model`` in eval mode) around a network evaluation; the previous settings are restored on exit."""
+    (and ``model`` in eval mode) around a network evaluation; the previous settings are restored on exit.
+
+    numba's thread pool is started first: its start (the process's first parallel kernel, or this call) sets the
+    calling thread's OpenMP thread count, which is torch's intra-op thread count, to numba's. Started inside the
+    block, by the coder's first parallel kernel, it undid the one thread for the rest of the block, so a fresh
+    decoder ran the networks on every core, and a convolution's sums rounded otherwise than the encoder's."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     training = model.training if model is not None else False
+    numba.get_num_threads()  # starts numba's threads (once per process) before torch's count is set
     torch.set_num_threads(1)
     _set_deterministic(True)
     if model is not None:
@@ -79,7 +88,28 @@ def pinned(model: torch.nn.Module | None = None):
 
 
 class WrongModelError(ValueError):
-    """The file was written with another model than the one given."""
+    """The file was written with another model than the one given (or is of the other kind)."""
+
+
+def cpu_float32(model: torch.nn.Module, cls: type, codec: str) -> torch.nn.Module:
+    """``model`` as the codecs evaluate it: itself when its weights are float32 on the CPU, else a float32 CPU copy
+    (the caller's model is never changed; :func:`pinned` puts it in eval mode only while it runs)."""
+    if not isinstance(model, cls):
+        raise ValueError(f"the {codec} codec needs a {cls.__name__} ({cls.__module__}), got {type(model).__name__}")
+    if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in model.state_dict().values()):
+        return model
+    return copy.deepcopy(model).to("cpu", torch.float32).eval()
+
+
+def fingerprint_bytes(fingerprint: str) -> bytes:
+    """The model weights' sha256 given in hex (as :func:`irec.checkpoint.load_model` gives it), as bytes."""
+    try:
+        raw = bytes.fromhex(fingerprint)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"fingerprint must be the model's sha256 in hex, got {fingerprint!r}") from err
+    if len(raw) < FINGERPRINT_BYTES:
+        raise ValueError(f"fingerprint must have at least {2 * FINGERPRINT_BYTES} hex digits, got {fingerprint!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -143,6 +173,21 @@ def unpack(data: bytes) -> tuple[CodecHeader, ByteReader]:
     """Check the framing and read the codec header; the reader continues with the latent header."""
     r = unseal(data, MAGIC, VERSION, "irec image")
     return CodecHeader.read(r), r
+
+
+def open_file(data: bytes, kind: str, fingerprint: str) -> tuple[CodecHeader, ByteReader]:
+    """Check a file for a decoder of ``kind`` with the model ``fingerprint`` (hex) and read its codec header; the
+    reader continues with the latent header. Damaged bytes raise CorruptStreamError; a file of the other kind or of
+    another model, WrongModelError; a file pinned otherwise than :data:`PINNED`, CorruptStreamError."""
+    header, r = unpack(data)
+    if header.kind != kind:
+        raise WrongModelError(
+            f"this is a {header.kind} irec file; decode it with a {header.kind} model, not a {kind} one")
+    header.check_model(fingerprint_bytes(fingerprint), f"the {kind} model given ({fingerprint[:16]}...)")
+    if header.pinned != PINNED:
+        raise CorruptStreamError(
+            f"the file was written with pinning flags {header.pinned}, this decoder reproduces only {PINNED}")
+    return header, r
 
 
 def peek_header(data: bytes) -> CodecHeader:

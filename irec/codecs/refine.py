@@ -11,19 +11,13 @@ A few preconditioned gradient steps lower the objective
 
     beta * D(x, g(mu)) * H * W * ln 2  +  kappa * KL(N(mu, s_q^2) || p(z1 | z2))    (nats)
 
-in the mean mu only, the scales s_q kept: ``mu <- mu - lambda * s_q^2 * gradient``. The first term is the training
-loss's distortion at the posterior mean (one synthesis pass and its backward per step); kappa = 1.5 weighs the rate
-more than the training loss does, because the distortion at the mean understates that of a sample. Measured with 6
-steps of lambda = 0.2 on 3 Kodak images (kodim05, 19, 22) against the amortized posterior, rate / PSNR: kappa = 1
-gave +9% / +0.25 dB, +4% / +0.32 dB and +0.8% / +0.31 dB at beta 0.001 / 0.01 / 0.05; kappa = 2 gave -8% / -0.18 dB,
--2% / +0.12 dB, -1.4% / +0.27 dB; kappa = 1.5 -1.1% / +0.02 dB, +0.6% / +0.21 dB and -0.4% / +0.29 dB. So the
-refinement nearly only moves along the R-D curve at beta 0.001 (the training loss +0.1%, -0.7%, -0.6% for kappa 1,
-1.5, 2) and lowers it by 2.7% at 0.01 and 5% at 0.05 (kappa 1.5). The gain comes from the amortization gap of the
-analysis network, not from the coder. On all 24 Kodak images (README, docs/lossy-coder-history.md) the five MSE
-models gained -0.02 to +0.22 dB at the same or lower rate. Also measured and dropped: the gradient at a posterior
-sample instead of the mean (a fresh one each step, or 2 fixed ones: worse than none), one step of lambda = 1 (-0.84
-dB, +30% rate), 10 steps instead of 6 (0.1% more of the loss), and holding the KL by scaling the mean toward the
-prior's after each step (-0.44 dB).
+in the mean mu only, the scales s_q kept: ``mu <- mu - eta * s_q^2 * gradient`` (eta: ``Refinement.step_size``;
+kappa: ``Refinement.kl_weight``). The first term is the training loss's distortion at the posterior mean (one
+synthesis pass and its backward per step); kappa weighs the rate more than the training loss does (kappa = 1),
+because the distortion at the mean understates that of a sample. A step that does not lower the objective is
+undone. The gain comes from the amortization gap of the analysis network, not from the coder; at the lowest rates
+the refinement mostly moves along the R-D curve. The settings (:data:`irec.settings.DEFAULT_REFINEMENT`), what each
+alternative gave on Kodak, and what was tried and dropped: docs/lossy-coder-history.md.
 """
 
 from __future__ import annotations

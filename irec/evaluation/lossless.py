@@ -4,17 +4,35 @@ iREC paper, section 4.1 and Table 1 (real bpd against the model's -ELBO on CIFAR
 section 4 ("Report, per image"). The image is compressed to a real file with
 :class:`irec.codecs.lossless.LosslessCodec`, decoded again in the same process and compared bit for bit. The
 benchmark (``python -m irec.bench lossless``) and the suite's compression step (notebook 04, via
-:mod:`irec.evaluation.pipeline`) both write these rows.
+:mod:`irec.evaluation.pipeline`) both write these rows. They follow ``irec.evaluation.results.SCHEMA`` (with
+:mod:`irec.evaluation.coding`'s ``model``, ``fingerprint``, ``exact``, ``error``) and carry
+``irec.provenance.stamp()``. Extra columns, in bits per dimension (subpixel):
+
+- ``header_bpd``, ``latent_bpd`` (all levels), ``pixel_bpd``, ``tail_bpd``: the real rate split (they add up to
+  ``bpd``);
+- ``kl_bpd``, ``pixel_ideal_bpd``, ``ideal_bpd``: ideal, KL(q || p) of the levels given the coded levels above and
+  -log2 p(x | z coded) of the pixels; ``negative_elbo_bpd``: the model's -ELBO (analytic KL + one posterior
+  sample's -log p(x|z), no free bits); ``real_over_elbo``: ``bpd`` / ``negative_elbo_bpd``;
+- ``encode_peak_mib``, ``decode_peak_mib``: peak memory above the start of each;
+- the coder setting (also in ``params``): ``n_beams``, ``extra_samples``, ``kl_per_step``, ``block_size``,
+  ``n_candidates``, ``coder_seed``, ``sampler`` and ``setting`` (:func:`setting_label`).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 import numpy as np
 
-from irec.timing import measure
+from irec.codecs.encoding import HEADER, PIXELS, TAIL
 from irec.codecs.lossless import LosslessCodec
-from irec.coder import CorruptStreamError
 from irec.coder.params import CoderParams
+from irec.evaluation.coding import code_image, schema_columns
+from irec.provenance import stamp
+
+CODEC_NAME = "irec-lossless"
+CODEC_LABEL = "iREC lossless"
 
 
 def setting_label(params: CoderParams) -> str:
@@ -23,27 +41,33 @@ def setting_label(params: CoderParams) -> str:
             f"block={params.block_size} (N={params.n_candidates})")
 
 
-def irec_row(codec: LosslessCodec, image: np.ndarray) -> dict:
-    """Compress ``image``, decode it back in this process and report the file's parts, the -ELBO and the times."""
-    with measure() as enc:
-        data, report = codec.compress_with_report(image)
-    error = ""
-    with measure() as dec:
-        try:
-            decoded = codec.decompress(data)
-        except CorruptStreamError as err:  # a coder bug shows up here; count it, keep going
-            decoded, error = None, str(err)
-    exact = decoded is not None and decoded.shape == image.shape and bool(np.array_equal(decoded, image))
-    n, p = report.n_subpixels, codec.params
-    return {
-        "codec": "irec", "label": "iREC lossless", "file_bytes": report.file_bytes, "bpd": report.bpd,
-        "header_bpd": report.header_bits / n, "latent_bpd": sum(report.latent_bits) / n,
-        "pixel_bpd": report.pixel_bits / n, "tail_bpd": report.stream_tail_bits / n,
-        "kl_bpd": sum(report.kl_bits) / n, "pixel_ideal_bpd": report.pixel_ideal_bits / n,
-        "ideal_bpd": report.ideal_bpd, "negative_elbo_bpd": report.negative_elbo_bpd,
-        "real_over_elbo": report.bpd / report.negative_elbo_bpd, "encode_s": enc.seconds, "decode_s": dec.seconds,
-        "encode_peak_mib": enc.peak_mib, "decode_peak_mib": dec.peak_mib, "exact": exact, "error": error,
+def model_name(codec: LosslessCodec) -> str:
+    """A readable default name for the codec's model, e.g. ``rvae-L2-C8`` (levels, latent channels)."""
+    return f"rvae-L{codec.model.n_levels}-C{codec.model.config.latent_channels}"
+
+
+def evaluate_image(codec: LosslessCodec, name: str, image: np.ndarray, *, dataset: str = "",
+                   split: str | None = None, model: str | None = None) -> dict[str, Any]:
+    """Compress ``image``, decode it back in this process and return its row: the file's parts, the -ELBO, the
+    times (provenance included)."""
+    coded = code_image(codec, image)
+    encoding = coded.encoding
+    p = encoding.params
+    n = 3 * encoding.n_pixels
+    bits, ideal = encoding.bits, encoding.ideal_bits
+    latent, kl = (sum(parts[level] for level in encoding.levels) for parts in (bits, ideal))
+    elbo = encoding.details["negative_elbo_bpd"]
+    row = schema_columns(coded, image, name=name, dataset=dataset, split=split, codec=CODEC_NAME, label=CODEC_LABEL,
+                         lossless=True, params=asdict(p))
+    row.update({
+        "model": model or model_name(codec), "fingerprint": codec.fingerprint,
+        "header_bpd": bits[HEADER] / n, "latent_bpd": latent / n, "pixel_bpd": bits[PIXELS] / n,
+        "tail_bpd": bits[TAIL] / n, "kl_bpd": kl / n, "pixel_ideal_bpd": ideal[PIXELS] / n,
+        "ideal_bpd": encoding.ideal_bpd, "negative_elbo_bpd": elbo, "real_over_elbo": encoding.bpd / elbo,
+        "encode_peak_mib": coded.encoder.peak_mib, "decode_peak_mib": coded.decoder.peak_mib,
+        "exact": coded.exact, "error": coded.error,
         "n_beams": p.n_beams, "extra_samples": p.extra_samples, "kl_per_step": p.kl_per_step,
         "block_size": p.block_size, "n_candidates": p.n_candidates, "coder_seed": p.seed, "sampler": p.sampler,
         "setting": setting_label(p),
-    }
+    })
+    return {**row, **stamp()}

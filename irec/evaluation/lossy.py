@@ -7,7 +7,8 @@ quality of the coded sample compared with a random posterior sample"). The rows 
 ``irec.provenance.stamp()``. Extra columns:
 
 - ``model``, ``fingerprint``, ``beta``, ``distortion``: which model made the file;
-- ``bpp_header``, ``bpp_z2``, ``bpp_z1``: the real rate split (they add up to ``bpp``);
+- ``bpp_header``, ``bpp_z2``, ``bpp_z1``: the real rate split (they add up to ``bpp``; the header part is the
+  file's framing, its header and the ANS stream's final flush, the Encoding's ``header`` and ``tail``);
 - ``bpp_ideal``, ``bpp_ideal_z2``, ``bpp_ideal_z1``: KL(q || p) per level in bits per pixel, of the model's own
   (amortized) posterior: the paper's ideal rate;
 - ``bpp_kl_coded``, ``bpp_kl_coded_z2``, ``bpp_kl_coded_z1``: the same of the posterior coded, which the encoder's
@@ -15,7 +16,8 @@ quality of the coded sample compared with a random posterior sample"). The rows 
 - ``psnr_float``: PSNR of the clipped float output (the paper's); ``psnr_db`` is that of the uint8 image;
 - ``sample_psnr``, ``sample_psnr_float``, ``sample_ms_ssim``, ``sample_ms_ssim_db``: one random posterior sample;
 - ``log_ratio_minus_kl_z2``, ``log_ratio_minus_kl_z1``: log q(z)/p(z) of the coded sample minus KL (nats);
-- ``final``, ``n_seeds``, ``seed``: how the coded sample was chosen; ``exact``: decoded == encoder's image;
+- ``final``, ``n_seeds``, ``seed``: how the coded sample was chosen; ``exact``: decoded == encoder's image
+  (``error``: why a file did not decode; both from :mod:`irec.evaluation.coding`, as ``model`` and ``fingerprint``);
 - ``refine_steps``, ``refine_step_size``, ``refine_kl_weight``: the encoder's refinement of q(z1) (also in ``params``);
 - ``low_rate``: coded with the codec's ``low_rate_params`` (the setting for cheap images), which ``params`` then
   gives, beside the codec's ``low_rate_params`` (None: one setting for every image).
@@ -34,16 +36,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from irec import metrics
+from irec.codecs.encoding import HEADER, TAIL
 from irec.codecs.lossy import LossyCodec
-from irec.settings import Refinement
-from irec.provenance import library_version, stamp
+from irec.evaluation.coding import code_image, psnr_float, quality, schema_columns
 from irec.evaluation.results import write_rows
+from irec.provenance import stamp
+from irec.settings import Refinement
 
 log = logging.getLogger(__name__)
 
 CODEC_NAME = "irec-lossy"
-LIBRARIES = ("torch", "numpy", "numba", "constriction", "pytorch-msssim")
 
 
 def model_name(codec: LossyCodec) -> str:
@@ -56,28 +58,35 @@ def evaluate_image(
     codec: LossyCodec, name: str, image: np.ndarray, *, dataset: str = "", split: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """Code one uint8 (H, W, 3) image, decode it, and return its result row (provenance included)."""
-    data, report = codec.compress_with_report(image)
-    height, width = image.shape[:2]
-    config = codec.model.config
-    label = f"iREC lossy ({codec.final})"
-    low = codec.low_rate_params
-    params = {**asdict(low if report["low_rate"] else codec.params), "final": codec.final, "n_seeds": report["n_seeds"],
+    """Code one uint8 (H, W, 3) image, decode it, and return its result row (provenance included): the real rate
+    by part beside the ideal, the quality of the file and of one posterior sample (the paper's ideal)."""
+    coded = code_image(codec, image)
+    encoding = coded.encoding
+    details, pixels = encoding.details, encoding.n_pixels
+    config, low = codec.model.config, codec.low_rate_params
+    n_seeds = codec.n_seeds if codec.final in ("mse", "rd") else 1
+    params = {**asdict(low if details["low_rate"] else codec.params), "final": codec.final, "n_seeds": n_seeds,
               "low_rate_params": None if low is None else asdict(low), **codec.refinement.columns()}
-    row = {
-        "dataset": dataset, "split": split, "image": name, "height": height, "width": width,
-        "codec": CODEC_NAME, "codec_label": label, "lossless": False, "sweep_param": "beta", "sweep_value": config.beta,
-        "params": params, "n_bytes": len(data), "bpd": metrics.bits_per_dim(len(data), image.shape),
-        "bpp": report["bpp"], "psnr_db": report["psnr"], "ms_ssim": report["ms_ssim"], "ms_ssim_db": report["ms_ssim_db"],
-        "encode_s": report["encode_s"], "decode_s": report["decode_s"],
-        "bit_exact": bool(report["psnr"] == float("inf")),  # decoded == input (practically never for lossy)
-        "library_versions": {lib: library_version(lib) for lib in LIBRARIES},
-        "model": model or model_name(codec), "fingerprint": codec.fingerprint_hex, "beta": config.beta,
-        "distortion": config.distortion,
-    }
-    row.update({k: v for k, v in report.items() if k not in row and k != "psnr"})  # psnr is psnr_db
-    row.update(stamp())
-    return row
+    row = schema_columns(coded, image, name=name, dataset=dataset, split=split, codec=CODEC_NAME,
+                         label=f"iREC lossy ({codec.final})", lossless=False, params=params,
+                         sweep=("beta", config.beta))
+    row.update({"model": model or model_name(codec), "fingerprint": codec.fingerprint, "beta": config.beta,
+                "distortion": config.distortion})
+    row["bpp_header"] = (encoding.bits[HEADER] + encoding.bits[TAIL]) / pixels
+    # The ideal rate is the KL of the model's own posterior (the paper's); bpp_kl_coded that of the posterior coded,
+    # which differs from it when the encoder refines q(z1)'s mean (irec.codecs.refine).
+    for level in encoding.levels:
+        row[f"bpp_{level}"] = encoding.bits[level] / pixels
+        row[f"bpp_ideal_{level}"] = encoding.ideal_bits[level] / pixels
+        row[f"bpp_kl_coded_{level}"] = details["kl_coded_bits"][level] / pixels
+        row[f"log_ratio_minus_kl_{level}"] = details["log_ratio_minus_kl_nats"][level]  # nats; > 0: beam bias
+    row["bpp_ideal"] = encoding.ideal_bpp
+    row["bpp_kl_coded"] = sum(details["kl_coded_bits"].values()) / pixels
+    row["psnr_float"] = psnr_float(image, details["x_float"])
+    row.update(quality(image, *codec.posterior_sample(image), prefix="sample_"))
+    row.update({**codec.refinement.columns(), "seed": encoding.params.seed, "final": codec.final,
+                "low_rate": details["low_rate"], "n_seeds": n_seeds, "exact": coded.exact, "error": coded.error})
+    return {**row, **stamp()}
 
 
 def _same_refinement(params: dict, refinement: Refinement) -> bool:
@@ -105,7 +114,7 @@ def coded_like(params: dict, codec: LossyCodec) -> bool:
 def rows_coded_like(rows: pd.DataFrame, codec: LossyCodec, images: Sequence[str]) -> pd.DataFrame:
     """The rows of ``rows`` that ``codec`` would write for ``images`` (its model's fingerprint, :func:`coded_like`),
     the last one per image."""
-    rows = rows[(rows["fingerprint"].astype(str) == codec.fingerprint_hex) & rows["image"].astype(str).isin(images)]
+    rows = rows[(rows["fingerprint"].astype(str) == codec.fingerprint) & rows["image"].astype(str).isin(images)]
     same = [coded_like(json.loads(p), codec) for p in rows["params"].astype(str)]
     return rows[np.array(same, dtype=bool)].drop_duplicates("image", keep="last").reset_index(drop=True)
 

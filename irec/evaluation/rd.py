@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.interpolate import PchipInterpolator
 
 from irec.paths import PACKAGE, RESULTS
-from irec.evaluation.results import rd_summary, read_rows
+from irec.evaluation.results import modern_names, rd_summary, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,9 @@ PUBLISHED_SUFFIX = " (published)"  # appended to every published curve's label i
 BD_METHODS = ("pchip", "cubic")
 
 # Columns an iREC lossy results CSV (results/lossy/kodak*.csv) may hold; absent ones are skipped with a note.
-IREC_LOSSY_VALUES = ("bpp", "psnr_db", "psnr_float_db", "ms_ssim_db", "bpp_ideal", "psnr_posterior_db",
-                     "ms_ssim_posterior_db")
+IREC_LOSSY_VALUES = ("bpp", "psnr_db", "psnr_float", "ms_ssim_db", "bpp_ideal", "sample_psnr", "sample_ms_ssim_db")
 IREC_LOSSY_KEYS = ("distortion", "model", "beta")  # one point per model; curves join the models of a distortion
 DISTORTION_LABELS = {"mse": "MSE", "ms_ssim": "MS-SSIM"}  # how curves name the distortion a model was trained for
-# Other names of those columns (irec.evaluation.lossy writes these): read as the names above when those are absent.
-IREC_LOSSY_ALIASES = {"psnr_float": "psnr_float_db", "sample_psnr": "psnr_posterior_db",
-                      "sample_ms_ssim_db": "ms_ssim_posterior_db"}
 
 
 class BDRateError(ValueError):
@@ -90,10 +86,9 @@ def mean_points(rows: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) 
 
 
 def irec_lossy_points(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean R-D point per iREC model and beta from an iREC lossy results CSV (columns ``IREC_LOSSY_VALUES``,
-    or their ``IREC_LOSSY_ALIASES``)."""
-    aliases = {old: new for old, new in IREC_LOSSY_ALIASES.items() if old in rows.columns and new not in rows.columns}
-    return mean_points(rows.rename(columns=aliases), IREC_LOSSY_KEYS, IREC_LOSSY_VALUES)
+    """Mean R-D point per iREC model and beta from iREC lossy rows (:mod:`irec.evaluation.lossy`; columns
+    ``IREC_LOSSY_VALUES``, older names read through ``irec.evaluation.results.modern_names``)."""
+    return mean_points(modern_names(rows), IREC_LOSSY_KEYS, IREC_LOSSY_VALUES)
 
 
 def irec_curves(points: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
@@ -104,7 +99,7 @@ def irec_curves(points: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
     without a ``distortion`` column give one curve per ``model`` value."""
     if points is None or points.empty:
         return {}
-    curves = {}
+    points, curves = modern_names(points), {}
     by = "distortion" if "distortion" in points.columns else "model" if "model" in points.columns else None
     for key, group in points.groupby(by, sort=False) if by else [("", points)]:
         name = f"iREC {DISTORTION_LABELS.get(key, key)} models" if by == "distortion" else f"iREC {key}".strip()
@@ -112,7 +107,7 @@ def irec_curves(points: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
         curves[f"{name} (real file bits)"] = group.reset_index(drop=True)
         if "bpp_ideal" in group.columns:
             ideal = group.drop(columns=["bpp", "psnr_db", "ms_ssim_db"], errors="ignore").rename(columns={
-                "bpp_ideal": "bpp", "psnr_posterior_db": "psnr_db", "ms_ssim_posterior_db": "ms_ssim_db"})
+                "bpp_ideal": "bpp", "sample_psnr": "psnr_db", "sample_ms_ssim_db": "ms_ssim_db"})
             curves[f"{name} (ideal: KL rate, posterior sample)"] = ideal.sort_values("bpp").reset_index(drop=True)
     return curves
 

@@ -60,8 +60,16 @@ MEASURED = "measured here (bpd)"
 PUBLISHED = "paper (published, bpd)"
 
 
-# Names that results files written before a rename still use -> today's (kl_per_block: Omega, now kl_per_step).
-LEGACY_NAMES = {"kl_per_block": "kl_per_step", "low_rate_kl_per_block": "low_rate_kl_per_step"}
+# Names that results files written before a rename still use -> today's. The one place old names are read:
+# read_rows applies it through modern_names, and so do the R-D curves of rows given directly.
+LEGACY_NAMES = {
+    # Omega, named kl_per_block until it became kl_per_step (a column, a swept parameter and a params key)
+    "kl_per_block": "kl_per_step", "low_rate_kl_per_block": "low_rate_kl_per_step",
+    # iREC lossless rows before they followed SCHEMA (their ``exact``, = bit_exact, is every iREC row's ``exact``)
+    "file_bytes": "n_bytes", "label": "codec_label", "elbo_bpd": "negative_elbo_bpd",
+    # the R-D curves' former names of the iREC lossy rows' columns
+    "psnr_float_db": "psnr_float", "psnr_posterior_db": "sample_psnr", "ms_ssim_posterior_db": "sample_ms_ssim_db",
+}
 
 
 class ResultsFormatError(ValueError):
@@ -135,8 +143,9 @@ def read_rows(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def modern_names(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns, swept-parameter names and ``params`` keys renamed from :data:`LEGACY_NAMES` to today's names."""
-    df = df.rename(columns=LEGACY_NAMES)
+    """Columns, swept-parameter names and ``params`` keys renamed from :data:`LEGACY_NAMES` to today's names (a
+    column only where today's name is absent, so a file holding both keeps both)."""
+    df = df.rename(columns={old: new for old, new in LEGACY_NAMES.items() if new not in df.columns})
     for column in ("varied", "sweep_param"):
         if column in df.columns:
             df[column] = df[column].replace(LEGACY_NAMES)

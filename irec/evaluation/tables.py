@@ -7,7 +7,8 @@ columns: "measured here" (only from this project's result CSVs) and "paper (publ
 
 Measured sources, relative to the results folder: classical codecs ``baselines/<dataset>.csv`` (via
 :func:`irec.evaluation.results.lossless_summary`), iREC and its ELBO ``lossless/<dataset>.csv`` (columns ``bpd``: real
-file bits, ``elbo_bpd``: the model's negative ELBO); the smoke profile reads ``<dataset>-smoke.csv``.
+file bits, ``negative_elbo_bpd``: the model's negative ELBO; files that name it ``elbo_bpd`` are read through
+``irec.evaluation.results.LEGACY_NAMES``); the smoke profile reads ``<dataset>-smoke.csv``.
 Cells are mean per-image bits per dimension, formatted to three decimals.
 """
 
@@ -43,7 +44,7 @@ ROWS: tuple[TableRow, ...] = (
     TableRow("BitSwap", "BitSwap", "", ""),
     TableRow("HiLLoC", "HiLLoC", "", ""),
     TableRow("iREC", "iREC", "", "bpd"),
-    TableRow("ELBO of the RVAE", "RVAE ELBO", "", "elbo_bpd"),
+    TableRow("ELBO of the RVAE", "RVAE ELBO", "", "negative_elbo_bpd"),
 )
 DATASETS: dict[str, str] = {"cifar10": "CIFAR-10", "imagenet32": "ImageNet32", "kodak": "Kodak"}
 MEASURED_HERE = "measured here"
@@ -52,8 +53,6 @@ NOT_RUN = "not run yet"
 NOT_OFFLINE = "not run (dataset not available offline)"
 PUBLISHED_ONLY = "published only"
 NOT_REPORTED = "not reported"
-# Other names of the measured columns (irec.codecs.lossless reports negative_elbo_bpd), used when the name is absent.
-COLUMN_ALIASES = {"elbo_bpd": "negative_elbo_bpd"}
 OFFLINE_UNAVAILABLE = ("imagenet32",)  # datasets without an offline copy: a missing CSV means it cannot run here
 
 
@@ -128,8 +127,6 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
         irec_path = result_file(results_dir, "lossless", dataset, profile)
         irec_rows = read_rows(irec_path) if irec_path.is_file() else None
         if irec_rows is not None:
-            irec_rows = irec_rows.rename(columns={old: new for new, old in COLUMN_ALIASES.items()
-                                                  if old in irec_rows.columns and new not in irec_rows.columns})
             n_images.setdefault(dataset, {})["irec"] = int(
                 irec_rows["image"].nunique() if "image" in irec_rows.columns else len(irec_rows))
             if "model" in irec_rows.columns:
@@ -148,8 +145,8 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
                     cell = _missing(dataset)
                 elif row.measured_column not in irec_rows.columns:
                     raise ResultsFormatError(f"{irec_path} lacks the column {row.measured_column!r}; "
-                                             "an iREC lossless results file needs columns bpd and elbo_bpd "
-                                             "(or negative_elbo_bpd)")
+                                             "an iREC lossless results file needs columns bpd and "
+                                             "negative_elbo_bpd (irec.evaluation.lossless)")
                 else:
                     cell = _number(float(irec_rows[row.measured_column].mean()))
             else:
