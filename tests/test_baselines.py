@@ -13,7 +13,9 @@ import torch
 
 from irec.codecs import classical
 from irec.__main__ import main
-from irec.evaluation.baselines import PROFILES, codec_table, default_out_csv, profile_settings, run_baselines
+from irec.evaluation.baselines import PROFILES, codec_table, profile_settings, run_baselines
+from irec.evaluation.results import results_path
+from irec.paths import RESULTS
 from irec.codecs.classical import FAMILIES, ClassicalCodec, make_codecs
 from irec.data import read_image, write_png
 from irec.evaluation.results import COLUMNS
@@ -189,8 +191,8 @@ def test_profiles_give_defaults_that_explicit_values_override():
 
 
 def test_smoke_runs_write_beside_the_reference_csv_not_over_it():
-    assert default_out_csv("kodak", "cpu") == default_out_csv("kodak", "paper") == "baselines/kodak.csv"
-    assert default_out_csv("/data/my_photos", "smoke") == "baselines/my_photos-smoke.csv"
+    assert results_path("baselines", "kodak", "cpu") == results_path("baselines", "kodak", "paper") == RESULTS / "baselines" / "kodak.csv"
+    assert results_path("baselines", "/data/my_photos", "smoke") == RESULTS / "baselines" / "my_photos-smoke.csv"
 
 
 def test_a_suite_run_covers_kodak_with_every_codec_and_cifar10_with_the_lossless_ones():

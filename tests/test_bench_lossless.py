@@ -1,4 +1,4 @@
-"""``python -m irec.bench lossless`` (issue 4's benchmark; paper section 4.1, Table 1) on a tiny untrained RVAE."""
+"""``python -m irec.bench lossless`` (paper section 4.1, Table 1) on a tiny untrained RVAE."""
 
 from __future__ import annotations
 

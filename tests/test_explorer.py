@@ -1,4 +1,4 @@
-"""irec.explorer (issue 6): run_once on both kinds of model, the settings checks, the app's callback, the notebook."""
+"""irec.explorer: run_once on both kinds of model, the settings checks, the app's callback, the notebook."""
 
 from __future__ import annotations
 

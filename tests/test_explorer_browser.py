@@ -1,4 +1,4 @@
-"""irec.explorer in a real browser (issue 6): notebook 08 opened in JupyterLab, driven in headless Chromium.
+"""irec.explorer in a real browser: notebook 08 opened in JupyterLab, driven in headless Chromium.
 
 One end-to-end test: a JupyterLab server (a subprocess, on a free local port, with a random token and private
 config, runtime, settings and workspace folders) serves a copy of notebooks/08_explorer.ipynb whose parameters

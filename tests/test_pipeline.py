@@ -8,6 +8,8 @@ import pytest
 
 from irec import paths
 from irec.evaluation import pipeline
+from irec.evaluation import results
+from irec.evaluation.results import results_path
 from tests.models import save_small
 
 
@@ -20,8 +22,8 @@ def test_without_a_shipped_model_the_cpu_profile_names_what_to_do(shipped):
 
 
 def test_results_go_to_the_reference_csv_except_in_the_smoke_profile():
-    assert pipeline.results_csv("lossless", "cifar10", "cpu") == paths.RESULTS / "lossless" / "cifar10.csv"
-    assert pipeline.results_csv("lossy", "kodak", "smoke").name == "kodak-smoke.csv"
+    assert results_path("lossless", "cifar10", "cpu") == paths.RESULTS / "lossless" / "cifar10.csv"
+    assert results_path("lossy", "kodak", "smoke").name == "kodak-smoke.csv"
 
 
 def test_the_cpu_profile_trains_four_mse_rates_and_one_ms_ssim_model_under_their_shipped_names():
@@ -38,7 +40,7 @@ def coding_step(tmp_path, monkeypatch):
     from irec.evaluation import lossless as lossless_eval
     from irec.evaluation import lossy as lossy_eval
 
-    monkeypatch.setattr(pipeline, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results")  # where results_path puts every step's rows
     commit = {"sha": "a" * 40}
     monkeypatch.setattr(provenance, "git_commit", lambda: commit["sha"])
     coded = []
@@ -63,7 +65,7 @@ def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finis
     path = coding_step["root"] / "tiny-lossy.pt"
     save_small("lossy", path, seed=0)
     choice = pipeline.ModelChoice("lossy", "tiny", str(path), "a tiny model")
-    out = pipeline.results_csv("lossy", "kodak", "smoke")
+    out = results_path("lossy", "kodak", "smoke")
     coded = coding_step["coded"]
     first = pipeline.compress_lossy([choice], "smoke", final="best-q")
     assert len(first) == pipeline.LOSSY_IMAGES["smoke"] == len(coded) == 2
@@ -89,7 +91,7 @@ def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_t
     path = coding_step["root"] / "tiny-lossless.pt"
     save_small("lossless", path, seed=0)
     choice = pipeline.ModelChoice("lossless", "tiny", str(path), "a tiny model")
-    out = pipeline.results_csv("lossless", "cifar10", "smoke")
+    out = results_path("lossless", "cifar10", "smoke")
     coded = coding_step["coded"]
     pipeline.compress_lossless(choice, "smoke")
     n_images = pipeline.LOSSLESS_IMAGES["smoke"][0]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run for a short GPU lease (issue 5): continue training the `cpu` lossy preset's models (every MSE
+# One prepared run for a short GPU lease: continue training the `cpu` lossy preset's models (every MSE
 # rate, and the MS-SSIM one), all at once on the one GPU, for a fixed time, and pack the EMA models into $OUT to
 # bring back.
 #

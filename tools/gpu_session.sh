@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run for a short GPU lease (issue 5): the cross-device check, then the `paper` lossy preset at one
+# One prepared run for a short GPU lease: the cross-device check, then the `paper` lossy preset at one
 # rate for a fixed time, then everything packed into $OUT in parts small enough to bring back.
 #
 #   OUT=DIR IREC_DATA=DATA [TRAIN_S=390] [BETA=0.01] [XDEV=FOLDER] [IREC_GIT_COMMIT=SHA] tools/gpu_session.sh

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         trials = pfr_trials((1, 4, 8, 12), args.pfr_trials, seed=0)
         trials.to_csv(out.with_name(out.stem + "-pfr.csv"), index=False)
         cols = ["kl_bits", "dims", "n_trials", "mean_index_bits", "ans_bits", "bound_bits", "log_ratio_bits", "ks_pvalue"]
-        sys.stdout.write("\nExact reference (PFR), bits per block; bound = KL + log2(KL+1) + 4 (issue 3 target):\n")
+        sys.stdout.write("\nExact reference (PFR), bits per block; bound = KL + log2(KL+1) + 4 (the target):\n")
         sys.stdout.write(trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
     sys.stdout.write(f"\nrows written to {out} ({provenance.device_description()}, commit {provenance.git_commit()})\n")
     return 0

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "each model whose fingerprint, images and --final they cover with the --coder settings"))
     parser.add_argument("--coder", default="default", choices=tuple(CODERS), help=(
         f"coder settings: default (the codec's: {_settings(LOSSY_DEFAULT)}; for images whose z1 would cap those "
-        f"blocks, {_settings(LOSSY_LOW_RATE)}) or paper ({_settings(PAPER_LOSSY)}; issue 5's speed targets are "
+        f"blocks, {_settings(LOSSY_LOW_RATE)}) or paper ({_settings(PAPER_LOSSY)}; the speed targets are "
         "stated for these). The flags below fix one setting for every image"))
     for flag, cast, what in (("--n-beams", int, "B"), ("--extra-samples", float, "1+eps"),
                              ("--kl-per-step", float, "Omega, nats"), ("--block-size", int, "dimensions per block"),
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{len(images)} images of {args.dataset}\n")
         sys.stdout.write(table[show].to_string(index=False) + "\n")
         sys.stdout.write("(psnr_gap_db: PSNR of the file minus that of a posterior sample; psnr_minus_*: ours minus "
-                         "the codec's PSNR at our rate, NaN outside its range; targets: issue 5)\n\n")
+                         "the codec's PSNR at our rate, NaN outside its range)\n\n")
         sys.stdout.write(source + "\n")
         reused = sorted(set(table["model"]) - set(coded_here))
         if reused:

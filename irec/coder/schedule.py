@@ -5,9 +5,10 @@ Paper, section 3.2 and appendix (auxiliary variables), and docs/irec-method.md s
 - the flattened latent is permuted by a seeded permutation and cut into blocks of about ``block_size``
   dimensions (here of near-equal sizes, differing by at most one, so that all blocks batch together);
 - block b takes ``K_b = ceil(KL_b / kl_per_step)`` steps (KL in nats, as in the paper);
-- with adaptive blocks (``steps_per_block`` = K* > 0, not in the paper) each level takes the largest block size,
-  at most ``block_size``, whose blocks take about K* steps on average, K* * Omega * n_dims / KL_level: the coder's
-  overhead per block (the last step's rounding, the step count) is then a near-fixed share 1/K* of the rate, and
+- with adaptive blocks (``steps_per_block`` > 0, not in the paper) each level takes the largest block size, at
+  most ``block_size``, whose blocks take about ``steps_per_block`` steps K_b on average, steps_per_block * Omega *
+  n_dims / KL_level: the coder's overhead per block (the last step's rounding, the step count) is then a near-fixed
+  share 1 / steps_per_block of the rate, and
   rates high enough to afford it get smaller blocks, which keep the coded sample nearer the posterior;
 - the step with ``n`` auxiliary variables still to go, counting itself, takes the fraction
   ``r_n = n ** -0.7864636765648174`` of the remaining prior variance; the last step takes all that is left.

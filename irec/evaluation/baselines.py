@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 
 from irec import metrics
 from irec.codecs.classical import FAMILIES, GROUPS, ClassicalCodec, make_codecs
+from irec.paths import RESULTS
 from irec.provenance import stamp
-from irec.evaluation.results import lossless_summary, read_rows, write_rows
+from irec.evaluation.results import results_path, lossless_summary, read_rows, write_rows
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +92,17 @@ def suite_runs(profile: str, dataset: str = "", limit: int | None = None, codecs
     """The runs of notebook 03: every dataset of the profile (``dataset`` empty) or just ``dataset``."""
     settings = profile_settings(profile, limit=limit, codecs=codecs)
     if dataset:
-        return [BaselineRun(dataset, settings.limit, settings.codecs, out_csv or default_out_csv(dataset, profile))]
+        return [BaselineRun(dataset, settings.limit, settings.codecs, out_csv or _relative(results_path("baselines", dataset, profile)))]
     return [
         BaselineRun(name, settings.limit, tuple(codecs) if codecs else (own or settings.codecs),
-                    default_out_csv(name, profile))
+                    _relative(results_path("baselines", name, profile)))
         for name, own in SUITE_DATASETS[settings.name]
     ]
 
 
-def default_out_csv(dataset: str, profile: str) -> str:
-    """Where a run's CSV goes, relative to ``irec.paths.RESULTS``: the reference ``baselines/<dataset>.csv``,
-    or ``baselines/<dataset>-smoke.csv`` (git-ignored) for the smoke profile."""
-    stem = Path(str(dataset)).name
-    return f"baselines/{stem}-smoke.csv" if profile == "smoke" else f"baselines/{stem}.csv"
+def _relative(path: Path) -> str:
+    """A path under ``irec.paths.RESULTS`` as the relative string a :class:`BaselineRun` holds."""
+    return str(path.relative_to(RESULTS))
 
 
 def codec_table() -> pd.DataFrame:

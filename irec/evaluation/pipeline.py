@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from irec import zoo
+from irec.evaluation.results import results_path
 from irec.paths import RESULTS
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,6 @@ def _shipped(kind: str, names: list[str], profile: str) -> list[ModelChoice]:
     return choices
 
 
-def results_csv(kind: str, dataset: str, profile: str) -> Path:
-    """Where the coded-dataset rows go: ``results/<kind>/<dataset>.csv`` (``-smoke.csv`` for smoke)."""
-    return RESULTS / kind / (f"{dataset}-smoke.csv" if profile == "smoke" else f"{dataset}.csv")
-
-
 def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
     """The rows an interrupted run left in ``out`` when resuming and the code is committed (rows of another commit,
     or of uncommitted code, are never kept); None otherwise. ``out`` is removed when nothing is kept from it, or
@@ -173,7 +169,7 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     for dataset, count in (("cifar10", n_cifar), ("kodak", n_kodak)):
         if not count:
             continue
-        out = results_csv("lossless", dataset, profile)
+        out = results_path("lossless", dataset, profile)
         images = load_images(dataset, limit=count, seed=seed)
         old = _resumable(out, resume)
         done = pd.DataFrame()
@@ -215,7 +211,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     from irec.data import load_images
     from irec.evaluation.lossy import evaluate_dataset, rows_coded_like
 
-    out = results_csv("lossy", "kodak", profile)
+    out = results_path("lossy", "kodak", profile)
     images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
     names = [name for name, _ in images]
     refinement = with_steps(refine_steps)

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.interpolate import PchipInterpolator
 
 from irec.paths import PACKAGE, RESULTS
-from irec.evaluation.results import modern_names, rd_summary, read_rows
+from irec.evaluation.results import results_path, modern_names, rd_summary, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +202,10 @@ def bd_rate_table(curves: dict[str, pd.DataFrame], anchor: str, quality: str = "
 
 
 def read_irec_lossy(results_dir: str | Path = "", dataset: str = "kodak", profile: str = "cpu") -> pd.DataFrame | None:
-    """All rows of ``<results_dir>/lossy/<dataset>*.csv`` (smoke: only ``*smoke*`` files, else none of them),
-    concatenated; None when there is no such file (iREC lossy runs not done yet)."""
-    folder = (Path(results_dir) if str(results_dir) else RESULTS) / "lossy"
-    paths = sorted(p for p in folder.glob(f"{dataset}*.csv") if ("smoke" in p.name) == (profile == "smoke"))
-    if not paths:
-        log.info("no iREC lossy results under %s for %s (profile %s); iREC curves are skipped", folder, dataset,
-                 profile)
+    """The rows of the profile's iREC lossy results file (:func:`irec.evaluation.results.results_path`), or None
+    when there is none yet (the iREC lossy step has not run)."""
+    path = results_path("lossy", dataset, profile, results_dir)
+    if not path.is_file():
+        log.info("no iREC lossy results at %s; iREC curves are skipped", path)
         return None
-    return pd.concat([read_rows(p) for p in paths], ignore_index=True)
+    return read_rows(path)

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from irec.fileio import atomic_write
-from irec.paths import PACKAGE
+from irec.paths import PACKAGE, RESULTS
 
 PUBLISHED_LOSSLESS = PACKAGE / "published" / "lossless_table.csv"
 
@@ -132,6 +132,15 @@ def _rewrite(path: Path, header: list[str], keys: list[str], cells: list[dict[st
         writer.writeheader()
         writer.writerows(old_rows)
         writer.writerows(cells)
+
+
+def results_path(kind: str, dataset: str, profile: str, results_dir: str | os.PathLike | None = None) -> Path:
+    """Where a step's rows go: ``<results_dir>/<kind>/<dataset>.csv``, or ``<dataset>-smoke.csv`` (git-ignored) for
+    the smoke profile. ``kind``: ``baselines``, ``lossless`` or ``lossy``; ``dataset``: a name, or an image folder
+    (its name is used); ``results_dir``: None or "" for ``irec.paths.RESULTS``."""
+    root = RESULTS if results_dir in (None, "") else Path(results_dir)
+    stem = Path(str(dataset)).name
+    return root / kind / (f"{stem}-smoke.csv" if profile == "smoke" else f"{stem}.csv")
 
 
 def read_rows(path: str | os.PathLike) -> pd.DataFrame:

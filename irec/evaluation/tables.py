@@ -22,7 +22,7 @@ import pandas as pd
 
 from irec import provenance
 from irec.paths import RESULTS
-from irec.evaluation.results import MEASURED, ResultsFormatError, load_published_lossless, lossless_summary, read_rows
+from irec.evaluation.results import results_path, MEASURED, ResultsFormatError, load_published_lossless, lossless_summary, read_rows
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,6 @@ class LosslessTable:
         )
 
 
-def result_file(results_dir: Path, kind: str, dataset: str, profile: str) -> Path:
-    """``<results_dir>/<kind>/<dataset>.csv``, or ``<dataset>-smoke.csv`` for the smoke profile."""
-    return Path(results_dir) / kind / (f"{dataset}-smoke.csv" if profile == "smoke" else f"{dataset}.csv")
-
-
 def column(dataset_name: str, kind: str) -> str:
     """The table column of a dataset's measured or published cells, e.g. ``"Kodak: measured here"``."""
     return f"{dataset_name}: {kind}"
@@ -120,11 +115,11 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
     n_images: dict[str, dict[str, int]] = {}
     models: list[str] = []
     for dataset in DATASETS:
-        baselines = result_file(results_dir, "baselines", dataset, profile)
+        baselines = results_path("baselines", dataset, profile, results_dir)
         summary = lossless_summary(read_rows(baselines), published) if baselines.is_file() else pd.DataFrame()
         if not summary.empty:
             n_images.setdefault(dataset, {})["baselines"] = int(summary["n_images"].max())
-        irec_path = result_file(results_dir, "lossless", dataset, profile)
+        irec_path = results_path("lossless", dataset, profile, results_dir)
         irec_rows = read_rows(irec_path) if irec_path.is_file() else None
         if irec_rows is not None:
             n_images.setdefault(dataset, {})["irec"] = int(
