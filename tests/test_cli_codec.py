@@ -175,3 +175,23 @@ def test_a_lossy_model_gets_the_low_rate_setting_beside_its_default_unless_a_cod
     codec, _ = make_codec(str(tmp / "lossy.pt"), {"n_beams": 7}, refine_steps=0)
     assert (codec.params, codec.low_rate_params) == (LOSSY_DEFAULT.with_(n_beams=7), None)
     assert codec.refinement.steps == 0
+
+
+@pytest.mark.parametrize("failure", ["other pixels", "does not decode"])
+def test_compress_refuses_a_file_that_does_not_decode_to_its_image_and_writes_nothing(setup, capsys, monkeypatch,
+                                                                                      failure):
+    from irec.codecs.container import CorruptStreamError
+    from irec.codecs.lossless import LosslessCodec
+
+    def broken(self, data):
+        if failure == "does not decode":
+            raise CorruptStreamError("the coded payload holds more symbols than the image needs")
+        return np.zeros((32, 32, 3), np.uint8)
+
+    tmp, model_path, _, _ = setup
+    monkeypatch.setattr(LosslessCodec, "decompress", broken)
+    assert main(["compress", "--model", str(model_path), str(tmp / "in.png"), str(tmp / "x.irec")]) == 2
+    assert "nothing was written" in capsys.readouterr().err
+    assert not (tmp / "x.irec").exists()
+    assert main(["compress", "--no-verify", "--model", str(model_path), str(tmp / "in.png"), str(tmp / "x.irec")]) == 0
+    assert "not verified" in capsys.readouterr().out and (tmp / "x.irec").exists()

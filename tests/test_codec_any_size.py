@@ -37,7 +37,7 @@ def codec(kind: str) -> LosslessCodec | LossyCodec:
 
 SIDES = st.integers(min_value=1, max_value=96)
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
-ANY_SIZE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ANY_SIZE = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _decode(kind: str, data: bytes) -> np.ndarray:

@@ -11,6 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from irec import zoo
 from irec.codecs import codec_class, make_codec
 from irec.codecs.container import (
@@ -18,6 +20,8 @@ from irec.codecs.container import (
     PIN_DETERMINISTIC,
     PIN_FLOAT32,
     PIN_ONE_THREAD,
+    CorruptStreamError,
+    WrongModelError,
     peek_header,
     unpack,
 )
@@ -58,10 +62,26 @@ def _compress(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, field) for _, field, _, _ in CODER_OPTIONS if getattr(args, field) is not None}
     codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
     encoding = codec.encode(image)
+    if args.verify:
+        _verify(codec, encoding)
     _write_atomic(Path(args.output), encoding.data)
-    print(f"{args.output}: {describe_encoding(encoding)}")
+    print(f"{args.output}: {describe_encoding(encoding)}" + ("" if args.verify else " (not verified: --no-verify)"))
     log.info("model %s (%s), coder %s", info["name"], info["source"], encoding.params)
     return 0
+
+
+class VerificationError(ValueError):
+    """The file just written does not decode to what the encoder meant; it is not kept."""
+
+
+def _verify(codec, encoding: Encoding) -> None:
+    """Decode the file as ``irec decompress`` would and require exactly the encoder's image (lossless: the input)."""
+    try:
+        decoded = codec.decompress(encoding.data)
+    except (CorruptStreamError, WrongModelError) as err:
+        raise VerificationError(f"the file does not decode ({err}); nothing was written") from err
+    if decoded.shape != encoding.image.shape or not np.array_equal(decoded, encoding.image):
+        raise VerificationError("the file decodes to other pixels than the encoder's; nothing was written")
 
 
 def describe_encoding(encoding: Encoding) -> str:
@@ -134,6 +154,9 @@ def register(subparsers) -> None:
     p.add_argument("--refine-steps", type=int, default=None, help=(
         "lossy models: gradient steps refining q(z1)'s mean before coding it (irec.codecs.refine; 0: code the "
         "model's own posterior, as the paper; default: the codec's)"))
+    p.add_argument("--no-verify", dest="verify", action="store_false", help=(
+        "skip decoding the file before writing it (by default a file that does not decode to exactly the encoder's "
+        "image is refused and nothing is written)"))
     p.set_defaults(func=_compress)
 
     p = subparsers.add_parser("decompress", help="decode an .irec file into a PNG")
