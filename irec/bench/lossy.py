@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         old = ("--kl-per-block",) if flag == "--kl-per-step" else ()  # the deprecated name, still accepted
         parser.add_argument(flag, *old, type=cast, help=f"override the --coder setting's {what}")
     for field, what in (("steps", "gradient steps (0: code the amortized posterior, as the paper)"),
-                        ("step_size", "step size lambda"), ("kl_weight", "weight kappa of the KL")):
+                        ("step_size", "step size eta"), ("kl_weight", "weight kappa of the KL")):
         default = getattr(DEFAULT_REFINEMENT, field)
         parser.add_argument(f"--refine-{field.replace('_', '-')}", type=type(default), default=default,
                             help=f"the encoder's refinement of q(z1)'s mean (irec.codecs.refine): {what} "
