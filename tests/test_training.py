@@ -74,3 +74,14 @@ def test_a_crop_size_that_is_not_a_multiple_of_64_is_a_clear_error(tmp_path, sha
 def test_a_crop_size_for_the_lossless_model_is_a_clear_error(tmp_path, shared_data, capsys):
     code = main(["train", "lossless", str(tmp_path / "run"), "--preset", "smoke", "--steps", "1", "--crop-size", "64"])
     assert code == 2 and "crop_size is for the lossy model" in capsys.readouterr().err
+
+
+def test_two_runs_with_the_same_settings_train_the_same_model_and_another_seed_another(tmp_path, shared_data):
+    from irec.checkpoint import load_model
+
+    def fingerprint(name: str, *seed: str) -> str:
+        assert main(["train", "lossless", str(tmp_path / name), "--preset", "smoke", "--steps", "2", "--threads", "1",
+                     *seed]) == 0
+        return load_model(tmp_path / name / "model.pt")[1]
+
+    assert fingerprint("a") == fingerprint("b") != fingerprint("c", "--seed", "1")

@@ -1,6 +1,6 @@
 """``irec train`` and ``irec ship``: train the paper's models (resumably), and ship a trained one into models/.
 
-Paper, section 4; presets in :mod:`irec.models.rvae` and :mod:`irec.models.vae2` (``paper``, ``cpu``, ``smoke``).
+Paper, section 4; presets in :mod:`irec.settings` (``paper``, ``cpu``, ``smoke``).
 Training resumes from ``RUN_DIR/checkpoint.pt`` when it exists, so an interrupted command loses nothing: run it
 again. For several processes: ``torchrun --nproc_per_node=2 -m irec train ...``.
 """
@@ -17,7 +17,7 @@ def _train(args: argparse.Namespace) -> int:
     result = train_model(
         args.kind, args.preset, args.run_dir, beta=args.beta, distortion=args.distortion, limit=args.limit,
         n_steps=args.steps, init_from=args.init_from, max_seconds=args.max_seconds, num_threads=args.threads,
-        crop_size=args.crop_size, batch_size=args.batch_size,
+        crop_size=args.crop_size, batch_size=args.batch_size, seed=args.seed,
     )
     state = "finished" if result.finished else "stopped early (run the same command again to resume)"
     print(f"{state} at step {result.step}; model: {result.model_path}; fingerprint {result.fingerprint}")
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", choices=KINDS, help="lossless: the bidirectional ResNet VAE; lossy: the two-level VAE")
     p.add_argument("run_dir", help="folder for checkpoint.pt, model.pt (EMA weights), config.json and TensorBoard logs")
     p.add_argument("--preset", default="cpu", choices=("paper", "cpu", "smoke"), help="model and training settings")
-    p.add_argument("--beta", type=float, default=0.01, help="lossy: the rate-distortion weight (the paper's lambda)")
+    p.add_argument("--beta", type=float, default=0.01, help="lossy: the rate-distortion weight beta (the lambda of the paper's plots)")
     p.add_argument("--distortion", default="mse", choices=("mse", "ms_ssim"), help="lossy: the distortion measure")
     p.add_argument("--init-from", metavar="MODEL", help=(
         "lossy: fine-tune this model (a run's model.pt or a shipped name) with the preset's fine-tuning settings "
@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "z2 a 2x2 grid, and its models code z2 at 10x the rate on whole Kodak images: 256 fixes that)"))
     p.add_argument("--max-seconds", type=float, help="stop (resumably) after this many seconds")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--seed", type=int, help=(
+        "override the preset's seed, which sets the initial weights, the data order and the noise (a run is a "
+        "function of its settings)"))
     p.add_argument("--limit", type=int, help="lossy: a seeded subset of this many photos per source (smoke runs)")
     p.set_defaults(func=_train)
 

@@ -15,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from irec import paths, provenance
@@ -29,17 +30,27 @@ KINDS = ("lossless", "lossy")
 CROPS_PER_EPOCH = 100_000  # length of one pass over the random-crop dataset (crops are drawn afresh per index)
 
 
-def _lossless(preset_name: str):
+def _seeded(build_model, seed: int):
+    """The model ``build_model()`` makes with torch's generator seeded by ``seed`` (the run's ``TrainConfig.seed``), so
+    a run's initial weights, like its data order and noise, are a function of its settings; the global generator's
+    state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model()
+
+
+def _lossless(preset_name: str, seed: int | None = None):
     from irec.models.rvae import RVAE
     from irec.settings import lossless_preset
 
     p = lossless_preset(preset_name)
     images, _ = load_cifar10("train")
-    return RVAE(p.model), p.train, ImageArrayDataset(images), p.dataset
+    model = _seeded(lambda: RVAE(p.model), p.train.seed if seed is None else seed)
+    return model, p.train, ImageArrayDataset(images), p.dataset
 
 
 def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, finetune: bool = False,
-           crop_size: int | None = None):
+           crop_size: int | None = None, seed: int | None = None):
     from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE
     from irec.settings import lossy_preset
 
@@ -66,16 +77,18 @@ def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, fi
         data = "CLIC 2018 professional train"
     data += f"; {crop}x{crop} crops"
     config = p.finetune if finetune else p.train
-    return TwoLevelVAE(p.config(beta, distortion)), config, ConcatDataset(parts), data
+    model = _seeded(lambda: TwoLevelVAE(p.config(beta, distortion)), config.seed if seed is None else seed)
+    return model, config, ConcatDataset(parts), data
 
 
 def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "mse", limit: int | None = None,
-          finetune: bool = False, crop_size: int | None = None):
+          finetune: bool = False, crop_size: int | None = None, seed: int | None = None):
     """(model, TrainConfig, dataset, data description) for a kind of model and a preset.
 
     ``limit``: train the lossy model on a seeded subset of that many photos per source (smoke runs); the
     lossless model always takes its whole training set. ``finetune``: the preset's fine-tuning settings (lossy).
-    ``crop_size``: the side of the lossy training crops instead of the preset's (a multiple of 64)."""
+    ``crop_size``: the side of the lossy training crops instead of the preset's (a multiple of 64). ``seed``: seeds the
+    initial weights (None: the preset's ``TrainConfig.seed``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "lossless":
@@ -83,8 +96,8 @@ def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "ms
             raise ValueError("the lossless presets have no fine-tuning settings")
         if crop_size is not None:
             raise ValueError("the lossless model trains on whole 32x32 images; crop_size is for the lossy model")
-        return _lossless(preset_name)
-    return _lossy(preset_name, beta, distortion, limit, finetune, crop_size)
+        return _lossless(preset_name, seed)
+    return _lossy(preset_name, beta, distortion, limit, finetune, crop_size, seed)
 
 
 def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
@@ -115,7 +128,7 @@ def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float
     ``init_from``: fine-tune the weights of that model (a ``model.pt`` path or a shipped name) with the preset's
     fine-tuning settings instead of training from scratch; a resumed run continues from its own checkpoint."""
     model, config, dataset, data = build(kind, preset_name, beta, distortion, limit, finetune=init_from is not None,
-                                         crop_size=crop_size)
+                                         crop_size=crop_size, seed=overrides.get("seed"))
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
