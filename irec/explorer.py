@@ -4,115 +4,54 @@ Paper, section 3 (the coder's parameters: B beams, N = floor(exp((1 + eps) * Ome
 sampler) and section 4 (lossless bpd, lossy bpp with PSNR / MS-SSIM); docs/irec-method.md sections 2
 and 4 (real files: the bits each level costs against its KL, the ideal rate), as an ipywidgets app.
 
-- :func:`run_once` is the pure logic: code one image with the model's codec (:func:`irec.codecs.make_codec`: the
-  lossless RVAE's or the lossy two-level VAE's, both returning an :class:`irec.codecs.encoding.Encoding`), decode
-  the file, and return an :class:`ExplorerResult`;
-- :func:`build_app` wires ipywidgets controls to it: sliders for B, 1+eps, Omega, the block size and the steps per
-  block (adaptive blocks; 0 keeps the block size fixed), a "start from" menu of the named settings of
-  :data:`irec.settings.CODER_SETTINGS` (:func:`named_settings`: the paper's, each codec's default, the lossy one
-  for low-rate images; ``build_app(..., setting=name)`` starts from one), and a button whose
-  callback fills an HTML table and a figure (reconstruction and error map), with a progress bar. Result widgets
-  carry CSS classes (``irec-result``, ``irec-figure``, ``irec-progress``, ``irec-candidates``) so a browser test
-  can find them.
+- :func:`run_once` is the pure logic: code one image with the model's codec (:func:`irec.codecs.make_codec`, one
+  contract for both kinds, returning an :class:`irec.codecs.encoding.Encoding`), decode the file ONCE, and return
+  an :class:`ExplorerResult` whose times are the wall times the user waited for each;
+- :func:`sweep` codes one image at each value of one parameter (the paper's sensitivity analysis);
+- :func:`build_app` wires ipywidgets controls to them (each with a one-line explanation and the paper's symbol;
+  B on a log-like scale): a "start from" menu of :data:`irec.settings.CODER_SETTINGS` that reads "custom" once a
+  slider is moved off it, and an encode button whose callback draws the press (:mod:`irec.explorer_figures`: the
+  bits per level, the image comparison with a zero-based error map) and adds it to the history (a table and a
+  rate-quality plot, with the other models and the classical codecs on the image on demand, cached; clear and
+  CSV export). A failure clears the old result; refine steps are disabled for lossless models. Widgets carry CSS
+  classes (``irec-result``, ``irec-bits-chart``, ``irec-comparison``, ``irec-history``, ``irec-rate-quality``,
+  ``irec-sweep-*``, ``irec-progress``, ``irec-candidates``) so a browser test can find them.
 """
 
 from __future__ import annotations
 
 import functools
 import html
-import io
+import inspect
+import logging
 import math
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from irec import zoo
-from irec.codecs import make_codec
+from irec import metrics, zoo
+from irec.codecs import codec_class, make_codec
+from irec.codecs.classical import make_codecs
 from irec.codecs.encoding import HEADER, PIXELS, TAIL
 from irec.coder.params import SAMPLERS, CoderParams
 from irec.data import decode_image
 from irec.evaluation.coding import quality
+from irec.explorer_figures import bits_png, comparison_png, summary_html
+from irec.explorer_panels import (RED, WIDE, HistoryPanel, SweepPanel, error_html, picture, section, show_png,
+                                  with_help)
+from irec.explorer_results import (RATE_UNITS, SWEEPS, ExplorerResult, ExplorerSettingsError,  # noqa: F401
+                                   candidates_text, classical_points, sweep_values)
 from irec.settings import CODER_SETTINGS, DEFAULT_REFINEMENT, NO_REFINEMENT
-from irec.timing import measure
 
 START_SETTING = "paper-lossy"  # the named setting (irec.settings.CODER_SETTINGS) the sliders start from
 START = CODER_SETTINGS[START_SETTING]
-RATE_UNITS = {"lossless": "bpd", "lossy": "bpp"}  # each kind's rate: bits per dimension, or per pixel
 EXPLORER_SAMPLERS = tuple(s for s in SAMPLERS if s != "pfr")  # pfr codes standalone latents only
 STAGES = ("load model", "encode", "decode", "measure")  # what the progress bar counts
-MAX_CANDIDATES = 2**24  # N must be below this (irec.coder.params)
-
-
-class ExplorerSettingsError(ValueError):
-    """The explorer's settings cannot be coded (e.g. fewer than two candidates per step)."""
-
-
-@dataclass(frozen=True)
-class ExplorerResult:
-    """One image coded with one model and one set of coder settings: real and ideal rates, quality, timings."""
-
-    kind: str  # "lossless" (rate in bpd) or "lossy" (rate in bpp)
-    model: str  # the model's name
-    params: CoderParams  # the coder settings used
-    level_names: tuple[str, ...]  # latent levels in coding order (level 0 = top; z2 then z1 for lossy)
-    real_bits: tuple[float, ...]  # real bits of each level in the file (step counts + indices)
-    ideal_bits: tuple[float, ...]  # ideal bits of each level: KL(q || p) given the coded levels above (lossy: q the
-    # model's own posterior, the paper's ideal, whatever the encoder's refinement codes)
-    pixel_bits: float | None  # lossless: real bits of the pixels under p(x | z); None: no pixel stream (lossy)
-    pixel_ideal_bits: float | None  # lossless: -log2 p(x | z coded); None: no pixel stream (lossy)
-    framing_bits: float  # header, crc and the entropy coder's final flush
-    n_bytes: int  # size of the file
-    rate: float  # real rate: bpd (lossless) or bpp (lossy)
-    ideal_rate: float  # (sum of ideal_bits + pixel_ideal_bits) in the same unit
-    psnr: float  # dB of the decoded uint8 image (inf when exact)
-    ms_ssim: float  # five-scale MS-SSIM (NaN for images with a side of 160 pixels or less)
-    ms_ssim_db: float  # -10 log10(1 - MS-SSIM)
-    encode_s: float  # wall time of the encoder
-    decode_s: float  # wall time of the decoder
-    exact: bool  # the decoder rebuilt what the encoder meant (lossless: the image itself)
-    reconstruction: np.ndarray = field(repr=False)  # the decoded uint8 (H, W, 3) image
-    error_map: np.ndarray = field(repr=False)  # |decoded - original| per pixel, mean over channels, 0-255 float
-    refine_steps: int = 0  # lossy: the encoder's refinement steps of q(z1) (irec.codecs.refine); lossless: 0
-
-    @property
-    def unit(self) -> str:
-        return RATE_UNITS[self.kind]
-
-    @property
-    def total_bits(self) -> float:
-        return 8.0 * self.n_bytes
-
-    @property
-    def overhead_percent(self) -> float:
-        """How much larger the file is than the ideal rate, in percent."""
-        ideal = sum(self.ideal_bits) + (self.pixel_ideal_bits or 0.0)
-        return 100.0 * (self.total_bits - ideal) / ideal if ideal > 0 else math.inf  # ideal 0: no latent to code
-
-    def bits_table(self) -> pd.DataFrame:
-        """One row per part of the file: real bits, ideal bits and the overhead of each."""
-        rows = [(name, real, ideal) for name, real, ideal in zip(self.level_names, self.real_bits, self.ideal_bits)]
-        if self.pixel_bits is not None:
-            rows.append(("pixels", self.pixel_bits, self.pixel_ideal_bits))
-        ideal = sum(self.ideal_bits) + (self.pixel_ideal_bits or 0.0)
-        rows += [("framing", self.framing_bits, 0.0), ("total", self.total_bits, ideal)]
-        table = pd.DataFrame(rows, columns=["part", "real bits", "ideal bits"])
-        table["overhead bits"] = table["real bits"] - table["ideal bits"]
-        return table
-
-    def summary(self) -> dict:
-        """The headline figures, plain values."""
-        return {
-            "model": self.model, "kind": self.kind, f"real {self.unit}": self.rate,
-            f"ideal {self.unit}": self.ideal_rate, "overhead %": self.overhead_percent, "bytes": self.n_bytes,
-            "PSNR dB": self.psnr, "MS-SSIM": self.ms_ssim,
-            "MS-SSIM dB": self.ms_ssim_db, "encode s": self.encode_s, "decode s": self.decode_s, "exact": self.exact,
-            "B": self.params.beams, "1+eps": self.params.extra_samples, "Omega": self.params.kl_per_step,
-            "N": self.params.n_candidates, "sampler": self.params.sampler, "refine steps": self.refine_steps,
-        }
 
 
 def named_settings() -> dict[str, CoderParams]:
@@ -127,18 +66,6 @@ def setting_label(name: str) -> str:
         raise ExplorerSettingsError(f"unknown setting {name!r}; choose one of {', '.join(CODER_SETTINGS)}")
     p = CODER_SETTINGS[name]
     return f"{name}: B {p.n_beams}, 1+eps {p.extra_samples:g}, Omega {p.kl_per_step:g}, blocks of {p.blocks_label}"
-
-
-def candidates_text(extra_samples: float, kl_per_step: float) -> str:
-    """The live line under the sliders: N = floor(exp((1+eps) * Omega)), and whether it can be coded."""
-    exponent = extra_samples * kl_per_step
-    n = math.floor(math.exp(exponent)) if exponent < 700 else math.inf
-    text = f"N = floor(exp({extra_samples:g} × {kl_per_step:g})) = {n:,} candidates per step"
-    if n < 2:
-        return f"{text}: too few; raise 1+eps or Omega so that N ≥ 2"
-    if n >= MAX_CANDIDATES:
-        return f"{text}: too many; lower 1+eps or Omega so that N < 2^24"
-    return text
 
 
 def coder_params(n_beams: int, extra_samples: float, kl_per_step: float, sampler: str, block_size: int,
@@ -168,11 +95,40 @@ def _resolve(model_ref: str) -> tuple:
     return _load(model_ref, os.path.getmtime(path) if os.path.isfile(path) else 0.0)
 
 
+def takes_refinement(model_ref: str) -> bool | None:
+    """Whether the model's codec takes refinement steps (lossy: yes); None when the model cannot be loaded."""
+    try:
+        kind = _resolve(str(model_ref))[2]["kind"]
+    except (ValueError, OSError, KeyError):
+        return None
+    return "refinement" in inspect.signature(codec_class(kind)).parameters
+
+
+def _codec(model_ref, params: CoderParams, refine_steps: int | None) -> tuple:
+    """(codec, display name) for ``model_ref`` with ``params``."""
+    codec, info = make_codec(str(model_ref), asdict(params), refine_steps=refine_steps, strict=False,
+                             resolve=_resolve)
+    name = str(info.get("name", model_ref))
+    if info.get("source") == "path" and name == "model":  # a run folder's model.pt: name it by its folder
+        name = os.path.basename(os.path.dirname(os.path.abspath(os.path.expanduser(os.fspath(model_ref)))))
+    return codec, name
+
+
+def _quality(image: np.ndarray, decoded: np.ndarray) -> dict:
+    logger = logging.getLogger(metrics.__name__)  # MS-SSIM of a small image is NaN, as the summary shows
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return quality(image, decoded)
+    finally:
+        logger.setLevel(level)
+
+
 def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extra_samples: float,
              kl_per_step: float, sampler: str = START.sampler, block_size: int = START.block_size,
              seed: int = START.seed, on_stage: Callable[[int, str], None] | None = None,
              steps_per_block: float = START.steps_per_block, refine_steps: int | None = None) -> ExplorerResult:
-    """Code ``image`` with the model ``model_ref`` (a path or a zoo name) under these settings; decode it back.
+    """Code ``image`` with the model ``model_ref`` (a path or a zoo name) under these settings; decode it back once.
 
     ``on_stage(i, name)`` is called as each of :data:`STAGES` starts (for a progress bar). ``refine_steps``: lossy
     models only, the encoder's refinement steps of q(z1) (:mod:`irec.codecs.refine`; 0: none; None: the codec's).
@@ -180,19 +136,21 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
     report_stage = on_stage or (lambda i, name: None)
     params = coder_params(n_beams, extra_samples, kl_per_step, sampler, block_size, seed, steps_per_block)
     report_stage(0, STAGES[0])
-    codec, info = make_codec(str(model_ref), asdict(params), refine_steps=refine_steps, strict=False,
-                             resolve=_resolve)
-    name = str(info.get("name", model_ref))
-    path = os.path.expanduser(os.fspath(model_ref))
-    if info.get("source") == "path" and name == "model":  # a run folder's model.pt: name it by its folder
-        name = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    started = time.perf_counter()
+    codec, name = _codec(model_ref, params, refine_steps)
+    load_s = time.perf_counter() - started
     report_stage(1, STAGES[1])
+    started = time.perf_counter()
     encoding = codec.encode(image)
+    encode_s = time.perf_counter() - started
     report_stage(2, STAGES[2])
-    with measure() as decoder:
-        decoded = codec.decompress(encoding.data)
+    started = time.perf_counter()
+    decoded = codec.decompress(encoding.data)  # the one decode of this press
+    decode_s = time.perf_counter() - started
     report_stage(3, STAGES[3])
-    shown, unit, levels = quality(image, decoded), RATE_UNITS[codec.kind], encoding.levels
+    started = time.perf_counter()
+    shown, unit, levels = _quality(image, decoded), RATE_UNITS[codec.kind], encoding.levels
+    error_map = np.abs(decoded.astype(np.float32) - image.astype(np.float32)).mean(axis=2)
     return ExplorerResult(
         kind=codec.kind, model=name, params=encoding.params, level_names=levels,
         real_bits=tuple(encoding.bits[level] for level in levels),
@@ -200,105 +158,156 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
         pixel_bits=encoding.bits.get(PIXELS), pixel_ideal_bits=encoding.ideal_bits.get(PIXELS),
         framing_bits=encoding.bits[HEADER] + encoding.bits[TAIL], n_bytes=encoding.n_bytes,
         rate=getattr(encoding, unit), ideal_rate=getattr(encoding, f"ideal_{unit}"), psnr=shown["psnr"],
-        ms_ssim=shown["ms_ssim"], ms_ssim_db=shown["ms_ssim_db"], encode_s=encoding.encode_seconds,
-        decode_s=decoder.seconds, exact=bool(np.array_equal(decoded, encoding.image)), reconstruction=decoded,
-        error_map=np.abs(decoded.astype(np.float32) - image.astype(np.float32)).mean(axis=2),
-        refine_steps=getattr(codec, "refinement", NO_REFINEMENT).steps,
+        ms_ssim=shown["ms_ssim"], ms_ssim_db=shown["ms_ssim_db"], encode_s=encode_s,
+        decode_s=decode_s, exact=bool(np.array_equal(decoded, encoding.image)), reconstruction=decoded,
+        error_map=error_map, refine_steps=getattr(codec, "refinement", NO_REFINEMENT).steps,
+        load_s=load_s, measure_s=time.perf_counter() - started,
     )
 
 
-def result_html(result: ExplorerResult) -> str:
-    """The result as two HTML tables: headline figures, then bits per part."""
-    summary = pd.DataFrame([result.summary()]).T.rename(columns={0: "value"})
-    return (summary.to_html(float_format=lambda v: f"{v:.4g}", classes="irec-summary")
-            + result.bits_table().to_html(index=False, float_format=lambda v: f"{v:,.1f}", classes="irec-bits"))
+def sweep(model_ref: str | os.PathLike, image: np.ndarray, parameter: str, values: Sequence, base: CoderParams,
+          refine_steps: int | None = None, on_value: Callable[[int, object], None] | None = None) -> pd.DataFrame:
+    """Code ``image`` at each of ``values`` of ``parameter`` (a key of :data:`SWEEPS`), the rest as ``base``: one
+    row per value with the rate, the overhead over the ideal, PSNR, the gap between the PSNR of one posterior
+    sample and the coded one (models with a ``posterior_sample``, i.e. lossy; NaN otherwise) and the times.
+    ``on_value(i, value)`` is called before each value (a progress bar); a value that cannot be coded is skipped
+    with its message in the ``error`` column."""
+    field_name = SWEEPS[parameter] if parameter in SWEEPS else None
+    if field_name is None:
+        raise ExplorerSettingsError(f"unknown sweep parameter {parameter!r}; choose one of {', '.join(SWEEPS)}")
+    codec, _ = _codec(model_ref, base, refine_steps)
+    sample = getattr(codec, "posterior_sample", None)
+    sample_psnr = metrics.psnr(image, sample(image)[0]) if sample is not None else math.nan
+    rows = []
+    for i, value in enumerate(values):
+        if on_value is not None:
+            on_value(i, value)
+        p = asdict(base) | {field_name: value}
+        try:
+            r = run_once(model_ref, image, p["n_beams"], p["extra_samples"], p["kl_per_step"], p["sampler"],
+                         p["block_size"], p["seed"], steps_per_block=p["steps_per_block"], refine_steps=refine_steps)
+        except ValueError as err:
+            rows.append({"value": value, "error": str(err)})
+            continue
+        rows.append({"value": value, "rate": r.rate, "ideal rate": r.ideal_rate, "unit": r.unit,
+                     "overhead %": r.overhead_percent, "PSNR dB": r.psnr, "gap dB": sample_psnr - r.psnr,
+                     "encode s": r.encode_s, "decode s": r.decode_s, "exact": r.exact, "error": ""})
+    return pd.DataFrame(rows, columns=["value", "rate", "ideal rate", "unit", "overhead %", "PSNR dB", "gap dB",
+                                       "encode s", "decode s", "exact", "error"])
 
 
-def result_png(original: np.ndarray, result: ExplorerResult) -> bytes:
-    """A PNG of the original, the reconstruction and the error map side by side."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 3.4), layout="constrained")
-    axes = figure.subplots(1, 3)
-    axes[0].imshow(original, interpolation="nearest")
-    axes[0].set_title("original")
-    axes[1].imshow(result.reconstruction, interpolation="nearest")
-    axes[1].set_title(f"reconstruction, {result.rate:.3f} {result.unit}")
-    shown = axes[2].imshow(result.error_map, cmap="magma", vmin=0, interpolation="nearest")
-    axes[2].set_title("|error|, mean over RGB (0-255)")
-    figure.colorbar(shown, ax=axes[2])
-    for ax in axes:
-        ax.set_axis_off()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    return buffer.getvalue()
-
-
+REFERENCE_CODECS = {"lossy": ["jpeg", "webp", "jpeg2000"], "lossless": ["lossless"]}  # irec.codecs.classical
+B_SCALE = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200)  # B's slider: log-like
 NO_MODELS = "no models to explore yet: train one (notebooks 01/02, or irec train) or pass a checkpoint path"
 
 
 class ExplorerApp(widgets.VBox):
-    """The explorer's widgets; :meth:`encode` is the button's callback (call it directly, or press the button)."""
+    """The explorer's widgets; :meth:`encode` is the button's callback (call it directly, or press the button);
+    :attr:`history` (:class:`irec.explorer_panels.HistoryPanel`) keeps every press, :attr:`sweeper`
+    (:class:`irec.explorer_panels.SweepPanel`) sweeps one parameter."""
 
     def __init__(self, models: dict[str, str], images: dict[str, np.ndarray], setting: str = START_SETTING,
-                 refine_steps: int | None = None, **changes) -> None:
+                 refine_steps: int | None = None, export_path: str = "explorer-history.csv", **changes) -> None:
         label = setting_label(setting)  # checks the name
         start = CODER_SETTINGS[setting].with_(**{k: v for k, v in changes.items() if v is not None})
         self.models, self.images, self.seed = dict(models), dict(images), start.seed
-        self.settings = named_settings()
-        self.model = widgets.Dropdown(options=list(self.models), description="model")
-        self.image = widgets.Dropdown(options=list(self.images), description="image")
+        self.settings, self._applying = named_settings(), False
+        self.model = widgets.Dropdown(options=list(self.models), description="model", **WIDE)
+        self.image = widgets.Dropdown(options=list(self.images), description="image", **WIDE)
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload image")
-        self.n_beams = widgets.IntSlider(value=start.n_beams, min=1, max=200, description="B (beams)")
+        self.start_from = widgets.Dropdown(options=["custom", *self.settings], value=label,
+                                           description="start from", **WIDE)
+        self.n_beams = widgets.SelectionSlider(options=B_SCALE, value=1, description="B (beams)", **WIDE)
+        self._set_beams(start.n_beams)
         self.extra_samples = widgets.FloatSlider(value=start.extra_samples, min=0.1, max=3.0, step=0.05,
-                                                 description="1+eps")
+                                                 description="1+ε", **WIDE)
         self.kl_per_step = widgets.FloatSlider(value=start.kl_per_step, min=0.5, max=10.0, step=0.25,
-                                               description="Omega (nats)")
+                                               description="Ω (nats per step)", **WIDE)
         self.block_size = widgets.IntSlider(value=start.block_size, min=64, max=4096, step=8,
-                                            description="block (dims)")
-        self.steps_per_block = widgets.FloatSlider(  # adaptive blocks (0: the block size above, fixed)
-            value=start.steps_per_block, min=0.0, max=200.0, step=5.0, description="steps/block")
-        self.refine_steps = widgets.IntSlider(  # lossy models: the encoder's refinement of q(z1) (0: none, the paper)
+                                            description="block size (dims)", **WIDE)
+        self.steps_per_block = widgets.FloatSlider(value=start.steps_per_block, min=0.0, max=200.0, step=5.0,
+                                                   description="K_b (steps per block)", **WIDE)
+        self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value=start.sampler, description="sampler",
+                                        **WIDE)
+        self.refine_steps = widgets.IntSlider(
             value=DEFAULT_REFINEMENT.steps if refine_steps is None else refine_steps, min=0, max=20,
-            description="refine steps")
-        self.start_from = widgets.Dropdown(options=["", *self.settings], value=label, description="start from")
-        self.sampler = widgets.Dropdown(options=list(EXPLORER_SAMPLERS), value=start.sampler, description="sampler")
+            description="refine steps", **WIDE)
         self.candidates = widgets.HTML().add_class("irec-candidates")
         self.encode_button = widgets.Button(description="encode", button_style="primary").add_class("irec-encode")
         self.progress = widgets.IntProgress(value=0, min=0, max=len(STAGES), description="idle")
         self.progress.add_class("irec-progress")
         self.message = widgets.HTML().add_class("irec-message")
         self.result = widgets.HTML().add_class("irec-result")
-        self.figure = widgets.Image(format="png").add_class("irec-figure")
+        self.bits_chart = picture("irec-bits-chart")
+        self.comparison = picture("irec-comparison", max_width="none")
         self.last_result: ExplorerResult | None = None  # what the latest press produced
+        self.history, self._references = HistoryPanel(export_path, self.references), {}
+        self.sweeper = SweepPanel(self._sweep)
         for slider in (self.extra_samples, self.kl_per_step):
             slider.observe(self._show_candidates, names="value")
+        for control in (self.n_beams, self.extra_samples, self.kl_per_step, self.block_size, self.steps_per_block,
+                        self.sampler):
+            control.observe(self._moved, names="value")
         self.upload.observe(self._add_upload, names="value")
         self.start_from.observe(self._apply_setting, names="value")
+        self.model.observe(self._model_changed, names="value")
         self.encode_button.on_click(self.encode)
+        controls = widgets.VBox([
+            self.model, self.image, self.upload, with_help(self.start_from, "start_from"),
+            with_help(self.n_beams, "n_beams"), with_help(self.extra_samples, "extra_samples"),
+            with_help(self.kl_per_step, "kl_per_step"), self.candidates, with_help(self.block_size, "block_size"),
+            with_help(self.steps_per_block, "steps_per_block"), with_help(self.sampler, "sampler"),
+            with_help(self.refine_steps, "refine_steps"), widgets.HBox([self.encode_button, self.progress])])
+        summary = widgets.HBox([self.result, self.bits_chart], layout={"align_items": "flex-start"})
+        press = widgets.VBox([section("This press"), self.message, summary,
+                              widgets.Box([self.comparison], layout={"overflow": "auto", "width": "100%"})])
+        press.add_class("irec-press")
+        super().__init__([controls.add_class("irec-controls"), press, self.history, self.sweeper])
         self._show_candidates()
-        controls = widgets.VBox([self.model, self.image, self.upload, self.start_from, self.n_beams,
-                                 self.extra_samples, self.kl_per_step, self.candidates, self.block_size,
-                                 self.steps_per_block, self.sampler, self.refine_steps,
-                                 widgets.HBox([self.encode_button, self.progress])])
-        super().__init__([controls, self.message, self.result, self.figure])
+        self._moved()
+        self._model_changed()
+        self._clear_result()
         if not self.models:  # e.g. the cpu profile before its checkpoints are shipped: say so, don't fail
-            self.encode_button.disabled = True
+            self.encode_button.disabled = self.sweeper.button.disabled = True
             self._fail(ExplorerSettingsError(NO_MODELS))
+
+    def _set_beams(self, n_beams: int) -> None:
+        if n_beams not in self.n_beams.options:
+            self.n_beams.options = tuple(sorted({*self.n_beams.options, n_beams}))
+        self.n_beams.value = n_beams
 
     def _show_candidates(self, _change=None) -> None:
         line = candidates_text(self.extra_samples.value, self.kl_per_step.value)
-        colour = "#b00020" if "too " in line else "inherit"
-        self.candidates.value = f'<span style="color:{colour}">{html.escape(line)}</span>'
+        self.candidates.value = f'<span style="color:{RED if "too " in line else "inherit"}">{html.escape(line)}</span>'
+
+    def _moved(self, _change=None) -> None:
+        """A control moved: "start from" reads "custom" unless the controls still match its setting."""
+        self.n_beams.disabled = self.sampler.value == "greedy"  # greedy keeps one beam
+        p = self.settings.get(self.start_from.value)
+        values = (self.n_beams.value, self.extra_samples.value, self.kl_per_step.value, self.block_size.value,
+                  self.steps_per_block.value, self.sampler.value)
+        if not self._applying and p is not None and values != (
+                p.n_beams, p.extra_samples, p.kl_per_step, p.block_size, p.steps_per_block, p.sampler):
+            self.start_from.value = "custom"
 
     def _apply_setting(self, change) -> None:
-        """Move the sliders to the named setting just chosen (the sliders stay free to move afterwards)."""
+        """Move the controls to the named setting just chosen (they stay free to move afterwards)."""
         params = self.settings.get(change["new"])
-        if params is not None:
-            self.n_beams.value, self.extra_samples.value = params.n_beams, params.extra_samples
-            self.kl_per_step.value, self.block_size.value = params.kl_per_step, params.block_size
-            self.steps_per_block.value, self.sampler.value = params.steps_per_block, params.sampler
-            self.seed = params.seed
+        if params is None:
+            return
+        self._applying = True
+        try:
+            self._set_beams(params.n_beams)
+            self.extra_samples.value, self.kl_per_step.value = params.extra_samples, params.kl_per_step
+            self.block_size.value, self.steps_per_block.value = params.block_size, params.steps_per_block
+            self.sampler.value, self.seed = params.sampler, params.seed
+        finally:
+            self._applying = False
+
+    def _model_changed(self, _change=None) -> None:
+        """Refine steps apply to lossy models only: disabled for a model whose codec does not take them."""
+        takes = takes_refinement(self.models[self.model.value]) if self.model.value is not None else None
+        self.refine_steps.disabled = takes is False
 
     def _add_upload(self, change) -> None:
         for item in change["new"]:
@@ -312,41 +321,79 @@ class ExplorerApp(widgets.VBox):
             self.image.value = name
 
     def _fail(self, err: Exception) -> None:
-        self.message.value = f'<p style="color:#b00020"><b>Cannot encode:</b> {html.escape(str(err))}</p>'
+        """Say what went wrong, and clear the old result so that it cannot pass for this one."""
+        self._clear_result()
+        self.message.value = error_html("Cannot encode", err)
+
+    def _clear_result(self) -> None:
+        self.result.value, self.last_result = "", None
+        show_png(self.bits_chart, None)
+        show_png(self.comparison, None)
 
     def _stage(self, i: int, name: str) -> None:
         self.progress.value, self.progress.description = i, name
 
-    def encode(self, _button=None) -> ExplorerResult | None:
-        """Code the chosen image with the chosen model and settings; fill the result widgets (or the message)."""
-        self.message.value, self.progress.bar_style = "", ""
+    def _chosen(self) -> tuple[str, np.ndarray, CoderParams, int | None]:
+        """(model, image, coder settings, refine steps) as the controls say; ExplorerSettingsError if none fits."""
+        if not self.models:
+            raise ExplorerSettingsError(NO_MODELS)
         original = self.images.get(self.image.value)
+        if original is None:
+            raise ExplorerSettingsError("no image chosen: pick one, or upload an image file")
+        params = coder_params(self.n_beams.value, self.extra_samples.value, self.kl_per_step.value,
+                              self.sampler.value, self.block_size.value, self.seed, self.steps_per_block.value)
+        refine = None if self.refine_steps.disabled else self.refine_steps.value
+        return self.models[self.model.value], original, params, refine
+
+    def encode(self, _button=None) -> ExplorerResult | None:
+        """Code the chosen image with the chosen model and settings; draw it and add it to the history."""
+        self._clear_result()
+        self.message.value, self.progress.bar_style = "", ""
         try:
-            if not self.models:
-                raise ExplorerSettingsError(NO_MODELS)
-            if original is None:
-                raise ExplorerSettingsError("no image chosen: pick one, or upload an image file")
-            result = run_once(self.models[self.model.value], original, self.n_beams.value, self.extra_samples.value,
-                              self.kl_per_step.value, self.sampler.value, block_size=self.block_size.value,
-                              seed=self.seed, on_stage=self._stage, steps_per_block=self.steps_per_block.value,
-                              refine_steps=self.refine_steps.value)
+            model_ref, original, p, refine = self._chosen()
+            result = run_once(model_ref, original, p.n_beams, p.extra_samples, p.kl_per_step, p.sampler,
+                              block_size=p.block_size, seed=p.seed, on_stage=self._stage,
+                              steps_per_block=p.steps_per_block, refine_steps=refine)
         except ValueError as err:  # settings, models and images all report bad input as ValueError subclasses
             self._fail(err)
             self.progress.description, self.progress.bar_style = "failed", "danger"
             return None
-        self.result.value = result_html(result)
-        self.figure.value = result_png(original, result)
+        self.result.value = summary_html(result.summary())
+        show_png(self.bits_chart, bits_png(result))
+        show_png(self.comparison, comparison_png(original, result))
+        self.history.add(result, self.image.value)
         self.progress.value, self.progress.description, self.progress.bar_style = len(STAGES), "done", "success"
         self.last_result = result
         return result
+
+    def references(self) -> pd.DataFrame:
+        """On the chosen image, cached: every model of the chosen model's kind at these settings (the shipped
+        models' curve) and the classical codecs of that kind (:data:`REFERENCE_CODECS`)."""
+        model_ref, original, params, refine = self._chosen()
+        kind = _resolve(model_ref)[2]["kind"]
+        key = (self.image.value, kind, params, refine)
+        if key not in self._references:
+            rows = classical_points(original, make_codecs(REFERENCE_CODECS[kind]), self.image.value)
+            for ref in (r for r in self.models.values() if _resolve(r)[2]["kind"] == kind):
+                r = run_once(ref, original, params.n_beams, params.extra_samples, params.kl_per_step, params.sampler,
+                             params.block_size, params.seed, steps_per_block=params.steps_per_block,
+                             refine_steps=refine)
+                rows.append({"label": f"iREC models, these settings · {self.image.value}", "kind": kind,
+                             "rate": r.rate, "PSNR dB": r.psnr})
+            self._references[key] = pd.DataFrame(rows).sort_values(["label", "rate"])
+        return self._references[key]
+
+    def _sweep(self, parameter: str, values: list, on_value) -> pd.DataFrame:
+        model_ref, original, params, refine = self._chosen()
+        return sweep(model_ref, original, parameter, values, params, refine, on_value=on_value)
 
 
 def build_app(models: dict[str, str], images: dict[str, np.ndarray], setting: str = START_SETTING,
               refine_steps: int | None = None, **changes) -> ExplorerApp:
     """The explorer widget: ``models`` name -> checkpoint path (or zoo name), ``images`` name -> uint8 (H, W, 3).
 
-    The sliders start from ``setting``, a name in :data:`irec.settings.CODER_SETTINGS`, with ``changes`` (fields of
-    :class:`irec.coder.CoderParams`, e.g. ``n_beams=2``; None keeps the setting's); ``refine_steps``: the lossy
+    The controls start from ``setting``, a name in :data:`irec.settings.CODER_SETTINGS`, with ``changes`` (fields
+    of :class:`irec.coder.CoderParams`, e.g. ``n_beams=2``; None keeps the setting's); ``refine_steps``: the lossy
     encoder's refinement steps at start (None: :data:`irec.settings.DEFAULT_REFINEMENT`'s).
     """
     return ExplorerApp(models, images, setting, refine_steps, **changes)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import html
 import io
 
 import nbformat
 import numpy as np
+import pandas as pd
 import papermill
 import pytest
 from PIL import Image
@@ -100,19 +102,21 @@ def test_fewer_than_two_candidates_per_step_gives_a_message_naming_n(lossy_path,
         run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=3.0, sampler="pfr")
 
 
-def test_the_encode_button_fills_the_result_table_and_the_figure(lossless_path, lossy_path, cifar_image, photo_crop):
+def test_the_encode_button_draws_the_bits_per_level_and_the_image_comparison(
+        lossless_path, lossy_path, cifar_image, photo_crop):
     app = build_app({"tiny lossy": str(lossy_path), "tiny lossless": str(lossless_path)},
                     {"photo": photo_crop, "cifar": cifar_image})
     app.n_beams.value = 2
     app.encode_button.click()
-    assert "irec-result" in app.result._dom_classes and "irec-figure" in app.figure._dom_classes
-    assert "real bpp" in app.result.value and "z1" in app.result.value and app.message.value == ""
-    assert app.figure.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "irec-result" in app.result._dom_classes and "irec-bits-chart" in app.bits_chart._dom_classes
+    assert "real bpp" in app.result.value and app.message.value == ""
+    for image in (app.bits_chart, app.comparison):
+        assert image.value[:8] == b"\x89PNG\r\n\x1a\n" and image.layout.display != "none"
     assert app.progress.value == app.progress.max and app.progress.description == "done"
     assert app.last_result.kind == "lossy" and app.last_result.params.n_beams == 2
     app.model.value, app.image.value = "tiny lossless", "cifar"
     app.encode_button.click()
-    assert "real bpd" in app.result.value and "pixels" in app.result.value and app.last_result.exact
+    assert "real bpd" in app.result.value and app.last_result.exact
 
 
 def test_choosing_a_named_setting_moves_the_sliders_and_the_block_settings_reach_the_coder(lossy_path, photo_crop):
@@ -209,11 +213,153 @@ def test_the_named_settings_are_those_of_irec_settings_and_the_app_starts_from_t
     assert [label.split(":")[0] for label in named_settings()] == list(CODER_SETTINGS)
     start = CODER_SETTINGS["irec-lossless"]
     app = build_app({}, {"photo": photo_crop}, setting="irec-lossless", n_beams=3, kl_per_step=None, refine_steps=0)
-    assert app.start_from.value.startswith("irec-lossless:") and app.refine_steps.value == 0
+    assert app.start_from.value == "custom" and app.refine_steps.value == 0  # B 3 is not irec-lossless's
     assert (app.n_beams.value, app.extra_samples.value, app.kl_per_step.value, app.block_size.value,
             app.seed) == (3, start.extra_samples, start.kl_per_step, start.block_size, start.seed)
     paper = build_app({}, {"photo": photo_crop})  # the default start: the paper's lossy setting
-    assert paper.start_from.value.startswith("paper-lossy:")
+    assert paper.start_from.value.startswith("paper-lossy:")  # untouched: still the named setting
     assert paper.n_beams.value == CODER_SETTINGS["paper-lossy"].n_beams
     with pytest.raises(ExplorerSettingsError, match="unknown setting 'best'"):
         build_app({}, {"photo": photo_crop}, setting="best")
+
+
+def test_two_presses_give_two_history_rows_and_two_points_and_clear_and_export_work(lossy_path, photo_crop, tmp_path):
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop}, n_beams=2)
+    app.history.export_path = str(tmp_path / "history.csv")
+    assert app.history.plot.layout.display == "none" and "no presses yet" in app.history.table.value
+    app.encode()
+    app.n_beams.value = 4
+    app.encode()
+    frame = app.history.history.frame()
+    assert list(frame["press"]) == [1, 2] and list(frame["B"]) == [2, 4] and list(frame["image"]) == ["photo"] * 2
+    assert frame["rate"].notna().all() and frame["PSNR dB"].notna().all()
+    assert app.history.table.value.count("<tr>") == 2 and "download the history as CSV" in app.history.table.value
+    assert app.history.plot.value[:4] == b"\x89PNG" and app.history.plot.layout.display != "none"
+    exported = pd.read_csv(app.history.export())
+    assert list(exported["B"]) == [2, 4] and "history.csv" in app.history.note.value
+    app.history.clear_button.click()
+    assert app.history.history.frame().empty and app.history.plot.layout.display == "none"
+    app.encode()
+    assert list(app.history.history.frame()["press"]) == [1]
+
+
+def test_a_failed_press_clears_the_previous_result_and_keeps_the_history(lossy_path, photo_crop):
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop}, n_beams=2)
+    assert app.encode() is not None and app.result.value and app.bits_chart.layout.display != "none"
+    app.extra_samples.value, app.kl_per_step.value = 0.2, 1.0
+    assert app.encode() is None
+    assert "Cannot encode" in app.message.value and app.result.value == "" and app.last_result is None
+    assert app.bits_chart.layout.display == "none" and app.comparison.layout.display == "none"
+    assert app.bits_chart.value == b"" and app.comparison.value == b""
+    assert len(app.history.history.rows) == 1  # the history keeps the presses that were coded
+
+
+def test_refine_steps_are_disabled_for_a_lossless_model_and_enabled_for_a_lossy_one(lossless_path, lossy_path,
+                                                                                     cifar_image):
+    app = build_app({"lossless": str(lossless_path), "lossy": str(lossy_path)}, {"cifar": cifar_image},
+                    setting="paper-lossless", n_beams=2)
+    assert app.refine_steps.disabled
+    assert app.encode().refine_steps == 0
+    app.model.value = "lossy"
+    assert not app.refine_steps.disabled
+
+
+def test_start_from_reads_custom_once_a_control_moves_off_the_setting_and_the_setting_again_when_chosen(photo_crop):
+    app = build_app({}, {"photo": photo_crop}, setting="paper-lossless")
+    label = app.start_from.value
+    assert label.startswith("paper-lossless:")
+    app.kl_per_step.value = 4.0
+    assert app.start_from.value == "custom"
+    app.start_from.value = label
+    assert app.start_from.value == label and app.kl_per_step.value == 3.0
+    app.sampler.value = "greedy"
+    assert app.start_from.value == "custom" and app.n_beams.disabled  # greedy keeps one beam
+
+
+def test_each_press_decodes_the_file_once_and_shows_the_times_the_user_waited(lossy_path, photo_crop, monkeypatch):
+    import time
+
+    from irec.codecs.lossy import LossyCodec
+
+    calls, decompress = [], LossyCodec.decompress
+
+    def slow_decompress(self, data):
+        calls.append(len(data))
+        time.sleep(0.3)
+        return decompress(self, data)
+
+    monkeypatch.setattr(LossyCodec, "decompress", slow_decompress)
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop}, n_beams=2)
+    result = app.encode()
+    assert len(calls) == 1 and result.decode_s >= 0.3 and result.encode_s > 0
+    app.encode()
+    assert len(calls) == 2
+
+
+def test_the_b_slider_is_log_like_and_every_control_explains_itself_with_the_papers_symbol(photo_crop):
+    from irec.explorer_panels import HELP
+
+    app = build_app({}, {"photo": photo_crop})
+    options = list(app.n_beams.options)
+    assert options[:6] == [1, 2, 3, 4, 5, 6] and options[-1] == 200 and len(options) < 30
+    assert all(b / a <= 1.6 for a, b in zip(options[2:], options[3:]))  # evenly spaced on a log scale, roughly
+    symbols = {"n_beams": "B:", "extra_samples": "1+ε", "kl_per_step": "Ω: nats", "steps_per_block": "K_b"}
+    assert all(symbol in HELP[key] for key, symbol in symbols.items())
+    beside = {id(box.children[0]): box.children[1].value for box in _boxes(app)
+              if len(getattr(box, "children", ())) == 2}
+    for key, text in HELP.items():
+        control = getattr(app, key)
+        assert control.style.description_width == "initial"  # no cut labels
+        assert html.escape(text) in beside[id(control)]  # its one-line explanation beside it
+    start = build_app({}, {"photo": photo_crop}, n_beams=7)
+    assert start.n_beams.value == 7 and 7 in start.n_beams.options
+
+
+def _boxes(widget):
+    for child in getattr(widget, "children", ()):
+        yield child
+        yield from _boxes(child)
+
+
+def test_a_lossless_result_shows_bit_exact_and_a_lossy_error_map_starts_at_zero(lossless_path, lossy_path,
+                                                                               cifar_image, photo_crop):
+    from irec.explorer_figures import bits_png, comparison_png, error_scale
+
+    lossless = run_once(lossless_path, cifar_image, n_beams=2, extra_samples=1.2, kl_per_step=3.0)
+    lossy = run_once(lossy_path, photo_crop, n_beams=2, extra_samples=1.0, kl_per_step=3.0)
+    assert error_scale(lossless) is None
+    low, high = error_scale(lossy)
+    assert low == 0 and high == pytest.approx(max(1.0, lossy.error_map.max()))
+    for result, original in ((lossless, cifar_image), (lossy, photo_crop)):
+        width, height = Image.open(io.BytesIO(comparison_png(original, result))).size
+        assert width >= 3 * 256 and height >= 256  # large: every panel at least 256 pixels
+        assert bits_png(result)[:4] == b"\x89PNG"
+
+
+def test_a_sweep_of_omega_gives_one_row_per_value_the_gap_to_a_posterior_sample_and_a_plot(lossy_path, photo_crop):
+    from irec.explorer import sweep_values
+
+    assert sweep_values("B (beams)", 1, 100, 5) == [1, 3, 10, 32, 100]
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop}, n_beams=2)
+    app.sweeper.parameter.value = "Omega (nats per step)"
+    app.sweeper.start.value, app.sweeper.stop.value, app.sweeper.count.value = 2.0, 4.0, 3
+    app.sweeper.button.click()
+    frame = app.sweeper.last
+    assert list(frame["value"]) == [2.0, 3.0, 4.0] and (frame["error"] == "").all()
+    assert frame["gap dB"].notna().all() and frame["overhead %"].notna().all() and (frame["encode s"] > 0).all()
+    assert app.sweeper.plot.value[:4] == b"\x89PNG" and app.sweeper.progress.description == "done"
+    app.sweeper.start.value = 5.0  # from > to: a message, no stale plot
+    assert app.sweeper.sweep() is None and "Cannot sweep" in app.sweeper.table.value
+    assert app.sweeper.plot.layout.display == "none"
+
+
+def test_references_add_the_models_and_the_classical_codecs_on_the_image_to_the_plot_once(lossy_path, photo_crop):
+    app = build_app({"tiny lossy": str(lossy_path)}, {"photo": photo_crop}, n_beams=2)
+    app.encode()
+    found = app.history.add_references()
+    assert {"JPEG 4:2:0 (libjpeg-turbo) · photo", "WebP · photo", "iREC models, these settings · photo"} <= set(
+        found["label"]) and (found["kind"] == "lossy").all() and found["PSNR dB"].notna().all()
+    assert app.references() is app.references()  # cached per image and settings
+    assert app.history.plot.value[:4] == b"\x89PNG" and "references" in app.history.note.value
+    app.history.clear()
+    assert app.history.references is None and app.history.plot.layout.display == "none"

@@ -4,7 +4,11 @@ One end-to-end test: a JupyterLab server (a subprocess, on a free local port, wi
 config, runtime, settings and workspace folders) serves a copy of notebooks/08_explorer.ipynb whose parameters
 point at a tiny untrained lossless model and one CIFAR-10 image. Debian's chromium (``/usr/bin/chromium``,
 driven by Playwright; never ``playwright install``) opens it, runs all cells, presses **encode**, moves the
-Omega slider with the keyboard, presses **encode** again and checks that the numbers on the page changed.
+Omega slider with the keyboard, presses **encode** again, checks that the bits chart, the image comparison, the
+rate-quality plot and the history (two rows, the second with N = 403) are on the page, adds the reference
+codecs to the plot, then sweeps Omega over three
+values and waits for the sweep's plot. With ``IREC_SCREENSHOTS=<folder>`` it saves the press, the history and the
+sweep as PNGs there (how docs/explorer-{controls,press,history,sweep}.png were made).
 
 Nothing is written into the repository: the notebook, the model and every Jupyter and Chromium folder live in
 ``tmp_path``. The first press may compile the coder's numba kernels (a minute or two on a cold cache), hence
@@ -144,37 +148,57 @@ def _summary(page) -> dict[str, str]:
         .map(row => [row.querySelector('th').innerText.trim(), row.querySelector('td').innerText.trim()]))""")
 
 
-def _bits(page) -> dict[str, list[str]]:
-    """The result's bits table (``irec-bits``) as displayed: part -> [real, ideal, overhead] texts."""
-    header = page.evaluate("""() => [...document.querySelectorAll('.irec-result table.irec-bits thead th')]
-        .map(cell => cell.innerText.trim())""")
-    assert header == ["part", "real bits", "ideal bits", "overhead bits"], header
-    rows = page.evaluate("""() => [...document.querySelectorAll('.irec-result table.irec-bits tbody tr')]
-        .map(row => [...row.querySelectorAll('td')].map(cell => cell.innerText.trim()))""")
-    return {row[0]: row[1:] for row in rows}
+def _history(page) -> list[dict[str, str]]:
+    """The history table (``irec-history``) as displayed: one dict per press, column -> text."""
+    return page.evaluate("""() => {
+        const table = document.querySelector('.irec-history table');
+        if (!table) return [];
+        const header = [...table.querySelectorAll('thead th')].map(cell => cell.innerText.trim());
+        return [...table.querySelectorAll('tbody tr')].map(row => Object.fromEntries(
+            [...row.querySelectorAll('td')].map((cell, i) => [header[i], cell.innerText.trim()])));
+    }""")
 
 
-def _press_encode_and_wait(page, omega: str) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Click encode; wait until the page shows a result coded with Omega = ``omega`` (as displayed); read it."""
+def _drawn(page, selector: str) -> bool:
+    """Whether the image widget ``selector`` shows a decoded PNG (not hidden, not empty)."""
+    return page.evaluate("""selector => {
+        const image = document.querySelector(selector);
+        return !!image && image.offsetParent !== null && image.complete && image.naturalWidth > 0;
+    }""", selector)
+
+
+def _press_encode_and_wait(page, presses: int) -> dict[str, str]:
+    """Click encode; wait until the history holds ``presses`` rows and the press's charts are drawn; read it."""
     page.locator("button.irec-encode").click()
     page.wait_for_function(
-        """omega => [...document.querySelectorAll('.irec-result table.irec-summary tbody tr')]
-            .some(row => row.querySelector('th').innerText.trim() === 'Omega'
-                         && row.querySelector('td').innerText.trim() === omega)
+        """presses => document.querySelectorAll('.irec-history table tbody tr').length === presses
           || document.querySelector('.irec-message').innerText.includes('Cannot encode')""",
-        arg=omega, timeout=ENCODE_S * 1000, polling=500)
+        arg=presses, timeout=ENCODE_S * 1000, polling=500)
     assert page.locator(".irec-message").inner_text().strip() == ""
     page.locator(".irec-progress").get_by_text("done", exact=True).wait_for(timeout=60_000)
-    return _summary(page), _bits(page)
+    for selector in ("img.irec-bits-chart", "img.irec-comparison", "img.irec-rate-quality"):
+        page.wait_for_function("s => { const i = document.querySelector(s); "
+                               "return !!i && i.offsetParent !== null && i.complete && i.naturalWidth > 0; }",
+                               arg=selector, timeout=60_000, polling=250)
+    return _summary(page)
 
 
-def test_moving_a_slider_and_pressing_encode_in_jupyterlab_changes_the_numbers(jupyterlab, tmp_path):
+def _screenshot(page, selector: str, name: str) -> None:
+    """With IREC_SCREENSHOTS set to a folder, save the element ``selector`` there as ``name`` (for docs/)."""
+    folder = os.environ.get("IREC_SCREENSHOTS")
+    if folder:
+        page.add_style_tag(content=".Toastify { display: none !important; }")  # JupyterLab's news question
+        page.locator(selector).screenshot(path=str(Path(folder) / name))
+
+
+def test_two_presses_and_a_sweep_in_jupyterlab_show_charts_a_history_and_a_sweep_plot(jupyterlab, tmp_path):
     url, token = jupyterlab
     started = time.monotonic()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000})
+            viewport={"width": 1800, "height": 2400} if os.environ.get("IREC_SCREENSHOTS") else
+            {"width": 1400, "height": 1000})
         errors: list[str] = []
         try:
             page = browser.new_page()
@@ -192,12 +216,14 @@ def test_moving_a_slider_and_pressing_encode_in_jupyterlab_changes_the_numbers(j
 
             encode = page.locator("button.irec-encode")
             encode.wait_for(state="visible", timeout=CELLS_S * 1000)
-            omega = page.locator(".widget-hslider", has_text="Omega (nats)")
+            omega = page.locator(".widget-hslider", has_text="Ω (nats per step)")
             candidates = page.locator(".irec-candidates")
             assert omega.locator(".widget-readout").inner_text().strip() == "3.00"
             assert "= 36 candidates per step" in candidates.inner_text()
+            assert page.locator(".irec-controls").get_by_text("nats of KL coded per step").count() == 1
+            assert not _drawn(page, "img.irec-rate-quality")  # no press yet: no plot, nothing stale
 
-            before, bits_before = _press_encode_and_wait(page, omega="3")
+            before = _press_encode_and_wait(page, presses=1)
             assert before["B"] == "2" and before["1+eps"] == "1.2" and before["N"] == "36"
             assert before["exact"] == "True" and before["kind"] == "lossless" and "real bpd" in before
 
@@ -209,13 +235,30 @@ def test_moving_a_slider_and_pressing_encode_in_jupyterlab_changes_the_numbers(j
             # the candidate line is written by the kernel: once it reads N = 403, the kernel has Omega = 5
             sync_api.expect(candidates).to_contain_text("= 403 candidates per step", timeout=60_000)
 
-            after, bits_after = _press_encode_and_wait(page, omega="5")
+            after = _press_encode_and_wait(page, presses=2)
+            history = _history(page)
+            plot = page.locator("img.irec-rate-quality").get_attribute("src")
+            page.locator("button.irec-references").click()  # the classical codecs on the image, dashed
+            sync_api.expect(page.locator(".irec-history-note")).to_contain_text("references", timeout=ENCODE_S * 1000)
+            page.wait_for_function("""before => { const image = document.querySelector('img.irec-rate-quality');
+                return image.getAttribute('src') !== before && image.complete && image.naturalWidth > 0; }""",
+                                   arg=plot, timeout=60_000, polling=250)
+            _screenshot(page, ".irec-controls", "explorer-controls.png")
+            _screenshot(page, ".irec-press", "explorer-press.png")
+            _screenshot(page, ".irec-history-panel", "explorer-history.png")
+
+            page.locator(".irec-sweep-count input").fill("3")
+            page.locator(".irec-sweep-count input").press("Tab")
+            page.locator("button.irec-sweep-run").click()
+            page.locator(".irec-sweep-progress").get_by_text("done", exact=True).wait_for(timeout=ENCODE_S * 1000)
+            page.wait_for_function("() => document.querySelectorAll('.irec-sweep-table tbody tr').length === 3",
+                                   timeout=60_000, polling=250)
+            assert _drawn(page, "img.irec-sweep-plot")
+            _screenshot(page, ".irec-sweep", "explorer-sweep.png")
         finally:
             browser.close()
     assert after["N"] == "403" and after["B"] == "2" and after["exact"] == "True"
-    levels = [part for part in bits_before if part.startswith("level ")]
-    assert levels and levels == [part for part in bits_after if part.startswith("level ")]
-    # each coded step's index costs log2 N bits: N = 36 -> 403 changes the real bits of every latent level
-    assert all(bits_before[level][0] != bits_after[level][0] for level in levels), (bits_before, bits_after)
+    assert [row["press"] for row in history] == ["1", "2"] and [row["N"] for row in history] == ["36", "403"]
+    assert all(row["exact"] == "True" and row["unit"] == "bpd" for row in history)
     assert not errors, errors
     print(f"browser test: {time.monotonic() - started:.0f} s in the browser; before {before}, after {after}")
