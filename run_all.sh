@@ -4,6 +4,7 @@
 #   ./run_all.sh                   # default cpu profile
 #   ./run_all.sh --profile smoke   # a few minutes: everything, tiny
 #   ./run_all.sh --only 03 --force
+#   ./run_all.sh --list            # the steps and how long each took last time
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 py="$("$root/tools/bootstrap.sh")"

@@ -58,14 +58,14 @@ def test_a_download_with_the_wrong_checksum_is_deleted_and_raises_a_clear_error(
     data, _ = roots
     with pytest.raises(ChecksumError, match="md5 .* does not match the expected 0123"):
         fetch(_remote(served, md5="0123" * 8), "toy")
-    assert list((data / "toy").iterdir()) == []
+    assert list(data.iterdir()) == []  # neither the partial file nor an empty dataset folder is left
 
 
 def test_a_download_of_the_wrong_size_is_deleted_and_raises_a_clear_error(roots, served):
     data, _ = roots
     with pytest.raises(ChecksumError, match="expected exactly 12 "):
         fetch(_remote(served, size=12), "toy")
-    assert list((data / "toy").iterdir()) == []
+    assert list(data.iterdir()) == []  # neither the partial file nor an empty dataset folder is left
 
 
 def test_an_extra_check_can_reject_a_download(roots, served):
@@ -113,7 +113,51 @@ def test_a_failed_download_raises_a_missing_dataset_error_naming_url_and_folder(
     message = str(info.value)
     assert "https://example.invalid/set.zip" in message and str(roots[0] / "toy") in message
     assert message.endswith("Or use the sample")
-    assert list((roots[0] / "toy").iterdir()) == []  # the partial file is gone
+    assert list(roots[0].iterdir()) == []  # the partial file is gone, and so is the folder made for it
+
+
+def test_a_failed_download_into_the_cache_leaves_no_empty_folders_there_either(roots, monkeypatch):
+    data, cache = roots
+    data.chmod(stat.S_IRUSR | stat.S_IXUSR)  # read-only: the download goes to <cache>/data/toy/
+
+    def unreachable(url, out, *, desc="", timeout=60.0):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(download, "http_get", unreachable)
+    try:
+        with pytest.raises(DatasetMissingError, match=str(cache / "data" / "toy")):
+            fetch(RemoteFile(url="https://example.invalid/set.zip", filename="set.zip"), "toy")
+    finally:
+        data.chmod(stat.S_IRWXU)
+    assert not (cache / "data").exists() and list(data.iterdir()) == []
+
+
+def test_a_failed_download_keeps_a_dataset_folder_that_was_there_before(roots, served, monkeypatch):
+    folder = roots[0] / "toy"
+    folder.mkdir()
+    (folder / "other.bin").write_bytes(b"kept")
+    with pytest.raises(ChecksumError):
+        fetch(_remote(served, size=12), "toy")
+    assert sorted(p.name for p in folder.iterdir()) == ["other.bin"]
+    (folder / "other.bin").unlink()
+    with pytest.raises(ChecksumError):
+        fetch(_remote(served, size=12), "toy")
+    assert folder.is_dir()  # it was not made by the download: an empty folder the user made stays
+
+
+def test_a_failed_kodak_download_names_the_file_and_the_page_that_lists_all_24(roots, monkeypatch):
+    from irec.data.datasets import load_kodak
+    from irec.data.registry import KODAK_PAGE, kodak_remote
+
+    def unreachable(url, out, *, desc="", timeout=60.0):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(download, "http_get", unreachable)
+    with pytest.raises(DatasetMissingError) as info:
+        load_kodak()
+    message = str(info.value)
+    assert kodak_remote("kodim01").url in message and KODAK_PAGE in message and "kodim24.png" in message
+    assert list(roots[0].iterdir()) == []
 
 
 def test_a_file_without_a_published_hash_gets_one_recorded_and_checked(roots, served):

@@ -73,3 +73,12 @@ def test_a_declared_commit_is_reported_as_declared_and_otherwise_gits_own(monkey
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", own)
     monkeypatch.setenv("IREC_GIT_COMMIT", "abc1234")
     assert provenance.git_commit.__wrapped__() == "abc1234 (declared)"
+
+
+def test_the_package_metadata_uses_the_license_expression_setuptools_does_not_warn_about():
+    # a TOML table (license = { text = "MIT" }) makes setuptools >= 77 warn "project.license as a TOML table is
+    # deprecated" on every install; the SPDX string needs setuptools >= 77 to build
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT"
+    assert "setuptools>=77" in pyproject["build-system"]["requires"]
+    assert not any(c.startswith("License ::") for c in pyproject["project"].get("classifiers", []))

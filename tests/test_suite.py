@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import nbformat
 import papermill
@@ -91,8 +92,53 @@ def test_a_failing_step_names_the_notebook_and_the_cell_and_leaves_no_done_marke
 
 def test_the_runner_lists_the_committed_steps(capsys):
     assert suite.main(["--list"]) == 0
-    listed = capsys.readouterr().out.split()
-    assert listed == [s.label for s in suite.discover(NOTEBOOKS)]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == [s.label for s in suite.discover(NOTEBOOKS)]
+    assert lines[-1].startswith("total")
+
+
+def test_the_list_says_how_long_each_step_took_last_time(tmp_path):
+    for name in ("00_first", "03_third"):
+        _notebook(tmp_path / f"{name}.ipynb")
+    first, third = suite.discover(tmp_path)
+    out = tmp_path / "executed"
+    out.mkdir()
+    record = {"parameters": {"profile": "cpu"}, "seconds": 692.4, "git_commit": "0123456789abcdef",
+              "timestamp": "2026-12-06T11:29:34+00:00"}
+    (out / "03_third.done.json").write_text(json.dumps(record))
+    lines = suite.listing([first, third], out, "cpu").splitlines()
+    assert lines[0].split() == ["00_first", "not", "run", "yet", "(cpu)"]
+    assert lines[1].split() == ["03_third", "11", "min", "32", "s", "(2026-12-06", "11:29,", "commit", "0123456)"]
+    assert lines[2].startswith("total") and "11 min 32 s" in lines[2] and "1 of 2" in lines[2]
+    assert [suite.duration(s) for s in (4.06, 60, 3725)] == ["4.1 s", "1 min 00 s", "1 h 02 min"]
+
+
+def test_a_step_prints_one_line_when_it_starts_and_one_when_it_ends_without_kernel_warnings(tmp_path, capfd, caplog):
+    # papermill logs "Input Notebook: ..." twice per step (inspecting the parameters, then executing) and
+    # ipykernel warns "Kernel is running over TCP without encryption" on the default transport: neither shows.
+    # The kernel is a child process that writes to the same stderr, so capfd sees its warnings too.
+    import logging
+
+    code = "import ipykernel.connect\nprint(ipykernel.connect.get_connection_info())"
+    path = _notebook(tmp_path / "00_tiny.ipynb", code)
+    (step,) = suite.discover(tmp_path)
+    handler = logging.StreamHandler()  # as suite.main: every logger's records go to stderr
+    logging.getLogger().addHandler(handler)
+    try:
+        with caplog.at_level("INFO"):
+            assert suite.run_step(step, "smoke", False, tmp_path / "executed", force=False) is not None
+    finally:
+        logging.getLogger().removeHandler(handler)
+    err = capfd.readouterr().err
+    log = caplog.text + err
+    assert "Input Notebook" not in log and "Output Notebook" not in log and "Executing notebook" not in log
+    assert "without encryption" not in log and "WARNING" not in log, log
+    assert err.count("[00_tiny] running 00_tiny.ipynb") == 1 and err.count("[00_tiny] done in") == 1, err
+    executed = nbformat.read(tmp_path / "executed" / path.name, as_version=4)
+    info = json.loads(executed.cells[-1].outputs[0]["text"])
+    assert info["transport"] == "ipc" and not info["ip"].startswith(str(tmp_path))  # sockets not beside the notebook
+    assert not Path(info["ip"]).parent.exists()  # the socket folder is removed with the kernel
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00_tiny.ipynb", "executed"]
 
 
 def test_a_finished_step_runs_again_when_a_file_it_reads_changes(tmp_path, caplog):

@@ -200,19 +200,44 @@ def missing_error(dataset: str, urls: str, folder: Path, reason: str, hint: str 
     return DatasetMissingError(message + (f". {hint}" if hint else ""))
 
 
+def _make_folders(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest first (for :func:`_remove_empty`)."""
+    created = []
+    missing = folder
+    while not missing.exists() and missing.parent != missing:
+        created.append(missing)
+        missing = missing.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove these folders, deepest first, as long as they are empty (someone else may have filled one)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def fetch(remote: RemoteFile, dataset: str, *, check: Callable[[Path], None] | None = None, hint: str = "") -> Path:
     """Download ``remote`` into :func:`writable_folder` (temporary file, verified, os.replace) and return its path.
 
     ``check`` is an extra verification of the downloaded file (e.g. decoded-pixel hashes). Raises
     :class:`DatasetMissingError` when offline or when the download fails, :class:`ChecksumError` when the
-    downloaded file is not the expected one (the partial file is removed either way).
+    downloaded file is not the expected one (the partial file, and the folders made for it, are removed
+    either way).
     """
     folder = writable_folder(dataset)
     if offline():
         raise missing_error(dataset, remote.url, folder, "IREC_OFFLINE is set", hint)
-    folder.mkdir(parents=True, exist_ok=True)
+    created = _make_folders(folder)
     target = folder / remote.filename
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except BaseException:
+        _remove_empty(created)
+        raise
     tmp = Path(tmp_name)
     try:
         log.warning("downloading %s to %s", remote.url, target)
@@ -231,6 +256,7 @@ def fetch(remote: RemoteFile, dataset: str, *, check: Callable[[Path], None] | N
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_empty(created)  # a failed download leaves no empty dataset folder behind
         raise
     if remote.record_sha256:
         sidecar_path(target).unlink(missing_ok=True)  # a new file: record its hash afresh

@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -27,6 +28,11 @@ from irec.evaluation.rd import PUBLISHED_SUFFIX, mean_points
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "pdf", "svg")
+# Figures are committed, so a re-run that changes no number must write the same bytes: no creation dates in
+# the PDF and SVG metadata, and SVG ids (clip paths, glyphs) hashed with a fixed salt instead of a random uuid.
+# PNG (Agg) writes no date, only the "Software" key, which is deterministic.
+METADATA = {"png": {}, "pdf": {"CreationDate": None, "ModDate": None}, "svg": {"Date": None}}
+SVG_HASH_SALT = "irec"
 QUALITY_AXES = (("psnr_db", "PSNR (RGB) [dB]"), ("ms_ssim_db", "MS-SSIM (RGB) [dB]"))
 RATE_LABEL = "rate [bits per pixel]"
 SWEEP_PARAMETERS = (("kl_per_step", "Ω: KL per step [nats]"), ("extra_samples", "1+ε: extra_samples"),
@@ -48,12 +54,17 @@ def _colour(label: str, taken: dict[str, str]) -> str:
 
 
 def save_figure(fig: Figure, stem: str, figures_dir: str | Path = "") -> list[Path]:
-    """Write ``<figures_dir>/<stem>.{png,pdf,svg}`` (``irec.paths.FIGURES`` when empty); returns the paths."""
+    """Write ``<figures_dir>/<stem>.{png,pdf,svg}`` (``irec.paths.FIGURES`` when empty); returns the paths.
+
+    The bytes depend only on the figure (:data:`METADATA`, :data:`SVG_HASH_SALT`): saving the same figure again,
+    or a re-run that draws the same numbers, leaves the committed files unchanged.
+    """
     folder = Path(figures_dir) if str(figures_dir) else FIGURES
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.{fmt}" for fmt in FORMATS]
-    for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
+        for path, fmt in zip(paths, FORMATS):
+            fig.savefig(path, dpi=150, bbox_inches="tight", metadata=METADATA[fmt])
     return paths
 
 
