@@ -77,3 +77,12 @@ def test_with_a_gpu_the_check_synthesizes_each_lossy_file_there_and_measures_it_
     for label in ("fp32", "tf32"):
         assert lossy[f"gpu_{label}_max_uint8_diff"].le(1).all() and lossy[f"gpu_{label}_changed_values"].le(0.01).all()
         assert lossless[f"gpu_{label}_max_abs_diff"].isna().all()
+
+
+def test_the_matrix_checks_the_files_in_a_fresh_process_under_each_kernel_variation(written, tmp_path):
+    from irec.bench.devices import matrix
+
+    table = matrix(written, tmp_path / "matrix.csv", ["native", "threads-2"])
+    assert sorted(set(table["variation"])) == ["native", "threads-2"] and len(table) == 8
+    assert table["decode_exact"].all() and table["checked_cpu_capability"].notna().all()
+    assert len(pd.read_csv(tmp_path / "matrix.csv")) == 8

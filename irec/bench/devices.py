@@ -10,6 +10,12 @@ the same floats. Two halves, run on two machines::
     python -m irec.bench devices write --model lossy-mse-0.01 --dataset kodak --images 4 --out DIR
     python -m irec.bench devices check DIR
 
+``matrix`` does both on this one machine: it writes the files with the default kernels, then checks them in a fresh
+process under each of :data:`VARIATIONS`, which make PyTorch and oneDNN run the kernels another CPU would
+(``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``) or split reductions over another number of threads::
+
+    python -m irec.bench devices matrix --model lossless-cifar10 --dataset cifar10 --split test --images 4
+
 ``write`` encodes the images into ``DIR/<model>/<image>.irec``, keeps each source image beside its file as a PNG,
 and records in ``DIR/manifest.csv`` the sha256 of every file and of its decoded pixels, with the machine, torch
 and numpy that wrote it. ``check`` (another machine, or at least another process) decodes every file of the
@@ -25,7 +31,11 @@ import argparse
 import copy
 import hashlib
 import logging
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +55,17 @@ from irec.zoo import resolve_model
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
+# What another machine would compute, reproduced on this one: each variation checks the files in a fresh process
+# with these environment variables (on top of one thread for numba and OpenMP unless it sets them).
+VARIATIONS: dict[str, dict[str, str]] = {
+    "native": {},
+    "aten-default": {"ATEN_CPU_CAPABILITY": "default"},  # PyTorch's portable kernels (an older CPU's)
+    "aten-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "onednn-sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},  # oneDNN's float32 convolutions for an older CPU
+    "onednn-avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "threads-1": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"},
+    "threads-2": {"OMP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"},
+}
 DECODED = "-decoded"  # suffix of the folder holding the writer's decoded images, beside the model's folder
 
 
@@ -123,8 +144,9 @@ def gpu_difference(network, z1: torch.Tensor, size: tuple[int, int], original: n
     return out
 
 
-def check(folder: Path, progress: bool = True) -> list[dict]:
-    """Decode and re-encode every file of ``folder/manifest.csv`` here; one row per file."""
+def check(folder: Path, progress: bool = True, variation: str = "") -> list[dict]:
+    """Decode and re-encode every file of ``folder/manifest.csv`` here; one row per file (``variation``: the name
+    of the kernel variation this process runs under, recorded in the rows)."""
     manifest = read_rows(folder / MANIFEST)
     here, rows, codecs = machine(), [], {}
     for entry in tqdm(list(manifest.itertuples(index=False)), desc="check", disable=not progress):
@@ -149,7 +171,8 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
                 decoded, error = None, f"{type(err).__name__}: {err}"
         again = codec.encode(original)
         row = {
-            "model": entry.model, "fingerprint": entry.fingerprint, "image": entry.image, "written_on": entry.cpu,
+            "model": entry.model, "fingerprint": entry.fingerprint, "image": entry.image, "variation": variation,
+            "checked_cpu_capability": torch.backends.cpu.get_cpu_capability(), "written_on": entry.cpu,
             "written_with": entry.torch,
             "decode_exact": decoded is not None and pixel_sha256(decoded) == entry.pixels_sha256,
             "decode_error": error, "same_bytes": _sha256(again.data) == entry.file_sha256,
@@ -170,6 +193,25 @@ def check(folder: Path, progress: bool = True) -> list[dict]:
     return rows
 
 
+def matrix(folder: Path, out: Path, variations: list[str]) -> pd.DataFrame:
+    """Check the files of ``folder`` in a fresh process under each variation; their rows are appended to ``out``."""
+    rows = []
+    for name in variations:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", **VARIATIONS[name]}
+        part = folder / f"check-{name}.csv"
+        part.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "irec.bench", "devices", "check", str(folder), "--out", str(part),
+                   "--variation", name, "--no-progress"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if not part.is_file():
+            raise RuntimeError(f"the check under {name} wrote no rows: {done.stderr.strip()[-2000:]}")
+        rows.append(read_rows(part))
+        log.info("%s: %s", name, "; ".join(summary(rows[-1])))
+    table = pd.concat(rows, ignore_index=True)
+    write_rows(out, table.to_dict("records"))
+    return table
+
+
 def summary(rows: pd.DataFrame) -> list[str]:
     """One line per model: exact decodes and equal bytes out of the files, and the GPU synthesis's difference."""
     lines = []
@@ -183,7 +225,7 @@ def summary(rows: pd.DataFrame) -> list[str]:
             line += (f"; the decodes that differ change {100 * group['changed_values'].mean():.3f}% of the uint8 "
                      f"values (at most by {int(group['max_uint8_diff'].max())}), PSNR change "
                      f"{group['psnr_change_db'].mean():+.4f} dB")
-        errors = group["decode_error"].fillna("").astype(str)
+        errors = group["decode_error"].astype(object).fillna("").astype(str)
         if (errors != "").any():
             line += f"; {int((errors != '').sum())} failed to decode, e.g. {errors[errors != ''].iloc[0]}"
         for label in ("fp32", "tf32"):
@@ -210,16 +252,31 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="decode and re-encode a folder written by 'write', here")
     c.add_argument("folder", type=Path, help="a folder written by 'write' (on another machine)")
     c.add_argument("--out", type=Path, default=RESULTS / "bench" / "devices.csv", help="CSV to append the rows to")
-    for p in (w, c):
+    c.add_argument("--variation", default="", help="a name for the kernels this process runs under (recorded)")
+    m = sub.add_parser("matrix", help="write files, then check them here in fresh processes under other kernels")
+    m.add_argument("--model", required=True, nargs="+", metavar="NAME_OR_PATH", help="shipped model names or paths")
+    m.add_argument("--dataset", default="kodak", help="dataset name or image folder (default kodak)")
+    m.add_argument("--split", help="the dataset's split, e.g. test for cifar10")
+    m.add_argument("--images", type=int, default=4, help="a seeded subset of this many images")
+    m.add_argument("--folder", type=Path, help="folder for the files (default: a temporary one)")
+    m.add_argument("--variations", nargs="+", default=list(VARIATIONS), choices=list(VARIATIONS),
+                   help="which kernel variations to check under (default: all)")
+    m.add_argument("--out", type=Path, default=RESULTS / "bench" / "devices-matrix.csv", help="CSV for the rows")
+    for p in (w, c, m):
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if args.step == "write":
+    if args.step in ("write", "matrix"):
         images = load_images(args.dataset, split=args.split, limit=args.images)
+        folder = args.out if args.step == "write" else args.folder or Path(tempfile.mkdtemp(prefix="irec-devices-"))
         for model in args.model:
-            rows = write(model, images, args.out, progress=not args.no_progress)
-            log.info("%s: %d files in %s, written on %s", model, len(rows), args.out, cpu_name())
-        return 0
-    rows = check(args.folder, progress=not args.no_progress)
+            rows = write(model, images, folder, progress=not args.no_progress)
+            log.info("%s: %d files in %s, written on %s", model, len(rows), folder, cpu_name())
+        if args.step == "write":
+            return 0
+        table = matrix(folder, args.out, args.variations)
+        log.info("rows appended to %s", args.out)
+        return 0 if table["decode_exact"].all() else 1
+    rows = check(args.folder, progress=not args.no_progress, variation=args.variation)
     write_rows(args.out, rows)
     for line in summary(pd.DataFrame(rows)):
         log.info("%s", line)
