@@ -64,10 +64,11 @@ class LosslessTable:
     profile: str  # profile whose result files were read (smoke reads *-smoke.csv)
     n_images: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> "baselines"/"irec" -> images
     models: tuple[str, ...] = ()  # iREC models named in the lossless result files
-    git_commit: str = ""  # commit of the code that built the table (irec.provenance)
+    row_commits: tuple[str, ...] = ()  # commits of the code that coded the rows it reads (their git_commit column),
+    # not of the code that built it: rebuilding from the same rows gives the same table
 
     def caption(self) -> str:
-        """One paragraph: what the table is, its units, the profile, models, images per dataset and commit."""
+        """One paragraph: what the table is, its units, the profile, models, images per dataset, the rows' commits."""
         counts = []
         for key, name in DATASETS.items():
             parts = [f"{n} ({source})" for source, n in self.n_images.get(key, {}).items()]
@@ -79,7 +80,7 @@ class LosslessTable:
             "project's result CSVs; 'paper (published)': the paper's numbers (bits-back asymptotic cost in "
             "parentheses, ELBO in brackets). JPEG XL lossless stands in for FLIF, which has no encoder here. "
             f"Profile: {self.profile}. iREC models: {models}. Images measured: {'; '.join(counts)}. "
-            f"Code: git {self.git_commit}."
+            f"Rows coded at git {', '.join(self.row_commits) or 'unknown'}."
         )
 
 
@@ -114,6 +115,7 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
     measured: dict[tuple[str, str], str] = {}
     n_images: dict[str, dict[str, int]] = {}
     models: list[str] = []
+    commits: set[str] = set()
     for dataset in DATASETS:
         baselines = results_path("baselines", dataset, profile, results_dir)
         summary = lossless_summary(read_rows(baselines), published) if baselines.is_file() else pd.DataFrame()
@@ -121,6 +123,9 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             n_images.setdefault(dataset, {})["baselines"] = int(summary["n_images"].max())
         irec_path = results_path("lossless", dataset, profile, results_dir)
         irec_rows = read_rows(irec_path) if irec_path.is_file() else None
+        for rows in (read_rows(baselines) if baselines.is_file() else None, irec_rows):
+            if rows is not None and "git_commit" in rows.columns:
+                commits.update(str(c)[:12] for c in rows["git_commit"].dropna().astype(str) if c)
         if irec_rows is not None:
             n_images.setdefault(dataset, {})["irec"] = int(
                 irec_rows["image"].nunique() if "image" in irec_rows.columns else len(irec_rows))
@@ -154,7 +159,7 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             record[column(name, MEASURED_HERE)] = measured[(row.label, dataset)]
             record[column(name, PAPER)] = _published_cell(published, row.paper_method, dataset)
         records.append(record)
-    return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), provenance.git_commit())
+    return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), tuple(sorted(commits)))
 
 
 def to_markdown(table: LosslessTable) -> str:
