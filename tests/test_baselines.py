@@ -18,7 +18,7 @@ from irec.evaluation.results import results_path
 from irec.paths import RESULTS
 from irec.codecs.classical import FAMILIES, ClassicalCodec, make_codecs
 from irec.data import read_image, write_png
-from irec.evaluation.results import COLUMNS
+from irec.evaluation.results import COLUMNS, read_rows
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +205,10 @@ def test_a_suite_run_covers_kodak_with_every_codec_and_cifar10_with_the_lossless
     (single,) = suite_runs("smoke", "some/folder", out_csv="x.csv")
     assert (single.dataset, single.limit, single.out_csv) == ("some/folder", 2, "x.csv")
     assert all(run.out_csv.endswith("-smoke.csv") for run in suite_runs("smoke"))
+
+
+def test_cifar10_rows_record_the_default_split_they_used(shared_data, tmp_path):
+    from irec.evaluation.baselines import run_dataset
+
+    rows = run_dataset("cifar10", ["png"], limit=2, out=tmp_path / "c.csv", progress=False, workers=1)
+    assert (rows["split"] == "test").all() and (read_rows(tmp_path / "c.csv")["split"] == "test").all()

@@ -44,7 +44,7 @@ def benchmark_run(saved_model, tmp_path_factory, shared_data):
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = lossless.main(["--model", str(path), "--images", "3", "--n-beams", "4", "--kodak", "1",
-                              "--kodak-crop", "24", "--out", str(out)])
+                              "--kodak-crop", "24", "--out", str(out), "--workers", "2"])
     return code, pd.read_csv(out), buffer.getvalue()
 
 
@@ -117,7 +117,8 @@ def test_a_round_trip_that_is_not_bit_exact_is_counted_and_fails_the_run(saved_m
 
     out = tmp_path / "lossless.csv"
     monkeypatch.setattr(lossless.LosslessCodec, "decompress", off_by_one)
-    code = lossless.main(["--model", str(saved_model[0]), "--images", "2", "--no-classical", "--out", str(out)])
+    code = lossless.main(["--model", str(saved_model[0]), "--images", "2", "--no-classical", "--out", str(out),
+                          "--workers", "1"])  # the patched decoder is this process's
     assert code == 1
     assert not pd.read_csv(out).bit_exact.any() and not pd.read_csv(out).exact.any()
     assert "0/2 (0%)" in capsys.readouterr().out

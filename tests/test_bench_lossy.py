@@ -45,14 +45,14 @@ def setup(tmp_path_factory) -> dict:
 
 
 def _run(setup, capsys, out, *extra) -> str:
-    argv = ["--images", "2", "--dataset", setup["folder"], "--out", str(out), "--no-progress", *extra]
+    argv = ["--images", "2", "--dataset", setup["folder"], "--out", str(out), "--no-progress", "--workers", "1", *extra]
     assert main(argv) == 0
     return capsys.readouterr().out
 
 
 def test_two_models_give_a_summary_per_model_exact_decodes_and_bd_rates_against_every_codec(setup, capsys):
     out = setup["root"] / "two" / "lossy.csv"
-    text = _run(setup, capsys, out, "--models", *setup["models"], "--rerun-baselines")
+    text = _run(setup, capsys, out, "--models", *setup["models"], "--rerun-baselines", "--workers", "2")
     table = pd.read_csv(out)
     assert SUMMARY_COLUMNS <= set(table.columns)
     assert len(table) == 2 and (table["n_images"] == 2).all() and (table["n_exact"] == 2).all()

@@ -195,3 +195,25 @@ def test_compress_refuses_a_file_that_does_not_decode_to_its_image_and_writes_no
     assert not (tmp / "x.irec").exists()
     assert main(["compress", "--no-verify", "--model", str(model_path), str(tmp / "in.png"), str(tmp / "x.irec")]) == 0
     assert "not verified" in capsys.readouterr().out and (tmp / "x.irec").exists()
+
+
+def test_a_folder_is_coded_into_a_folder_by_two_workers_as_one_worker_codes_it(setup, capsys):
+    tmp, model_path, _, image = setup
+    photos = tmp / "photos"
+    images = {f"p{i}": np.roll(image, 5 * i, axis=1) for i in range(3)}
+    for name, pixels in images.items():
+        write_png(photos / f"{name}.png", pixels)
+    options = ["--model", str(model_path), "--n-beams", "3"]
+    assert main(["compress", *options, "--workers", "2", str(photos), str(tmp / "coded")]) == 0
+    assert capsys.readouterr().out.count(".irec: ") == 3
+    files = sorted(map(str, photos.glob("*.png")))  # several files rather than a folder
+    assert main(["compress", *options, "--workers", "1", *files, str(tmp / "one")]) == 0
+    for name in images:  # the same files whatever the count, one per image with its stem
+        assert (tmp / "coded" / f"{name}.irec").read_bytes() == (tmp / "one" / f"{name}.irec").read_bytes()
+    decode = ["decompress", "--model", str(model_path)]  # (workers do not see this test's patched model folders)
+    assert main([*decode, "--workers", "2", str(tmp / "coded"), str(tmp / "back")]) == 0
+    for name, pixels in images.items():
+        np.testing.assert_array_equal(read_image(tmp / "back" / f"{name}.png"), pixels)
+    (tmp / "coded" / "p1.irec").write_bytes(b"not a file")  # one bad file fails the run, not the others
+    assert main([*decode, "--workers", "1", str(tmp / "coded"), str(tmp / "b2")]) == 1
+    assert "FAILED" in capsys.readouterr().out and (tmp / "b2" / "p2.png").is_file()

@@ -67,11 +67,11 @@ def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finis
     choice = pipeline.ModelChoice("lossy", "tiny", str(path), "a tiny model")
     out = results_path("lossy", "kodak", "smoke")
     coded = coding_step["coded"]
-    first = pipeline.compress_lossy([choice], "smoke", final="best-q")
+    first = pipeline.compress_lossy([choice], "smoke", final="best-q", workers=1)
     assert len(first) == pipeline.LOSSY_IMAGES["smoke"] == len(coded) == 2
     before = _drop_last_row(out)
     coded.clear()
-    again = pipeline.compress_lossy([choice], "smoke", final="best-q")
+    again = pipeline.compress_lossy([choice], "smoke", final="best-q", workers=1)
     assert len(coded) == 1 and sorted(again["image"]) == sorted(before["image"])
     after = pd.read_csv(out)
     assert len(after) == 2 and after["timestamp"].iloc[0] == before["timestamp"].iloc[0]
@@ -79,11 +79,11 @@ def test_an_interrupted_lossy_coding_step_codes_only_the_images_it_had_not_finis
         before.drop(columns=["timestamp", "encode_s", "decode_s"]))  # the same files, whichever run coded them
     for change in ({"refine_steps": 0}, {"low_rate": False}, {"resume": False}):  # other settings, or forced
         coded.clear()
-        pipeline.compress_lossy([choice], "smoke", **{"final": "best-q", **change})
+        pipeline.compress_lossy([choice], "smoke", **{"final": "best-q", "workers": 1, **change})
         assert len(coded) == 2 and len(pd.read_csv(out)) == 2
     coding_step["commit"]["sha"] = "b" * 40  # other code: nothing kept
     coded.clear()
-    pipeline.compress_lossy([choice], "smoke", final="best-q")
+    pipeline.compress_lossy([choice], "smoke", final="best-q", workers=1)
     assert len(coded) == 2 and (pd.read_csv(out)["git_commit"] == "b" * 40).all()
 
 
@@ -93,20 +93,21 @@ def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_t
     choice = pipeline.ModelChoice("lossless", "tiny", str(path), "a tiny model")
     out = results_path("lossless", "cifar10", "smoke")
     coded = coding_step["coded"]
-    pipeline.compress_lossless(choice, "smoke")
+    pipeline.compress_lossless(choice, "smoke", workers=1)
     n_images = pipeline.LOSSLESS_IMAGES["smoke"][0]
     assert len(coded) == n_images
     rows = _drop_last_row(out)
     assert (rows["git_commit"] == "a" * 40).all() and rows["fingerprint"].nunique() == 1 and rows["exact"].all()
     assert rows["bit_exact"].all() and rows["lossless"].all() and (rows["model"] == "tiny").all()
+    assert (rows["split"] == "test").all()  # the split load_images resolved, not an empty default
     coded.clear()
-    again = pipeline.compress_lossless(choice, "smoke")
+    again = pipeline.compress_lossless(choice, "smoke", workers=1)
     assert len(coded) == 1 and len(again) == n_images == len(pd.read_csv(out))
     with open(out, "a") as f:  # a run killed in the middle of writing a row, inside its quoted params
         f.write('cifar10,cut,irec,4.9,0.1,0.01,tiny,"{""n_beams"": 2')
     coded.clear()
-    assert len(pipeline.compress_lossless(choice, "smoke")) == n_images == len(coded)
+    assert len(pipeline.compress_lossless(choice, "smoke", workers=1)) == n_images == len(coded)
     coding_step["commit"]["sha"] = "a" * 40 + "+dirty"  # uncommitted code: never resumed
     coded.clear()
-    pipeline.compress_lossless(choice, "smoke")
+    pipeline.compress_lossless(choice, "smoke", workers=1)
     assert len(coded) == n_images

@@ -39,7 +39,8 @@ from irec.codecs.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import LosslessCodec
 from irec.settings import LOSSLESS_DEFAULT
 from irec.data import centre_crop, load_images
-from irec.evaluation.lossless import CODEC_NAME, evaluate_image, setting_label
+from irec.evaluation.lossless import CODEC_NAME, evaluate_images, setting_label
+from irec.evaluation.baselines import dataset_split
 from irec.evaluation.results import COLUMNS
 from irec.paths import RESULTS
 from irec.zoo import resolve_model
@@ -78,13 +79,17 @@ def warm_up(codec: LosslessCodec, image: np.ndarray) -> tuple[float, float]:
     return encoding.encode_seconds, dec.seconds
 
 
-def code_images(dataset: str, images, codec: LosslessCodec, classical, model_columns: dict) -> list[dict]:
-    """Rows for every image: iREC with ``codec``, then each classical codec."""
+def code_images(dataset: str, images, codec: LosslessCodec, classical, model_columns: dict, *, workers: int = 1,
+                source: str | None = None, warm: np.ndarray | None = None, progress: bool = False) -> list[dict]:
+    """Rows for every image: iREC with ``codec``, then each classical codec (in this process). ``workers``: processes
+    coding the iREC files (irec.evaluation.parallel; 0: one per available core), each loading the model from
+    ``source`` and warming up on ``warm`` first; the rows come in the images' order whatever the count."""
     rows = []
-    for i, (name, image) in enumerate(images):
+    coded = evaluate_images(codec, images, dataset=dataset, split=dataset_split(dataset, None), workers=workers,
+                            model=model_columns.get("model_name"), source=source, warm=warm, progress=progress)
+    for i, ((name, image), row) in enumerate(zip(images, coded)):
         base = {"dataset": dataset, "image": name, "height": image.shape[0], "width": image.shape[1],
                 "n_subpixels": image.size}
-        row = evaluate_image(codec, name, image, dataset=dataset, model=model_columns.get("model_name"))
         rows.append({**base, **row, **model_columns})
         log.info("%s %d/%d %s: %.4f bpd (-ELBO %.4f), %.2f s / %.2f s%s", dataset, i + 1, len(images), name,
                  row["bpd"], row["negative_elbo_bpd"], row["encode_s"], row["decode_s"],
@@ -169,12 +174,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep-block-size", type=comma_separated(int), default=SWEEP_GRID["block_size"],
                         help="comma-separated block sizes")
     parser.add_argument("--out", default=str(RESULTS / "bench" / "lossless.csv"), help="CSV of per-image rows")
+    parser.add_argument("--workers", type=int, default=0, help=(
+        "worker processes coding the images, one thread each, each warmed up on the first image (default 0: one "
+        "per available core; 1: this process); the files are the same whatever the count (--sweep codes here)"))
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     for name in ("images", "sweep_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.kodak < 0 or args.kodak_crop < 0:
         parser.error("--kodak and --kodak-crop must be >= 0")
+    if args.workers < 0:
+        parser.error("--workers must be >= 0 (0: one per available core)")
     return args
 
 
@@ -222,11 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         classical = [] if args.no_classical else make_codecs(CLASSICAL)
         images = load_images("cifar10", limit=args.images, seed=args.seed)
         cold = warm_up(codec, images[0][1])
-        rows = code_images("cifar10", images, codec, classical, columns)
+        parallel = {"workers": args.workers, "source": args.model, "warm": images[0][1],
+                    "progress": not args.no_progress}
+        rows = code_images("cifar10", images, codec, classical, columns, **parallel)
         if args.kodak:
             kodak = [(n, centre_crop(im, args.kodak_crop)) for n, im in load_images("kodak", limit=args.kodak,
                                                                                     seed=args.seed)]
-            rows += code_images("kodak", kodak, codec, classical, columns)
+            rows += code_images("kodak", kodak, codec, classical, columns, **{**parallel, "warm": kodak[0][1]})
         df = pd.DataFrame([{**stamp, **r} for r in rows])  # the iREC rows' own stamps kept
         _write(df, out)
         _show(f"CIFAR-10 test, {len(images)} images (seed {args.seed}), {model_line}, {setting_label(base)}; "

@@ -68,7 +68,7 @@ def _side_file(out: Path, suffix: str) -> Path:
 
 
 def classical_rows(images: list, dataset: str, codecs: tuple[str, ...], baselines: Path, rerun: bool,
-                   out: Path) -> tuple[pd.DataFrame, str]:
+                   out: Path, workers: int = 1) -> tuple[pd.DataFrame, str]:
     """The classical codecs' rows on exactly these images, and a sentence saying whether they were reused or run."""
     names = {name for name, _ in images}
     families = [codec.name for codec in make_codecs(codecs)]
@@ -89,7 +89,7 @@ def classical_rows(images: list, dataset: str, codecs: tuple[str, ...], baseline
     target = _side_file(out, "baselines")
     target.unlink(missing_ok=True)
     log.info("measuring the classical codecs in this run (%s)", reason)
-    rows = run_baselines(images, make_codecs(codecs), dataset=dataset, out=target, progress=False)
+    rows = run_baselines(images, make_codecs(codecs), dataset=dataset, out=target, progress=False, workers=workers)
     return rows, f"classical codecs: measured in this run ({reason}); {len(rows)} rows written to {target}"
 
 
@@ -219,9 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-low-rate", action="store_true",
                         help="code every image with the --coder setting (default: low-rate images get their own)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--workers", type=int, default=0, help=(
+        "worker processes coding images, one thread each (default 0: one per available core; 1: this process); "
+        "the files are the same whatever the count"))
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error(f"--images must be at least 1, got {args.images}")
+    if args.workers < 0:
+        parser.error("--workers must be >= 0 (0: one per available core)")
 
     images = load_images(args.dataset, limit=args.images)
     changed = {k: v for k, v in (("n_beams", args.n_beams), ("extra_samples", args.extra_samples),
@@ -241,13 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     per_image = _side_file(out, "images")
     per_image.unlink(missing_ok=True)
     summaries, coded_here = [], []
-    for model, fingerprint, info in resolved:
+    for source, (model, fingerprint, info) in zip(args.models, resolved):
         codec = LossyCodec(model, fingerprint, params, final=args.final, n_seeds=args.n_seeds,
                            refinement=refinement, low_rate_params=low_rate)
         rows = reusable_rows(args.rows, codec, [name for name, _ in images])
         if rows is None:
             rows = evaluate_dataset(codec, images, dataset=args.dataset, out=per_image, model=info["name"],
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, workers=args.workers, source=source)
             coded_here.append(info["name"])
         else:
             write_rows(per_image, rows.to_dict("records"))
@@ -260,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                           **refinement.columns()})
     table = pd.DataFrame(summaries).sort_values("bpp", ignore_index=True)
 
-    rows, source = classical_rows(images, args.dataset, codecs, args.baselines, args.rerun_baselines, out)
+    rows, source = classical_rows(images, args.dataset, codecs, args.baselines, args.rerun_baselines, out,
+                                  workers=args.workers)
     anchors = classical_curves(rows)
     anchors.update({k: v for k, v in published_curves().items() if k.startswith("iREC")})
     by_codec = dict(zip(rows["codec"], rows["codec_label"]))

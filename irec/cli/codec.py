@@ -3,12 +3,19 @@
 Paper, section 3 (what a file holds) and docs/irec-method.md section 4 (real files, real decoders; the
 real rate reported beside the ideal one). The codec class comes from :data:`irec.codecs.CODECS` by the model's or
 the file's kind and is imported only when needed, so each codec works without the other.
+
+``irec compress`` / ``irec decompress`` take one input and one output file, or several inputs or a folder of them
+and an output folder (one file per input, same stem: ``.irec`` for compress, ``.png`` for decompress), coded by
+``--workers`` processes (:mod:`irec.evaluation.parallel`; default one per available core), each loading the model
+once; the files are the same whatever the count.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,7 @@ from irec.codecs.container import (
 from irec.codecs.encoding import Encoding
 from irec.coder.latent_codec import read_coder_params
 from irec.data import read_image, write_png
+from irec.data.datasets import IMAGE_SUFFIXES
 from irec.fileio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -57,17 +65,84 @@ def _read_file(path: str) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------------ commands
+def _pairs(inputs: list[str], output: str, suffix: str, wanted: tuple[str, ...]) -> list[tuple[Path, Path]] | None:
+    """(input, output) file pairs when coding several files: several inputs, or a folder (its files with a suffix in
+    ``wanted``, recursively), into the folder ``output`` with ``suffix``; None for one input file and one output."""
+    if len(inputs) == 1 and not Path(inputs[0]).is_dir():
+        return None
+    files: list[Path] = []
+    for name in map(Path, inputs):
+        if name.is_dir():
+            files += [p for p in sorted(name.rglob("*"), key=lambda p: p.relative_to(name).as_posix())
+                      if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")]
+        elif name.is_file():
+            files.append(name)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {name}")
+    if not files:
+        raise ValueError(f"no input files ({', '.join(wanted)}) in {', '.join(inputs)}")
+    stems = [p.stem for p in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ValueError(f"several inputs share the name(s) {twice[:5]}; each output file is named by its input's stem")
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; several inputs go into an output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return [(p, out / f"{p.stem}{suffix}") for p in files]
+
+
 def _compress(args: argparse.Namespace) -> int:
-    image = read_image(args.input)
     overrides = {field: getattr(args, field) for _, field, _, _ in CODER_OPTIONS if getattr(args, field) is not None}
-    codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
-    encoding = codec.encode(image)
-    if args.verify:
+    pairs = _pairs(args.input, args.output, ".irec", IMAGE_SUFFIXES)
+    if pairs is None:
+        codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
+        print(_compress_one(codec, (Path(args.input[0]), Path(args.output), args.verify)))
+        log.info("model %s (%s), coder %s", info["name"], info["source"], codec.params)
+        return 0
+    build = functools.partial(_codec_only, args.model, overrides, args.refine_steps)
+    local = [build()] if args.workers == 1 else None
+    jobs = [(0, (src, dst, args.verify)) for src, dst in pairs]
+    return _run_all(_compress_one, jobs, [build], args.workers, local, "irec compress")
+
+
+def _codec_only(model: str, overrides: dict, refine_steps: int | None):
+    """A worker's codec for ``irec compress`` of several files (module-level, so that it pickles)."""
+    return make_codec(model, overrides, refine_steps=refine_steps)[0]
+
+
+def _compress_one(codec, item: tuple[Path, Path, bool]) -> str:
+    """Code one image file into ``output`` (verified first unless told not to); the line that reports it."""
+    source, output, verify = item
+    encoding = codec.encode(read_image(source))
+    if verify:
         _verify(codec, encoding)
-    _write_atomic(Path(args.output), encoding.data)
-    print(f"{args.output}: {describe_encoding(encoding)}" + ("" if args.verify else " (not verified: --no-verify)"))
-    log.info("model %s (%s), coder %s", info["name"], info["source"], encoding.params)
-    return 0
+    _write_atomic(output, encoding.data)
+    return f"{output}: {describe_encoding(encoding)}" + ("" if verify else " (not verified: --no-verify)")
+
+
+def _run_all(task, jobs: list, builders: list, workers: int, local, desc: str) -> int:
+    """Run the jobs of several files (irec.evaluation.parallel), printing each one's line in order; 1 if any
+    failed (each failure is printed, the other files are still coded)."""
+    from irec.evaluation.parallel import imap_ordered
+
+    failed = 0
+    for line in imap_ordered(_guarded, [(i, (task, item)) for i, item in jobs], builders, workers=workers,
+                             local=local, desc=desc, unit="file", progress=sys.stderr.isatty()):
+        failed += line.startswith("FAILED")
+        print(line)
+    if failed:
+        print(f"{failed} of {len(jobs)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _guarded(state, job: tuple) -> str:
+    """``task(state, item)``, or a FAILED line naming the file and the error (one bad file does not stop a folder)."""
+    task, item = job
+    try:
+        return task(state, item)
+    except (VerificationError, CorruptStreamError, WrongModelError, ValueError, OSError) as err:
+        return f"FAILED {item[0]}: {err}"
 
 
 class VerificationError(ValueError):
@@ -97,13 +172,37 @@ def describe_encoding(encoding: Encoding) -> str:
 
 
 def _decompress(args: argparse.Namespace) -> int:
-    data = _read_file(args.input)
-    header = peek_header(data)
-    model_ref = args.model or str(zoo.find_by_fingerprint(header.fingerprint))
-    codec, info = make_codec(model_ref, kind=header.kind)
-    write_png(args.output, codec.decompress(data))
-    log.info("decoded %s with model %s into %s", args.input, info["name"], args.output)
-    return 0
+    pairs = _pairs(args.input, args.output, ".png", (".irec",))
+    if pairs is None:
+        log.info("%s", _decompress_one(_Decoders(args.model), (Path(args.input[0]), Path(args.output))))
+        return 0
+    build = functools.partial(_Decoders, args.model)
+    jobs = [(0, pair) for pair in pairs]
+    return _run_all(_decompress_one, jobs, [build], args.workers, None, "irec decompress")
+
+
+class _Decoders:
+    """The codecs that decode files, one per model, made when a file first needs it (``model``: the one to use;
+    None: found by each file's fingerprint)."""
+
+    def __init__(self, model: str | None) -> None:
+        self.model, self.codecs = model, {}
+
+    def codec(self, data: bytes):
+        header = peek_header(data)
+        ref = self.model or str(zoo.find_by_fingerprint(header.fingerprint))
+        if (ref, header.kind) not in self.codecs:
+            self.codecs[ref, header.kind] = make_codec(ref, kind=header.kind)
+        return self.codecs[ref, header.kind]
+
+
+def _decompress_one(decoders: _Decoders, item: tuple[Path, Path]) -> str:
+    """Decode one .irec file into the PNG ``output``; the line that reports it."""
+    source, output = item
+    data = _read_file(source)
+    codec, info = decoders.codec(data)
+    write_png(output, codec.decompress(data))
+    return f"{output}: decoded from {source} with model {info['name']}"
 
 
 def describe_file(data: bytes) -> dict:
@@ -145,8 +244,9 @@ def register(subparsers) -> None:
         "Code an 8-bit RGB image into an .irec file with a model's codec. The coder options change the codec's default "
         "setting; the lossy codec's default codes low-rate images with Omega = 7 and larger blocks "
         "(irec.settings.LOSSY_LOW_RATE), and any coder option codes every image with that one setting."))
-    p.add_argument("input", help="8-bit RGB image (PNG or any format Pillow reads)")
-    p.add_argument("output", help="the .irec file to write")
+    p.add_argument("input", nargs="+", help=(
+        "8-bit RGB image (PNG or any format Pillow reads); or several, or a folder of them (recursively)"))
+    p.add_argument("output", help="the .irec file to write; for several inputs, the folder to write <stem>.irec into")
     p.add_argument("--model", required=True, help="shipped or cached model name, or a saved model path")
     for flag, field, typ, text in CODER_OPTIONS:
         old = ("--kl-per-block",) if field == "kl_per_step" else ()  # the deprecated name, still accepted
@@ -157,14 +257,22 @@ def register(subparsers) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false", help=(
         "skip decoding the file before writing it (by default a file that does not decode to exactly the encoder's "
         "image is refused and nothing is written)"))
+    _workers_option(p)
     p.set_defaults(func=_compress)
 
     p = subparsers.add_parser("decompress", help="decode an .irec file into a PNG")
-    p.add_argument("input", help="the .irec file")
-    p.add_argument("output", help="the PNG to write")
+    p.add_argument("input", nargs="+", help="the .irec file; or several, or a folder of them (recursively)")
+    p.add_argument("output", help="the PNG to write; for several inputs, the folder to write <stem>.png into")
     p.add_argument("--model", default=None, help="model name or path (default: found by the file's fingerprint)")
+    _workers_option(p)
     p.set_defaults(func=_decompress)
 
     p = subparsers.add_parser("info", help="list the shipped and cached models, or describe an .irec file")
     p.add_argument("file", nargs="?", default=None, help="an .irec file (omit to list the models)")
     p.set_defaults(func=_info)
+
+
+def _workers_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=0, help=(
+        "for several files: worker processes, each loading the model once (default 0: one per available core; 1: "
+        "this process); the files are the same whatever the count"))

@@ -20,7 +20,10 @@ benchmark (``python -m irec.bench lossless``) and the suite's compression step (
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,8 @@ from irec.codecs.lossless import LosslessCodec
 from irec.coder.params import CoderParams
 from irec.evaluation.coding import code_image, schema_columns
 from irec.provenance import stamp
+
+log = logging.getLogger(__name__)
 
 CODEC_NAME = "irec-lossless"
 CODEC_LABEL = "iREC lossless"
@@ -71,3 +76,39 @@ def evaluate_image(codec: LosslessCodec, name: str, image: np.ndarray, *, datase
         "setting": setting_label(p),
     })
     return {**row, **stamp()}
+
+
+def _code(codec: LosslessCodec, item: tuple) -> dict[str, Any]:
+    """One job of :func:`evaluate_images` (module-level, so that worker processes find it by name)."""
+    name, image, dataset, split, model = item
+    return evaluate_image(codec, name, image, dataset=dataset, split=split, model=model)
+
+
+def evaluate_images(
+    codec: LosslessCodec, images: Sequence[tuple[str, np.ndarray]], *, dataset: str = "", split: str | None = None,
+    out: str | Path | None = None, model: str | None = None, progress: bool = True, workers: int | None = 1,
+    source: str | None = None, warm: np.ndarray | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The row of every (name, image), in their order, each appended to ``out`` (if given) as soon as it and the
+    rows before it are done (so a run that stops keeps what it finished).
+
+    ``workers``: processes coding images (:mod:`irec.evaluation.parallel`; 0: one per available core; 1: in this
+    process), each loading the model from ``source`` (its name or path) once; the rows are the same whatever the
+    count (timings and stamps apart); ``warm``: an image each worker codes once, untimed, before its first one
+    (the codec given is used as it is in this process)."""
+    import functools
+
+    from irec.evaluation.parallel import codec_builder, imap_ordered, warmed
+    from irec.evaluation.results import write_rows
+
+    jobs = [(0, (name, image, dataset, split, model)) for name, image in images]
+    builder = codec_builder(codec, source)
+    builders = [functools.partial(warmed, builder, warm) if builder is not None and warm is not None else builder]
+    for row in imap_ordered(_code, jobs, builders, workers=workers, local=[codec], progress=progress,
+                            desc=f"irec lossless {Path(str(dataset)).name}", means=lambda r: {"bpd": r["bpd"]}):
+        if not row["exact"]:
+            log.error("%s: the file does not decode to the image (%s)", row["image"], row["error"])
+        if out is not None:
+            write_rows(out, [row])
+        yield row
+

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from irec.codecs.encoding import HEADER, TAIL
 from irec.codecs.lossy import LossyCodec
@@ -121,17 +120,45 @@ def rows_coded_like(rows: pd.DataFrame, codec: LossyCodec, images: Sequence[str]
 
 def evaluate_dataset(
     codec: LossyCodec, images: Sequence[tuple[str, np.ndarray]], *, dataset: str, split: str | None = None,
-    out: str | Path | None = None, model: str | None = None, progress: bool = True,
+    out: str | Path | None = None, model: str | None = None, progress: bool = True, workers: int | None = 1,
+    source: str | None = None,
 ) -> pd.DataFrame:
-    """Evaluate every (name, image); rows are appended to ``out`` (if given) image by image, so a long run keeps
-    what it finished. Returns all rows as a DataFrame."""
+    """Evaluate every (name, image); rows are appended to ``out`` (if given) image by image, in the images' order,
+    so a long run keeps what it finished. Returns all rows as a DataFrame.
+
+    ``workers``: processes coding images (:mod:`irec.evaluation.parallel`; 0: one per available core; 1: in this
+    process), each loading the model from ``source`` (its name or path) once; the rows are the same whatever the
+    count (timings and stamps apart)."""
     if not len(images):
         raise ValueError(f"no images to evaluate in {dataset!r}; check the dataset name, split and limit")
+    return evaluate_models([(codec, source, model, images)], dataset=dataset, split=split, out=out,
+                           progress=progress, workers=workers)
+
+
+def _code(codec: LossyCodec, item: tuple) -> dict[str, Any]:
+    """One job of :func:`evaluate_models` (module-level, so that worker processes find it by name)."""
+    name, image, dataset, split, model = item
+    return evaluate_image(codec, name, image, dataset=dataset, split=split, model=model)
+
+
+def evaluate_models(
+    runs: Sequence[tuple[LossyCodec, str | None, str | None, Sequence[tuple[str, np.ndarray]]]], *, dataset: str,
+    split: str | None = None, out: str | Path | None = None, progress: bool = True, workers: int | None = 1,
+) -> pd.DataFrame:
+    """:func:`evaluate_dataset` of several models in one pool: ``runs`` gives (codec, source: its model's name or
+    path, model: the rows' model name, images) per model; the rows come (and go to ``out``) model by model, each
+    in its images' order, as a one-worker run writes them."""
+    from irec.evaluation.parallel import codec_builder, imap_ordered
+
+    jobs = [(index, (name, image, dataset, split, model))
+            for index, (_, _, model, images) in enumerate(runs) for name, image in images]
+    builders = [codec_builder(codec, source) for codec, source, _, _ in runs]
     rows = []
-    for name, image in tqdm(images, desc=f"irec lossy {Path(str(dataset)).name}", unit="image", disable=not progress):
-        row = evaluate_image(codec, name, image, dataset=dataset, split=split, model=model)
+    for row in imap_ordered(_code, jobs, builders, workers=workers, local=[run[0] for run in runs],
+                            desc=f"irec lossy {Path(str(dataset)).name}", progress=progress,
+                            means=lambda r: {"bpp": r["bpp"], "psnr": r["psnr_db"]}):
         if not row["exact"]:
-            log.error("%s: the decoder did not rebuild the encoder's reconstruction", name)
+            log.error("%s: the decoder did not rebuild the encoder's reconstruction", row["image"])
         if out is not None:
             write_rows(out, [row])
         rows.append(row)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from irec import zoo
 from irec.evaluation.results import results_path
@@ -149,18 +148,21 @@ def _keep(out: Path, kept: list[pd.DataFrame]) -> None:
         out.unlink(missing_ok=True)
 
 
-def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: bool = True) -> pd.DataFrame | None:
+def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: bool = True,
+                      workers: int | None = 0) -> pd.DataFrame | None:
     """Code CIFAR-10 test images (and Kodak for the paper profile) with real files; rows to results/lossless/.
 
-    Rows are written image by image; ``resume``: keep the rows an interrupted run of the same commit wrote with
-    this model and coder setting, and code only the other images."""
+    Rows are written image by image, in the images' order; ``resume``: keep the rows an interrupted run of the same
+    commit wrote with this model and coder setting, and code only the other images; ``workers``: processes coding
+    images (:mod:`irec.evaluation.parallel`; 0: one per available core; 1: in this process), the same rows
+    whatever the count."""
     if choice.path is None:
         log.warning("%s", choice.status)
         return None
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
-    from irec.evaluation.lossless import evaluate_image, setting_label
-    from irec.evaluation.results import write_rows
+    from irec.evaluation.baselines import dataset_split
+    from irec.evaluation.lossless import evaluate_images, setting_label
 
     model, fingerprint, _ = zoo.resolve_model(choice.path)
     codec = LosslessCodec(model, fingerprint)
@@ -182,24 +184,26 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
             log.info("%s: %d of %d images kept from an interrupted run", out.name, len(done), len(images))
         rows = done.to_dict("records")
         skip = set(done["image"].astype(str)) if len(done) else set()
-        for name, image in tqdm([(n, i) for n, i in images if n not in skip], desc=f"irec lossless {dataset}",
-                                unit="image"):
-            row = evaluate_image(codec, name, image, dataset=dataset, model=choice.name)
-            write_rows(out, [row])
-            rows.append(row)
+        todo = [(n, i) for n, i in images if n not in skip]
+        rows += evaluate_images(codec, todo, dataset=dataset, split=dataset_split(dataset, None), out=out,
+                                model=choice.name, workers=workers, source=choice.path)
         frames.append(pd.DataFrame(rows))
     return pd.concat(frames, ignore_index=True)
 
 
 def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None = None, coder: str = "irec-lossy",
-                   refine_steps: int | None = None, low_rate: bool = True, resume: bool = True) -> pd.DataFrame | None:
-    """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv, image by image.
+                   refine_steps: int | None = None, low_rate: bool = True, resume: bool = True,
+                   workers: int | None = 0) -> pd.DataFrame | None:
+    """Code Kodak with every available lossy model; rows to results/lossy/kodak[-smoke].csv, image by image (model
+    by model, each in the images' order).
 
     ``final``: how the coded sample is chosen (None: ``irec.settings.LOSSY_FINAL``); ``coder``: a name in
     ``irec.settings.CODER_SETTINGS`` ("irec-lossy": the codec's default, "paper-lossy": the paper's); ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
     paper; None: the codec's default); ``low_rate``: code low-rate images with ``irec.settings.LOSSY_LOW_RATE``
     (False: ``LOSSY_DEFAULT`` for every image); ``resume``: keep the rows an interrupted run of the same commit
-    wrote with the same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the others."""
+    wrote with the same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the
+    others; ``workers``: processes coding images, one pool for every model (:mod:`irec.evaluation.parallel`; 0: one
+    per available core; 1: in this process), the same rows whatever the count."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
         if c.path is None:
@@ -209,7 +213,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     from irec.codecs.lossy import LossyCodec
     from irec.settings import CODER_SETTINGS, LOSSY_FINAL, with_steps
     from irec.data import load_images
-    from irec.evaluation.lossy import evaluate_dataset, rows_coded_like
+    from irec.evaluation.lossy import evaluate_models, rows_coded_like
 
     out = results_path("lossy", "kodak", profile)
     images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
@@ -228,12 +232,17 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
         codecs.append((choice, codec))
         done.append(kept)
     _keep(out, done)
-    frames = []
+    runs = []
     for (choice, codec), kept in zip(codecs, done):
         skip = set(kept["image"].astype(str)) if len(kept) else set()
-        todo = [(name, image) for name, image in images if name not in skip]
         if len(kept):
             log.info("%s: %d of %d images kept from an interrupted run", choice.name, len(kept), len(images))
-        coded = evaluate_dataset(codec, todo, dataset="kodak", out=out, model=choice.name) if todo else None
-        frames += [f for f in (kept, coded) if f is not None and len(f)]
+        todo = [(name, image) for name, image in images if name not in skip]
+        if todo:
+            runs.append((codec, choice.path, choice.name, todo))
+    coded = evaluate_models(runs, dataset="kodak", out=out, workers=workers) if runs else pd.DataFrame()
+    frames = []
+    for (choice, _), kept in zip(codecs, done):
+        mine = coded[coded["model"] == choice.name] if len(coded) else coded
+        frames += [f for f in (kept, mine) if f is not None and len(f)]
     return pd.concat(frames, ignore_index=True)
