@@ -44,13 +44,12 @@ import torch
 from tqdm.auto import tqdm
 
 from irec import metrics, provenance
-from irec.codecs import codec_class
+from irec.codecs import make_codec
 from irec.codecs.lossy import synthesized_image
 from irec.data import load_images, pixel_sha256, read_image, write_png
 from irec.paths import RESULTS
 from irec.evaluation.results import read_rows, write_rows
 from irec.timing import measure
-from irec.zoo import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +92,8 @@ def _sha256(data: bytes) -> str:
 
 def _codec(model: str):
     """(codec with its default settings, weights fingerprint hex, registry info) for a model name or path."""
-    network, fingerprint, info = resolve_model(model)
-    return codec_class(info["kind"])(network, fingerprint), fingerprint, info
+    codec, info = make_codec(model)
+    return codec, codec.fingerprint, info
 
 
 def write(model: str, images: list[tuple[str, np.ndarray]], out: Path, progress: bool = True) -> list[dict]:
