@@ -3,8 +3,9 @@
 Notebooks run from any working directory, so nothing in the package relies on the current directory.
 Environment variables:
 
-- ``IREC_DATA``: root of the datasets (``$IREC_DATA/<dataset>/``). Default: ``../shared/data`` beside the
-  checkout when present, else the user cache (``~/.cache/irec/data``).
+- ``IREC_DATA``: root of the datasets (``$IREC_DATA/<dataset>/``). Default: the folder ``shared/data`` in the
+  checkout's parent folder when present (the prepared data folder, docs/data.md), else the user cache
+  (``~/.cache/irec/data``).
 - ``IREC_CACHE``: writable cache for downloads that cannot go to a read-only ``IREC_DATA``, compiled
   kernels and trained models that are not shipped. Default: ``~/.cache/irec``.
 """
@@ -30,7 +31,7 @@ def cache_root() -> Path:
 
 
 def data_root() -> Path:
-    """The datasets root: ``$IREC_DATA``, else ``../shared/data`` beside the checkout, else the cache."""
+    """The datasets root: ``$IREC_DATA``, else ``shared/data`` in the checkout's parent folder, else the cache."""
     if "IREC_DATA" in os.environ:
         return Path(os.environ["IREC_DATA"]).expanduser().resolve()
     shared = REPO.parent / "shared" / "data"

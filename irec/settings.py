@@ -164,7 +164,7 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
             n_steps=8000, batch_size=16, optimizer="adamax", lr=4e-3, lr_milestones=(5_000, 7_000), lr_gamma=0.3,
             ema_decay=0.999, grad_clip=20.0, checkpoint_every=500, log_every=50, num_threads=1, max_seconds=2 * 3600,
         ),
-        dataset="CIFAR-10 train subset (shared/data/cifar10/cifar10_train_subset20k.npz)",
+        dataset="CIFAR-10 train subset (the prepared data folder's cifar10/cifar10_train_subset20k.npz)",
         note=(
             "sized to train on one core beside a lossy model on the other (the cpu profile trains both): one "
             "process with one thread measured 0.83 s per step (batch 16) with the lossy model training next to "
@@ -221,7 +221,7 @@ LOSSY_PRESETS: dict[str, VAE2Preset] = {
             n_steps=200_000, batch_size=8, optimizer="adam", lr=1e-4, grad_clip=1.0, checkpoint_every=5000,
         ),
         crop_size=256,
-        dataset="CLIC 2018 professional train (not available offline; see shared/data/README.md)",
+        dataset="CLIC 2018 professional train (not available offline; see docs/data.md)",
         note=(
             "method notes Section 5. Ours, not the original's: the weight EMA (used for the exported model) and "
             "gradients clipped to norm 1. Without the clipping, beta 0.01 on the offline stand-in data diverged "
@@ -237,7 +237,7 @@ LOSSY_PRESETS: dict[str, VAE2Preset] = {
             num_threads=1, max_seconds=7200,
         ),
         crop_size=128,
-        dataset="bsds500 (train, val, test) + sun_hays80, the natural-photo stand-in for CLIC (shared/data)",
+        dataset="bsds500 (train, val, test) + sun_hays80, the natural-photo stand-in for CLIC (docs/data.md)",
         note=(
             "sized so that the whole cpu profile (this and the lossless cpu model, one core each) trains in about "
             "four hours on 2 CPU cores: one base model at base_beta (7750 steps at lr 5e-4, 1.1-1.4 "

@@ -2,8 +2,8 @@
 
 Flamich et al. 2020, Section 4: lossless iREC is evaluated on CIFAR-10, ImageNet32 and Kodak, lossy iREC is
 trained on CLIC 2018 professional and evaluated on Kodak. Each loader reads the official file format
-(verified as :mod:`irec.data.download` describes) or, for CIFAR-10 and the image folders, the prepared layout
-of ../shared/data, and downloads what is missing when it can. The sources and checksums are in
+(verified as :mod:`irec.data.download` describes) or, for CIFAR-10 and the image folders, the prepared data
+folder (docs/data.md), and downloads what is missing when it can. The sources and checksums are in
 :mod:`irec.data.registry`.
 """
 
@@ -81,8 +81,8 @@ def load_cifar10(split: str = "test", *, source: RemoteFile = CIFAR10_TARBALL) -
     """CIFAR-10 as (uint8 (N, 32, 32, 3) RGB images, int64 labels 0..9).
 
     Order of preference: the official tarball under ``<data>/cifar10/`` (md5 checked: ``source.md5``, which
-    tests replace); the prepared npz of ../shared/data (``cifar10_test.npz``, complete but sorted by class;
-    ``cifar10_train_subset20k.npz``, a 20,000-image subset of train, with a logged warning); else a download
+    tests replace); the prepared npz of the data folder (docs/data.md; ``cifar10_test.npz``, complete but sorted
+    by class; ``cifar10_train_subset20k.npz``, a 20,000-image subset of train, with a logged warning); else a download
     of the tarball, or :class:`DatasetMissingError` naming the URL and the folder.
     """
     split = _check_split("cifar10", split)

@@ -173,7 +173,7 @@ def downsample_area(image: np.ndarray, factor: int) -> np.ndarray:
     """Box (area) downsample of an (H, W, 3) uint8 image by an integer factor, rounding to the nearest integer.
 
     The bottom/right rows and columns that do not fill a whole box are dropped. Used on JPEG training photos
-    (sun_hays80, quality about 75) to average away most of the blocking (shared/data/README-training-data.md).
+    (sun_hays80, quality about 75) to average away most of the blocking (docs/data.md).
     This is a lossy preprocessing step: use it for training data only, never for evaluation images.
     """
     check_rgb_uint8(image)

@@ -3,7 +3,7 @@
 Flamich et al. 2020, Section 4: lossless results on CIFAR-10 (Krizhevsky 2009), ImageNet32 (the 32x32
 downsampled ImageNet of van den Oord et al. 2016, as in TFDS ``downsampled_imagenet/32x32``) and Kodak;
 lossy training on CLIC 2018 professional and evaluation on Kodak. ``bsds500`` and ``sun_hays80`` are the
-natural-photo stand-ins for CLIC train that ../shared/data provides (its README-training-data.md), and
+natural-photo stand-ins for CLIC train that the prepared data folder provides (docs/data.md), and
 ``clic_sample`` holds 2 of the 41 CLIC professional validation images.
 """
 
@@ -20,7 +20,7 @@ CIFAR10_TARBALL = RemoteFile(
     filename="cifar-10-python.tar.gz",
     md5="c58f30108f718f92721af3b95e74349a",  # published on https://www.cs.toronto.edu/~kriz/cifar.html
 )
-# The prepared layout of ../shared/data (README.md there): uint8 NHWC arrays under the key "images".
+# The prepared data folder's CIFAR-10 (docs/data.md): uint8 NHWC arrays under the key "images".
 CIFAR10_NPZ = {"test": "cifar10_test.npz", "train": "cifar10_train_subset20k.npz"}
 
 # Size and sha256 from TFDS's registry (tensorflow/datasets, tensorflow_datasets/url_checksums/
@@ -59,8 +59,9 @@ CLIC_ZIPS = {
 
 KODAK_PAGE = "http://r0k.us/graphics/kodak/"
 KODAK_BASE_URL = "http://r0k.us/graphics/kodak/kodak/"
-# sha256 of the decoded pixels (pixel_sha256: C-order bytes of the (H, W, 3) uint8 array), computed from
-# ../shared/data/kodak (pixel-identical to r0k.us; PNG bytes differ between copies, so file hashes are useless).
+# sha256 of the decoded pixels (pixel_sha256: C-order bytes of the (H, W, 3) uint8 array), computed from the
+# prepared data folder's kodak/ (pixel-identical to r0k.us; PNG bytes differ between copies, so file hashes are
+# useless).
 KODAK_PIXEL_SHA256 = {
     "kodim01": "a00210743353594464ac67e680a41710f484444ca5f9dfddeb570de25c428273",  # 512x768
     "kodim02": "ae5a495df4ec40e0941265440ccf98973915b4190ab803e37a23ca93dd43a07e",  # 512x768
@@ -112,7 +113,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         DatasetInfo(
             "cifar10", "CIFAR-10 (Krizhevsky 2009)", ("test", "train"), (CIFAR10_TARBALL.url,),
             "md5 of the tarball (published)",
-            "the prepared npz of ../shared/data is read when the tarball is absent; its train split is a 20k subset",
+            "the prepared data folder's npz is read when the tarball is absent; its train split is a 20k subset",
         ),
         DatasetInfo(
             "imagenet32", "ImageNet 32x32 (van den Oord et al. 2016)", ("valid", "train"),
@@ -126,7 +127,7 @@ REGISTRY: dict[str, DatasetInfo] = {
         DatasetInfo(
             "clic", "CLIC 2018 professional", ("valid", "train"), tuple(r.url for r in CLIC_ZIPS.values()),
             "approximate size; sha256 recorded at first download (no published checksum)",
-            "not in ../shared/data; use clic_sample (2 valid images) or bsds500 + sun_hays80 for training",
+            "not in the prepared data folder; use clic_sample (2 valid images) or bsds500 + sun_hays80 for training",
         ),
         DatasetInfo(
             "clic_sample", "2 images of CLIC 2018 professional validation", (), (CLIC_ZIPS["valid"].url,),

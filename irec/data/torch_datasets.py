@@ -2,8 +2,8 @@
 
 Flamich et al. 2020, Section 4 / docs/irec-method.md Section 5: the lossless RVAE trains on 32x32 images
 (CIFAR-10, ImageNet32) and the lossy VAE on random 256x256 crops of CLIC 2018 professional train; here the
-crops can come from the natural-photo stand-ins of ../shared/data, with an optional area downsample for the
-JPEG sources (README-training-data.md). Items are uint8 (3, H, W) tensors; the model scales them.
+crops can come from the natural-photo stand-ins of the prepared data folder, with an optional area downsample for the
+JPEG sources (docs/data.md). Items are uint8 (3, H, W) tensors; the model scales them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Train the paper's models on their data, and ship a trained model into ``models/`` with its manifest entry.
 
 Paper, section 4 (experimental set-up) and docs/irec-method.md section 5: the lossless RVAE trains on
-CIFAR-10 train (here: the 20,000-image subset of ../shared/data when the official archive is absent), the lossy
+CIFAR-10 train (here: the 20,000-image subset of the prepared data folder, docs/data.md, when the official archive is
+absent), the lossy
 two-level VAE on random crops of natural photos (CLIC 2018 professional train; offline, the BSDS500 + Sun-Hays 80
 stand-in, the latter 2x area-downsampled against its JPEG blocking as README-training-data.md suggests). Kodak is
 the test set only and is never trained on. :func:`train_model` runs unchanged under ``torchrun``.
