@@ -23,6 +23,7 @@ from torch import nn
 
 from irec import paths
 from irec.checkpoint import CheckpointError, load_model, read_model_info
+from irec.models.quantize import model_kind
 
 MANIFEST = "manifest.json"
 SUFFIX = ".pt"
@@ -30,10 +31,6 @@ SUFFIX = ".pt"
 
 class ModelNotFoundError(ValueError):
     """No shipped or cached model has this name, path or fingerprint."""
-
-
-def _kind(model_class: str) -> str:
-    return "lossless" if model_class.endswith(".RVAE") else "lossy"
 
 
 def _shipped() -> list[dict]:
@@ -57,7 +54,7 @@ def _cached() -> list[dict]:
             continue  # not a saved model (e.g. a training checkpoint); not addressable by name
         out.append({
             "name": path.stem, "file": path.name, "source": "cached", "path": str(path),
-            "kind": _kind(str(info.get("model_class", ""))), "fingerprint": info.get("fingerprint", ""),
+            "kind": model_kind(str(info.get("model_class", ""))), "fingerprint": info.get("fingerprint", ""),
             "preset": info.get("extra", {}).get("preset"), "figures": info.get("extra", {}).get("figures", {}),
         })
     return out
@@ -87,7 +84,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[nn.Module, str, dict
     if path.is_file():
         model, fingerprint = load_model(path)
         return model, fingerprint, {"name": path.stem, "source": "path", "path": str(path),
-                                    "kind": _kind(f"{type(model).__module__}.{type(model).__qualname__}")}
+                                    "kind": model_kind(f"{type(model).__module__}.{type(model).__qualname__}")}
     for entry in list_models():
         if entry["name"] == str(name_or_path):
             if entry["source"] == "shipped" and entry.get("sha256") and _sha256(Path(entry["path"])) != entry["sha256"]:

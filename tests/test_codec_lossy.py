@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from irec.checkpoint import save_model, weights_fingerprint
-from irec.codecs.container import PIN_FLOAT32, PIN_ONE_THREAD, WrongModelError, peek_header
+from irec.codecs.container import PIN_EXACT, PIN_ONE_THREAD, WrongModelError, peek_header
 from irec.codecs.encoding import HEADER, TAIL
+from irec.models.exact_vae2 import ExactTwoLevelVAE
 from irec.codecs.lossy import LEVELS, LossyCodec
 from irec.codecs.refine import refine_posterior
 from irec.coder import CorruptStreamError
@@ -49,7 +50,7 @@ def test_decoding_gives_exactly_the_encoders_reconstruction_at_the_true_size(cod
     assert codec.decompress(data).shape == image.shape
     header = peek_header(data)
     assert (header.kind, header.height, header.width) == ("lossy", *size)
-    assert header.pinned & PIN_ONE_THREAD and header.pinned & PIN_FLOAT32
+    assert header.pinned & PIN_ONE_THREAD and header.pinned & PIN_EXACT
 
 
 def test_a_fresh_single_thread_process_decodes_a_two_thread_encoding_exactly(model, codec, tmp_path):
@@ -264,10 +265,10 @@ def test_a_refinement_with_negative_steps_or_step_size_is_rejected():
         Refinement(step_size=float("nan"))
 
 
-def test_a_float64_model_in_training_mode_is_coded_as_a_float32_copy_and_the_callers_model_is_untouched(codec):
+def test_a_float64_model_in_training_mode_is_coded_as_an_exact_copy_and_the_callers_model_is_untouched(codec):
     model = small_lossy(seed=0).double().train()
     copy = LossyCodec(model, codec.fingerprint, PAPER_LOSSY)
-    assert copy.model is not model and next(copy.model.parameters()).dtype == torch.float32
+    assert isinstance(copy.model, ExactTwoLevelVAE) and not copy.model.training
     image = _image((64, 64))
     assert copy.compress(image) == codec.compress(image)  # the same weights in float32: the same file
     assert model.training and next(model.parameters()).dtype == torch.float64

@@ -1,7 +1,8 @@
 """Golden files pin the bitstream format: committed files must still decode to their committed hashes, and the
 encoder must still write them byte for byte.
 
-Three cases: a fixed-seed :func:`irec.coder.compress_latent` output, and one small file per image codec written
+A file of the previous format (``v3-lossless.irec``, float32 networks) is kept to check that it is refused with a
+clear error. Three cases: a fixed-seed :func:`irec.coder.compress_latent` output, and one small file per image codec written
 with the shipped models at their default settings. ``tests/golden/golden.json`` holds each file's sha256 and the
 sha256 of what it decodes to. A deliberate change of the format or of the arithmetic regenerates them with
 
@@ -18,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from irec.coder import compress_latent, decompress_latent
@@ -95,3 +97,11 @@ def test_the_golden_lossy_file_still_decodes_and_is_still_written():
     data = codec.compress(image)
     decoded = codec.decompress(data)
     _check("lossy", data, _sha256(decoded.tobytes()), lambda d: codec.decompress(d).tobytes())
+
+
+def test_a_file_of_the_float_format_is_refused_with_the_version_and_what_to_do():
+    from irec.codecs.container import LAST_FLOAT_COMMIT, OldFormatError
+
+    old = (GOLDEN / "v3-lossless.irec").read_bytes()  # written by format version 3, with float32 networks
+    with pytest.raises(OldFormatError, match=f"version 3.*git checkout {LAST_FLOAT_COMMIT}"):
+        _codec("lossless-cifar10").decompress(old)

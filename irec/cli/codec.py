@@ -25,7 +25,7 @@ from irec.codecs import codec_class, make_codec
 from irec.codecs.container import (
     FINGERPRINT_BYTES,
     PIN_DETERMINISTIC,
-    PIN_FLOAT32,
+    PIN_EXACT,
     PIN_ONE_THREAD,
     CorruptStreamError,
     WrongModelError,
@@ -49,7 +49,7 @@ CODER_OPTIONS = (
     ("--steps-per-block", "steps_per_block", float, "adaptive blocks: about this many steps K_b each; 0: fixed"),
     ("--seed", "seed", int, "seed of the shared randomness (recorded in the file)"),
 )
-PIN_NAMES = {PIN_ONE_THREAD: "one-thread", PIN_DETERMINISTIC: "deterministic", PIN_FLOAT32: "float32-cpu-batch1"}
+PIN_NAMES = {PIN_ONE_THREAD: "one-thread", PIN_DETERMINISTIC: "deterministic", PIN_EXACT: "exact-integer-networks"}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

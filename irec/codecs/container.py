@@ -8,9 +8,13 @@ number, a format version, a model fingerprint, the image shape, the coder parame
     | one ANS stream (latents, then pixels) | crc32
 
 The crc32 guards the bytes; the pixel check (the low 16 bits of the crc32 of the image's pixels) guards the
-decoding: a lossless decoder whose network outputs differ from the encoder's (another CPU's kernels, another
-torch: measured with ``python -m irec.bench devices``) reads other pixels from intact bytes, and without the check
-it would return them silently.
+decoding: a lossless decoder whose network outputs differ from the encoder's would read other pixels from intact
+bytes. Since version 4 the networks are exact (:mod:`irec.models.exact`, flag PIN_EXACT), so that cannot happen on
+any machine; the check stays as the last line of defence (e.g. another model with a colliding fingerprint prefix).
+
+Version 3 and earlier files were written by float32 networks, which decode only where the CPU's kernels give the
+encoder's floats; their models are no longer shipped, so they are refused with :class:`OldFormatError`, which
+names the last irec that reads them.
 
 Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field is a varint or a few raw bytes.
 """
@@ -18,7 +22,6 @@ Header bytes matter: on a 32x32 image each byte costs 0.0026 bpd, so every field
 from __future__ import annotations
 
 import contextlib
-import copy
 import zlib
 from dataclasses import dataclass
 
@@ -37,7 +40,9 @@ from irec.coder import (
 )
 
 MAGIC = b"iRC"
-VERSION = 3  # 2: kind and pinned flags share a byte, step counts in the ANS stream; 3: lossless pixel check
+VERSION = 4  # 2: kind and pinned flags share a byte, step counts in the ANS stream; 3: lossless pixel check;
+# 4: exact integer networks (PIN_EXACT)
+LAST_FLOAT_COMMIT = "585d456"  # the last irec commit that writes and reads version 3 (float32 networks)
 KINDS = ("lossless", "lossy")
 FINGERPRINT_BYTES = 4  # the first bytes of the model weights' sha256
 PIXEL_CHECK_BYTES = 2  # lossless files: the low bytes of the crc32 of the pixels (0.005 bpd on a 32x32 image)
@@ -46,8 +51,9 @@ MAX_SIDE = 1 << 16
 # What the encoder pinned so that the decoder's network outputs are bit-identical (bit flags).
 PIN_ONE_THREAD = 1  # torch.set_num_threads(1) around every network evaluation
 PIN_DETERMINISTIC = 2  # torch.use_deterministic_algorithms(True)
-PIN_FLOAT32 = 4  # networks evaluated in float32 on the CPU, batch size 1
-PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_FLOAT32  # what both codecs pin, recorded in every file
+PIN_FLOAT32 = 4  # versions <= 3: networks evaluated in float32 on the CPU, batch size 1
+PIN_EXACT = 8  # version 4: the decoder's networks in exact integer arithmetic (irec.models.exact)
+PINNED = PIN_ONE_THREAD | PIN_DETERMINISTIC | PIN_EXACT  # what both codecs pin, recorded in every file
 
 
 def _set_deterministic(mode: bool) -> None:
@@ -91,14 +97,8 @@ class WrongModelError(ValueError):
     """The file was written with another model than the one given (or is of the other kind)."""
 
 
-def cpu_float32(model: torch.nn.Module, cls: type, codec: str) -> torch.nn.Module:
-    """``model`` as the codecs evaluate it: itself when its weights are float32 on the CPU, else a float32 CPU copy
-    (the caller's model is never changed; :func:`pinned` puts it in eval mode only while it runs)."""
-    if not isinstance(model, cls):
-        raise ValueError(f"the {codec} codec needs a {cls.__name__} ({cls.__module__}), got {type(model).__name__}")
-    if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in model.state_dict().values()):
-        return model
-    return copy.deepcopy(model).to("cpu", torch.float32).eval()
+class OldFormatError(CorruptStreamError):
+    """The file is of an earlier container version, written by float networks that this irec no longer ships."""
 
 
 def fingerprint_bytes(fingerprint: str) -> bytes:
@@ -171,6 +171,13 @@ def pack(header: CodecHeader, latents: LatentEncoder, symbols: SymbolWriter) -> 
 
 def unpack(data: bytes) -> tuple[CodecHeader, ByteReader]:
     """Check the framing and read the codec header; the reader continues with the latent header."""
+    data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
+    if isinstance(data, bytes) and data[: len(MAGIC)] == MAGIC and len(data) > len(MAGIC) and 1 <= data[3] < VERSION:
+        raise OldFormatError(
+            f"this irec file is of format version {data[3]}, written with float32 networks before irec's exact "
+            f"arithmetic (this irec reads version {VERSION}); decode it with irec at commit {LAST_FLOAT_COMMIT} "
+            f"(git checkout {LAST_FLOAT_COMMIT}) on a machine with the writer's CPU kernels, then compress the "
+            "image again with this irec")
     r = unseal(data, MAGIC, VERSION, "irec image")
     return CodecHeader.read(r), r
 

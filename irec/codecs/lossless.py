@@ -16,16 +16,13 @@ Padding: an odd side is padded by one row/column of edge replication (irec.data.
 RVAE works at H/2 x W/2. Only the true pixels are entropy-coded (the decoder never needs the padded ones), so
 padding costs only the latents of the extra positions.
 
-Determinism: the whole of encoding and of decoding, every network evaluation included, runs under :func:`pinned`
-(one intra-op thread, torch's deterministic algorithms, no autograd) on a float32 CPU copy of the model at batch
-size 1; the header records these PIN_* flags and the decoder refuses a file whose flags it would not reproduce.
-One torch thread is also the fast choice here: the tensors are small, and torch's OpenMP threads would otherwise
-spin against the coder's numba threads (docs/reference-run.md).
-
-Across machines the pins are not enough: another CPU's kernels or another torch give floats that differ in the
-last bits, the pixel probabilities move with them, and the ANS decoder reads other pixels from intact bytes
-(``python -m irec.bench devices``; docs/cross-device.md). The header's 2-byte pixel check turns such a decode into
-a clear error instead of wrong pixels.
+Exactness: the decoder's networks, the priors p(z_l | z_<l) and the pixel likelihood p(x | z), are integer networks
+(:class:`irec.models.exact_rvae.ExactRVAE`, argument in :mod:`irec.models.exact`), and the encoder evaluates the
+same exact path, so a file decodes bit for bit on any machine, whatever its CPU kernels, torch build or thread
+count (``python -m irec.bench devices``; docs/cross-device.md). A float RVAE given to the codec is quantized first
+(:func:`irec.models.quantize.as_exact`). Encoding and decoding still run under :func:`pinned` (one intra-op thread,
+no autograd), the fast choice for these small tensors: torch's OpenMP threads would otherwise spin against the
+coder's numba threads (docs/reference-run.md). The header's 2-byte pixel check stays as a last line of defence.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ import torch
 from irec.codecs.container import (
     PINNED,
     CodecHeader,
-    cpu_float32,
     fingerprint_bytes,
     open_file,
     pack,
@@ -55,17 +51,18 @@ from irec.coder import (
     SymbolWriter,
 )
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
+from irec.models.exact_rvae import ExactRVAE
+from irec.models.quantize import as_exact
 from irec.models.rvae import RVAE
 from irec.settings import LOSSLESS_DEFAULT
 from irec.timing import measure
 
 KIND = "lossless"
-# A decoder whose network gives other floats than the encoder's reads other symbols from intact bytes, as files
-# moved between two x86 CPUs and torch versions did (docs/cross-device.md).
+# The exact networks give every machine the encoder's distributions; intact bytes that still decode to other
+# symbols mean another model whose fingerprint prefix collides, or a bug.
 MISMATCH = (
-    "{what}: the bytes are intact, so this machine's network outputs differ from the encoder's (files decode "
-    "exactly where torch and the CPU's kernels give the same floats as the encoder's; see python -m irec.bench "
-    "devices), or the model is not the encoder's"
+    "{what}: the bytes are intact, so the model is not the encoder's (its 4-byte fingerprint prefix matches), or "
+    "this irec computes other distributions than the writer's; please report it with the file"
 )
 CHUNK_SUBPIXELS = 1 << 15  # pixels are coded in bands of rows of at most this many subpixels (2 KiB of table each)
 
@@ -95,10 +92,10 @@ class LosslessCodec:
     kind = KIND
     default_params = LOSSLESS_DEFAULT  # what coder options given on their own change (irec compress)
 
-    def __init__(self, model: RVAE, fingerprint: str, params: CoderParams = LOSSLESS_DEFAULT) -> None:
+    def __init__(self, model: RVAE | ExactRVAE, fingerprint: str, params: CoderParams = LOSSLESS_DEFAULT) -> None:
         if params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only; choose beam, greedy or sample")
-        self.model = cpu_float32(model, RVAE, KIND)
+        self.model = as_exact(model, KIND)
         self.fingerprint = fingerprint  # the model weights' sha256 in hex
         self._fingerprint = fingerprint_bytes(fingerprint)
         self.params = params

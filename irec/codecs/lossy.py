@@ -6,15 +6,13 @@ q(z1 | x, z2_coded): the coded sample conditions the level below), section 4 (re
 of real vs ideal rate and of the coded sample vs a posterior sample) and section 5 (pad to a multiple of 64, crop
 back; PSNR of the clipped float output as the paper, and of the uint8 image).
 
-Encoder and decoder are written as mirrored halves. Every network evaluation runs inside :func:`pinned` (one
-thread, deterministic algorithms, float32 on the CPU, batch 1, eval mode, no gradients) and the file records those
-PIN_* flags. Encoding and decoding run under it from start to end, the coder's small tensor operations included,
-which is also the fast choice: torch's OpenMP threads would otherwise spin against the coder's numba threads. The
-image is made by ONE function, :meth:`LossyCodec.reconstruct`, on both sides, so a decoder in another process
-rebuilds the encoder's reconstruction bit for bit. On another machine it need not: a lossy file parses on any
-machine (its step counts and candidate indices are coded under fixed distributions; only the floats of p(z1 | z2)
-and of the synthesis move) and carries no pixel check, so a decode with a few values off by one is returned
-(docs/cross-device.md; ``python -m irec.bench devices``).
+Encoder and decoder are written as mirrored halves. The decoder's networks, p(z2), the hyper-synthesis p(z1 | z2)
+and the synthesis, are integer networks (:class:`irec.models.exact_vae2.ExactTwoLevelVAE`, argument in
+:mod:`irec.models.exact`), and the encoder evaluates the same exact path, so a decoder on any machine rebuilds the
+encoder's reconstruction bit for bit. The image is made by ONE function, :meth:`LossyCodec.reconstruct`, on both
+sides. A float model given to the codec is quantized first (:func:`irec.models.quantize.as_exact`). Everything
+runs under :func:`pinned` (one thread, no autograd), the fast choice: torch's OpenMP threads would otherwise spin
+against the coder's numba threads.
 
 The coded sample (``final``). Beam search keeps the candidate with the highest q/p, which is a biased sample of the
 posterior (``"best-q"``, iREC). ``"beams"`` decodes each of the B final beams of z1 (candidate k takes every
@@ -65,7 +63,6 @@ from irec.codecs.container import (
     MAX_SIDE,
     PINNED,
     CodecHeader,
-    cpu_float32,
     fingerprint_bytes,
     open_file,
     pack,
@@ -84,6 +81,8 @@ from irec.coder import (
 from irec.coder.schedule import adaptive_block_size
 from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
 from irec.distributions import DiagGaussian
+from irec.models.exact_vae2 import ExactTwoLevelVAE
+from irec.models.quantize import as_exact
 from irec.models.vae2 import DOWNSAMPLING, TwoLevelVAE, latent_hw
 from irec.settings import DEFAULT_REFINEMENT, LOSSY_DEFAULT, LOSSY_FINAL, LOSSY_FINALS, LOSSY_LOW_RATE, Refinement
 from irec.timing import measure
@@ -106,7 +105,7 @@ def synthesized_image(x_hat: torch.Tensor, size: tuple[int, int]) -> tuple[np.nd
     """A synthesis output (1, 3, H', W') on any device as the image a decoder gives: cropped to ``size`` = (H, W),
     clipped to [0, 1], rounded on the CPU; (uint8 (H, W, 3), clipped float32 (H, W, 3))."""
     x_float = crop_to(x_hat[0], size, layout="chw").clamp(0.0, 1.0).permute(1, 2, 0).contiguous().cpu()
-    return torch.round(x_float * 255.0).to(torch.uint8).numpy(), x_float.numpy()
+    return torch.round(x_float * 255.0).to(torch.uint8).numpy(), x_float.to(torch.float32).numpy()
 
 
 class LossyCodec:
@@ -126,14 +125,14 @@ class LossyCodec:
     levels = LEVELS  # the latent levels' names in the file's parts (irec.codecs.encoding), in coding order
 
     def __init__(
-        self, model: TwoLevelVAE, fingerprint: str, params: CoderParams | None = None, final: str = LOSSY_FINAL,
+        self, model: TwoLevelVAE | ExactTwoLevelVAE, fingerprint: str, params: CoderParams | None = None, final: str = LOSSY_FINAL,
         n_seeds: int = 4, refinement: Refinement = DEFAULT_REFINEMENT, low_rate_params: CoderParams | None = None,
     ) -> None:
         if params is None:
             if low_rate_params is not None:
                 raise ValueError("low_rate_params goes with params; leave both out for the default pair")
             params, low_rate_params = LOSSY_DEFAULT, LOSSY_LOW_RATE
-        model = cpu_float32(model, TwoLevelVAE, KIND)
+        model = as_exact(model, KIND)
         self._fingerprint = fingerprint_bytes(fingerprint)
         if params.sampler == "pfr" or (low_rate_params is not None and low_rate_params.sampler == "pfr"):
             raise ValueError("the pfr reference sampler codes standalone latents only; use beam, greedy or sample")
@@ -202,7 +201,7 @@ class LossyCodec:
         with pinned(self.model):
             p1 = self.model.prior_z1(z2)
             q1 = self.model.posterior_z1(enc, p1)
-        coded = refine_posterior(self.model, x, q1, p1, self.refinement)
+        coded = refine_posterior(self.model.float_model(), x, q1, p1, self.refinement)
         select, chosen = None, []
         if self.final == "beams":
             def select(candidates):  # lowest MSE of the decoded image; ties keep beam 0, the iREC choice

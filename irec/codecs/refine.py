@@ -45,7 +45,7 @@ def refine_posterior(
     height, width = x.shape[-2:]
     to_nats = model.config.beta * height * width * math.log(2.0)  # beta * D (bpp units) -> nats per image
     variance = q1.scale.detach() ** 2
-    p_loc, p_precision = p1.loc.detach(), p1.scale.detach() ** -2
+    p_loc, p_precision = p1.loc.detach().to(q1.loc.dtype), p1.scale.detach().to(q1.loc.dtype) ** -2
     loc, best, best_objective = q1.loc.detach(), None, math.inf
     with pinned(model), torch.enable_grad():
         for step in range(refinement.steps + 1):  # the last pass only evaluates the last step

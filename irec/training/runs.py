@@ -20,9 +20,10 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from irec import paths, provenance
-from irec.checkpoint import read_model_info
+from irec.checkpoint import load_model, read_model_info, save_model
 from irec.data import ImageArrayDataset, RandomCropDataset, load_cifar10, load_images
 from irec.fileio import atomic_write
+from irec.models.quantize import as_exact, model_kind
 from irec.training.loop import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
     from irec.zoo import resolve_model
 
     source, fingerprint, info = resolve_model(init_from)
+    if hasattr(source, "float_model"):  # an exact (shipped) model: train its float twin's weights
+        source = source.float_model()
     if type(source) is not type(model):
         raise ValueError(f"cannot fine-tune a {type(model).__name__} from {init_from} (a {type(source).__name__})")
     try:
@@ -141,22 +144,23 @@ def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float
 
 
 def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = None) -> dict:
-    """Copy a finished run's ``model.pt`` to ``models/<name>.pt`` and record it in ``models/manifest.json``."""
+    """Quantize a finished run's ``model.pt`` into ``models/<name>.pt`` (exact, irec.models.exact) and record it in
+    ``models/manifest.json``; the float weights stay in the run folder as the training state."""
     run_dir = Path(run_dir)
     source = run_dir / "model.pt"
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist: the run has not finished (train it to the end first)")
     info = read_model_info(source)
     extra = info.get("extra") or {}
-    blob = source.read_bytes()
     target = paths.SHIPPED_MODELS / f"{name}.pt"
-    with atomic_write(target) as f:
-        f.write(blob)
+    kind = model_kind(info.get("model_class", ""))
+    exact = as_exact(load_model(source)[0], kind)  # shipped models are exact (irec.models.exact)
+    fingerprint = save_model(exact, target, extra={**extra, "quantized_from": info.get("fingerprint", "")})
+    blob = target.read_bytes()
     model_config = info.get("config", {})
     entry = {
         "name": name, "file": target.name, "sha256": hashlib.sha256(blob).hexdigest(),
-        "fingerprint": info.get("fingerprint", ""),
-        "kind": "lossless" if info.get("model_class", "").endswith(".RVAE") else "lossy",
+        "fingerprint": fingerprint, "kind": kind, "weights_format": f"exact, int{exact.config.weight_bits}",
         "preset": preset, "beta": model_config.get("beta"), "steps": extra.get("step"), "weights": extra.get("weights"),
         "finetuned_from": json.loads(origin.read_text()) if (origin := run_dir / "init.json").is_file() else None,
         "data": (run_dir / "data.txt").read_text().strip() if (run_dir / "data.txt").is_file() else "",
@@ -165,6 +169,30 @@ def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = Non
     manifest_path = paths.SHIPPED_MODELS / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    with atomic_write(manifest_path, "w") as f:
+        f.write(json.dumps(manifest, indent=1) + "\n")
+    return entry
+
+
+def quantize_shipped(name: str) -> dict:
+    """Replace the float shipped model ``name`` by its exact form (irec.models.quantize) and update its manifest
+    entry: file sha256, fingerprint, ``weights_format`` and ``quantized_from`` (the float weights' fingerprint, whose
+    file stays in git history). Its figures are the float model's until the reference run measures them again."""
+    manifest_path = paths.SHIPPED_MODELS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = next((m for m in manifest["models"] if m["name"] == name), None)
+    if entry is None:
+        raise ValueError(f"no shipped model named {name!r}")
+    target = paths.SHIPPED_MODELS / entry["file"]
+    info = read_model_info(target)
+    model, float_fingerprint = load_model(target)
+    exact = as_exact(model, entry["kind"])
+    if exact is model:
+        return entry  # already exact
+    extra = {**(info.get("extra") or {}), "quantized_from": float_fingerprint}
+    fingerprint = save_model(exact, target, extra=extra)
+    entry.update(sha256=hashlib.sha256(target.read_bytes()).hexdigest(), fingerprint=fingerprint,
+                 weights_format=f"exact, int{exact.config.weight_bits}", quantized_from=float_fingerprint)
     with atomic_write(manifest_path, "w") as f:
         f.write(json.dumps(manifest, indent=1) + "\n")
     return entry
