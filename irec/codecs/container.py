@@ -68,18 +68,22 @@ def _set_deterministic(mode: bool) -> None:
 
 
 @contextlib.contextmanager
-def pinned(model: torch.nn.Module | None = None):
+def pinned(model: torch.nn.Module | None = None, one_thread: bool = True):
     """What PIN_ONE_THREAD | PIN_DETERMINISTIC promise: one intra-op thread, deterministic algorithms, no autograd
     (and ``model`` in eval mode) around a network evaluation; the previous settings are restored on exit.
 
     numba's thread pool is started first: its start (the process's first parallel kernel, or this call) sets the
     calling thread's OpenMP thread count, which is torch's intra-op thread count, to numba's. Started inside the
     block, by the coder's first parallel kernel, it undid the one thread for the rest of the block, so a fresh
-    decoder ran the networks on every core, and a convolution's sums rounded otherwise than the encoder's."""
+    decoder ran the networks on every core, and a float convolution's sums rounded otherwise than the encoder's.
+
+    ``one_thread=False`` keeps torch's thread count: for an exact network (irec.models.exact) while no coder runs
+    beside it, whose result does not depend on the count (the lossy synthesis)."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     training = model.training if model is not None else False
     numba.get_num_threads()  # starts numba's threads (once per process) before torch's count is set
-    torch.set_num_threads(1)
+    if one_thread:
+        torch.set_num_threads(1)
     _set_deterministic(True)
     if model is not None:
         model.eval()

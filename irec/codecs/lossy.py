@@ -150,8 +150,11 @@ class LossyCodec:
 
     # ------------------------------------------------------------------------------ shared by both halves
     def reconstruct(self, z1: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded image from the coded z1: (uint8 (H, W, 3), clipped float32 (H, W, 3)); both halves call it."""
-        with pinned(self.model):
+        """The decoded image from the coded z1: (uint8 (H, W, 3), clipped float32 (H, W, 3)); both halves call it.
+
+        The exact synthesis gives the same bits at any thread count, and no coder runs beside it, so it uses the
+        threads torch has (one in a worker of a pool; every core for ``irec decompress`` of one file)."""
+        with pinned(self.model, one_thread=False):
             x_hat = self.model.synthesis(z1)
         return synthesized_image(x_hat, size)
 

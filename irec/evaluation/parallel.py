@@ -32,6 +32,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from irec.evaluation.progress import ProgressLines
+
 AHEAD = 4  # jobs in flight per worker: enough to keep every worker busy while the oldest job finishes
 
 _STATE: list = []  # in a worker: what its builders built (the codecs), by builder index
@@ -158,13 +160,16 @@ def imap_ordered(
                          "each worker loads; pass it, or workers=1")
     totals: dict[str, float] = {}
     bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress or not jobs)
+    lines, done = ProgressLines(desc, len(jobs), unit), [0]  # for run_all.sh's log (irec.evaluation.progress)
 
     def shown(result: Any) -> Any:
+        done[0] += 1
         if means is not None:
             for key, value in means(result).items():
                 totals[key] = totals.get(key, 0.0) + value
-            bar.set_postfix({key: f"{value / (bar.n + 1):.4f}" for key, value in totals.items()}, refresh=False)
+            bar.set_postfix({key: f"{value / done[0]:.4f}" for key, value in totals.items()}, refresh=False)
         bar.update()
+        lines.update(done[0], {key: f"{value / done[0]:.4f}" for key, value in totals.items()})
         return result
 
     try:

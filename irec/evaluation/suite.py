@@ -35,6 +35,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 from irec import provenance
+from irec.evaluation.progress import follow
 from irec.paths import NOTEBOOKS, REPO, RESULTS
 
 log = logging.getLogger("irec.evaluation.suite")
@@ -199,11 +200,13 @@ def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, 
     start = time.perf_counter()
     took = f" (took {duration(float(previous['seconds']))} last time)" if previous and "seconds" in previous else ""
     log.info("[%s] running %s%s", step.label, step.path.name, took)
+    progress = out_dir / f"{step.label}.progress.log"  # the kernel's progress lines, relayed to the log
     try:
-        papermill.execute_notebook(
-            str(step.path), str(output), parameters={**parameters, **resume}, kernel_name="python3",
-            cwd=str(step.path.parent), progress_bar=False, log_output=False, kernel_manager_class=IPCKernelManager,
-        )
+        with follow(progress, lambda line: log.info("[%s] %s", step.label, line)):
+            papermill.execute_notebook(
+                str(step.path), str(output), parameters={**parameters, **resume}, kernel_name="python3",
+                cwd=str(step.path.parent), progress_bar=False, log_output=False, kernel_manager_class=IPCKernelManager,
+            )
     except papermill.PapermillExecutionError as err:
         raise RuntimeError(
             f"step {step.label} failed in cell In [{err.exec_count}] (index {err.cell_index} of the executed "

@@ -1,7 +1,7 @@
 """Exact arithmetic for the decoder's networks: integer weights, fixed-point activations, tabulated functions.
 
 Everything a decoder computes to set a coding distribution or to rebuild an image must come out as the same bits on
-every machine (paper, Section 3: encoder and decoder share p exactly; docs/exact-arithmetic.md). Float32
+every machine (paper, Section 3: encoder and decoder share p exactly; measured facts in docs/exact-arithmetic.md). Float32
 convolutions do not: the order of their sums depends on the CPU's vector width, the kernel library and the thread
 split. Following Ballé, Johnston & Minnen ("Integer networks for data compression with latent-variable models",
 ICLR 2019), the decoder's layers here compute on integers whose every operation is exact or correctly rounded:
@@ -213,7 +213,7 @@ class QConv(nn.Module):
             acc = F.conv2d(x, w, None, self.stride, self.padding)
         multiplier = (self.scale * gain).view(1, -1, 1, 1)
         bias = torch.round(self.bias * (ONE * gain)).view(1, -1, 1, 1)
-        return (torch.round(acc * multiplier) + bias).clamp_(-ACT_LIMIT, ACT_LIMIT)
+        return acc.mul_(multiplier).round_().add_(bias).clamp_(-ACT_LIMIT, ACT_LIMIT)  # in place: the same ops
 
 
 class QGDN(nn.Module):
@@ -248,7 +248,7 @@ class QGDN(nn.Module):
         return float((EXACT_SUM_LIMIT - 1) // (self.gamma.shape[0] * peak))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squares = torch.round(x * x * (1.0 / ONE)).clamp_(max=self.square_limit)  # X^2 < 2^53: exact, then scaled
-        acc = F.conv2d(squares, self.gamma.to(torch.float64)[:, :, None, None])
-        norm = torch.sqrt(acc * (self.gamma_scale / ONE).view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1))
-        return torch.round(x * norm).clamp_(-ACT_LIMIT, ACT_LIMIT)
+        squares = (x * x).mul_(1.0 / ONE).round_().clamp_(max=self.square_limit)  # X^2 < 2^53: exact, then scaled
+        norm = F.conv2d(squares, self.gamma.to(torch.float64)[:, :, None, None])
+        norm.mul_((self.gamma_scale / ONE).view(1, -1, 1, 1)).add_(self.beta.view(1, -1, 1, 1)).sqrt_()
+        return norm.mul_(x).round_().clamp_(-ACT_LIMIT, ACT_LIMIT)  # in place: the same correctly rounded ops
