@@ -7,6 +7,9 @@ evaluated on CIFAR-10 test (and Kodak), the lossy models on Kodak. Per profile:
   whole pipeline (training, real files, decoding, table, plots) runs in CI in minutes; its numbers mean nothing;
 - ``cpu`` / ``paper``: the shipped model of the profile (``models/manifest.json``) unless ``--train`` asks to
   train it (hours on a CPU; resumable). Without either, the step says so and later steps report "not run yet".
+
+``python -m irec.evaluation.pipeline {lossless,lossy}`` runs step 04 or 05 from the command line; started by
+torchrun, it shards the images across ranks and machines (:mod:`irec.evaluation.shards`, docs/multi-machine.md).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from irec import zoo
+from irec.evaluation import shards
 from irec.evaluation.results import results_path
 from irec.paths import RESULTS
 
@@ -155,7 +159,9 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     Rows are written image by image, in the images' order; ``resume``: keep the rows an interrupted run of the same
     commit wrote with this model and coder setting, and code only the other images; ``workers``: processes coding
     images (:mod:`irec.evaluation.parallel`; 0: one per available core; 1: in this process), the same rows
-    whatever the count."""
+    whatever the count. Under torchrun with several ranks (:mod:`irec.evaluation.shards`), each rank codes its share
+    into its shard file (resuming from it), rank 0 merges the shards into the results file, and each rank returns
+    its own rows."""
     if choice.path is None:
         log.warning("%s", choice.status)
         return None
@@ -168,26 +174,30 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     codec = LosslessCodec(model, fingerprint)
     n_cifar, n_kodak = LOSSLESS_IMAGES[profile]
     frames = []
-    for dataset, count in (("cifar10", n_cifar), ("kodak", n_kodak)):
-        if not count:
-            continue
-        out = results_path("lossless", dataset, profile)
-        images = load_images(dataset, limit=count, seed=seed)
-        old = _resumable(out, resume)
-        done = pd.DataFrame()
-        if old is not None and "fingerprint" in old:
-            same = ((old["fingerprint"].astype(str) == fingerprint) & (old["setting"] == setting_label(codec.params))
-                    & old["image"].astype(str).isin([name for name, _ in images]))
-            done = old[same].drop_duplicates("image", keep="last")
-        _keep(out, [done])
-        if len(done):
-            log.info("%s: %d of %d images kept from an interrupted run", out.name, len(done), len(images))
-        rows = done.to_dict("records")
-        skip = set(done["image"].astype(str)) if len(done) else set()
-        todo = [(n, i) for n, i in images if n not in skip]
-        rows += evaluate_images(codec, todo, dataset=dataset, split=dataset_split(dataset, None), out=out,
-                                model=choice.name, workers=workers, source=choice.path)
-        frames.append(pd.DataFrame(rows))
+    with shards.process_group() as place:
+        for dataset, count in (("cifar10", n_cifar), ("kodak", n_kodak)):
+            if not count:
+                continue
+            final_out = results_path("lossless", dataset, profile)
+            every = load_images(dataset, limit=count, seed=seed)
+            out, images = shards.shard_path(final_out, place), shards.share(every, place)
+            old = _resumable(out, resume)
+            done = pd.DataFrame()
+            if old is not None and "fingerprint" in old:
+                same = ((old["fingerprint"].astype(str) == fingerprint)
+                        & (old["setting"] == setting_label(codec.params))
+                        & old["image"].astype(str).isin([name for name, _ in images]))
+                done = old[same].drop_duplicates("image", keep="last")
+            _keep(out, [done])
+            if len(done):
+                log.info("%s: %d of %d images kept from an interrupted run", out.name, len(done), len(images))
+            rows = done.to_dict("records")
+            skip = set(done["image"].astype(str)) if len(done) else set()
+            todo = [(n, i) for n, i in images if n not in skip]
+            rows += evaluate_images(codec, todo, dataset=dataset, split=dataset_split(dataset, None), out=out,
+                                    model=choice.name, workers=workers, source=choice.path)
+            frames.append(pd.DataFrame(rows))
+            shards.finish(final_out, place, [name for name, _ in every])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -203,7 +213,9 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     (False: ``LOSSY_DEFAULT`` for every image); ``resume``: keep the rows an interrupted run of the same commit
     wrote with the same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the
     others; ``workers``: processes coding images, one pool for every model (:mod:`irec.evaluation.parallel`; 0: one
-    per available core; 1: in this process), the same rows whatever the count."""
+    per available core; 1: in this process), the same rows whatever the count. Under torchrun with several ranks
+    (:mod:`irec.evaluation.shards`), each rank codes its share of the images with every model into its shard file
+    (resuming from it), rank 0 merges the shards into the results file, and each rank returns its own rows."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
         if c.path is None:
@@ -215,8 +227,10 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     from irec.data import load_images
     from irec.evaluation.lossy import evaluate_models, rows_coded_like
 
-    out = results_path("lossy", "kodak", profile)
-    images = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
+    place = shards.place()
+    final_out = results_path("lossy", "kodak", profile)
+    every = load_images("kodak", limit=LOSSY_IMAGES[profile], seed=0)
+    out, images = shards.shard_path(final_out, place), shards.share(every, place)
     names = [name for name, _ in images]
     refinement = with_steps(refine_steps)
     if coder not in CODER_SETTINGS:
@@ -240,9 +254,71 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
         todo = [(name, image) for name, image in images if name not in skip]
         if todo:
             runs.append((codec, choice.path, choice.name, todo))
-    coded = evaluate_models(runs, dataset="kodak", out=out, workers=workers) if runs else pd.DataFrame()
+    with shards.process_group() as place:
+        coded = evaluate_models(runs, dataset="kodak", out=out, workers=workers) if runs else pd.DataFrame()
+        shards.finish(final_out, place, [name for name, _ in every], [choice.name for choice, _ in codecs])
     frames = []
     for (choice, _), kept in zip(codecs, done):
         mine = coded[coded["model"] == choice.name] if len(coded) else coded
         frames += [f for f in (kept, mine) if f is not None and len(f)]
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # none: a rank beyond the images
+
+
+def _choices(kind: str, profile: str, models: list[str]) -> list[ModelChoice]:
+    """The models named on the command line (shipped names or saved files), else the profile's."""
+    if models:
+        return [ModelChoice(kind, Path(m).stem if m.endswith(".pt") else m, m, f"model {m}") for m in models]
+    if profile == "smoke" and shards.place().world > 1:
+        raise SystemExit("the smoke profile trains its model in each process: train it once (./run_all.sh --profile "
+                         "smoke), then pass it with --model results/runs/<run>/model.pt")
+    return [lossless_model(profile, False)] if kind == "lossless" else lossy_models(profile, False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m irec.evaluation.pipeline``: step 04 or 05 from the command line, on one machine or, under
+    torchrun, sharded across machines (docs/multi-machine.md)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m irec.evaluation.pipeline",
+        description="Code the images of step 04 (lossless) or 05 (lossy) with real files into results/<kind>/. "
+        "Alone it codes every image, as the notebook does. Started by torchrun (torchrun --nnodes N "
+        "--nproc_per_node 1 ... -m irec.evaluation.pipeline ...), each rank codes its share of the images (image i "
+        "goes to rank i % N) into results/<kind>/shards/<name>.rank<R>-of-<N>.csv, and rank 0 merges the shards "
+        "into the results file when all are done. An interrupted run resumes: rerun the same command. See "
+        "docs/multi-machine.md.")
+    parser.add_argument("kind", choices=("lossless", "lossy"), help="step 04 (lossless) or 05 (lossy)")
+    parser.add_argument("--profile", default="cpu", choices=tuple(LOSSY_IMAGES), help="run profile (default cpu)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME_OR_PATH",
+                        help="model to code with (repeat for several lossy models); default: the profile's")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="worker processes per rank (default 0: one per available core; 1: the rank itself)")
+    parser.add_argument("--no-resume", action="store_true", help="code every image again (default: resume)")
+    parser.add_argument("--merge", type=int, default=None, metavar="N",
+                        help="only merge the shards of an N-rank run already in results/<kind>/shards/ (one "
+                        "process, no coding; fails naming any rank whose shard is missing or incomplete)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    choices = _choices(args.kind, args.profile, args.model)
+    if args.merge is not None:
+        from irec.data import load_images
+
+        available = [c.name for c in choices if c.path is not None]
+        counts = zip(("cifar10", "kodak"), LOSSLESS_IMAGES[args.profile]) if args.kind == "lossless" else [
+            ("kodak", LOSSY_IMAGES[args.profile])]
+        for dataset, count in counts:
+            if count:
+                names = [name for name, _ in load_images(dataset, limit=count, seed=0)]
+                shards.merge(results_path(args.kind, dataset, args.profile), args.merge, names,
+                             available if args.kind == "lossy" else None)
+        return 0
+    resume = not args.no_resume
+    if args.kind == "lossless":
+        rows = compress_lossless(choices[0], args.profile, resume=resume, workers=args.workers)
+    else:
+        rows = compress_lossy(choices, args.profile, resume=resume, workers=args.workers)
+    return 0 if rows is not None else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
