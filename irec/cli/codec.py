@@ -7,7 +7,8 @@ the file's kind and is imported only when needed, so each codec works without th
 ``irec compress`` / ``irec decompress`` take one input and one output file, or several inputs or a folder of them
 and an output folder (one file per input, same stem: ``.irec`` for compress, ``.png`` for decompress), coded by
 ``--workers`` processes (:mod:`irec.evaluation.parallel`; default one per available core), each loading the model
-once; the files are the same whatever the count.
+once; the files are the same whatever the count. What they print (the same report for both kinds, the model
+table) is laid out by :mod:`irec.cli.report`; ``-q`` prints nothing on success.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import functools
 import logging
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,6 @@ import numpy as np
 from irec import zoo
 from irec.codecs import codec_class, make_codec
 from irec.codecs.container import (
-    FINGERPRINT_BYTES,
     PIN_DETERMINISTIC,
     PIN_EXACT,
     PIN_ONE_THREAD,
@@ -36,7 +38,9 @@ from irec.codecs.encoding import Encoding
 from irec.coder.latent_codec import read_coder_params
 from irec.data import read_image, write_png
 from irec.data.datasets import IMAGE_SUFFIXES
+from irec.cli import report
 from irec.fileio import atomic_write
+from irec.metrics import ms_ssim, ms_ssim_unavailable_reason, psnr
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +101,15 @@ def _compress(args: argparse.Namespace) -> int:
     pairs = _pairs(args.input, args.output, ".irec", IMAGE_SUFFIXES)
     if pairs is None:
         codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
-        print(_compress_one(codec, (Path(args.input[0]), Path(args.output), args.verify)))
+        done = _compress_one(codec, (Path(args.input[0]), Path(args.output), args.verify, info["name"]))
+        if not args.quiet:
+            print(done.report())
         log.info("model %s (%s), coder %s", info["name"], info["source"], codec.params)
         return 0
     build = functools.partial(_codec_only, args.model, overrides, args.refine_steps)
     local = [build()] if args.workers == 1 else None
-    jobs = [(0, (src, dst, args.verify)) for src, dst in pairs]
-    return _run_all(_compress_one, jobs, [build], args.workers, local, "irec compress")
+    jobs = [(0, (src, dst, args.verify, None)) for src, dst in pairs]
+    return _run_all(_compress_one, jobs, [build], args, local, "irec compress")
 
 
 def _codec_only(model: str, overrides: dict, refine_steps: int | None):
@@ -111,38 +117,69 @@ def _codec_only(model: str, overrides: dict, refine_steps: int | None):
     return make_codec(model, overrides, refine_steps=refine_steps)[0]
 
 
-def _compress_one(codec, item: tuple[Path, Path, bool]) -> str:
-    """Code one image file into ``output`` (verified first unless told not to); the line that reports it."""
-    source, output, verify = item
-    encoding = codec.encode(read_image(source))
+def _compress_one(codec, item: tuple[Path, Path, bool, str | None]) -> report.Compressed:
+    """Code one image file into ``output`` (verified first unless told not to); what its report shows."""
+    source, output, verify, model = item
+    image = read_image(source)
+    encoding = codec.encode(image)
     if verify:
         _verify(codec, encoding)
     _write_atomic(output, encoding.data)
-    return f"{output}: {describe_encoding(encoding)}" + ("" if verify else " (not verified: --no-verify)")
+    kind = peek_header(encoding.data).kind
+    quality, notes = {}, ()
+    if kind == "lossy":
+        quality["psnr_db"] = psnr(image, encoding.image)
+        if ms_ssim_unavailable_reason(image.shape) is None:
+            quality["ms_ssim"] = ms_ssim(image, encoding.image)
+        if encoding.details.get("low_rate"):
+            p = encoding.params
+            notes = (f"the low-rate setting (Omega {p.kl_per_step:g}, B {p.n_beams}, N {p.n_candidates})",)
+    elbo = encoding.details.get("negative_elbo_bpd")
+    return report.Compressed(
+        output=str(output), source=str(source), kind=kind, height=encoding.image.shape[0],
+        width=encoding.image.shape[1], n_bytes=encoding.n_bytes, bits=dict(encoding.bits),
+        ideal_bits=dict(encoding.ideal_bits), seconds=encoding.encode_seconds, verified=verify, model=model,
+        negative_elbo_bpd=None if elbo is None else float(elbo), notes=notes, **quality)
 
 
-def _run_all(task, jobs: list, builders: list, workers: int, local, desc: str) -> int:
-    """Run the jobs of several files (irec.evaluation.parallel), printing each one's line in order; 1 if any
-    failed (each failure is printed, the other files are still coded)."""
+class _Failed(str):
+    """The line of a file that could not be coded (one bad file does not stop a folder)."""
+
+
+def _run_all(task, jobs: list, builders: list, args: argparse.Namespace, local, desc: str) -> int:
+    """Run the jobs of several files (irec.evaluation.parallel), printing each one's line in order (unless
+    ``--quiet``) and a summary; 1 if any failed (each failure is printed, the other files are still coded)."""
     from irec.evaluation.parallel import imap_ordered
 
-    failed = 0
-    for line in imap_ordered(_guarded, [(i, (task, item)) for i, item in jobs], builders, workers=workers,
-                             local=local, desc=desc, unit="file", progress=sys.stderr.isatty()):
-        failed += line.startswith("FAILED")
-        print(line)
+    start, done, failed = time.perf_counter(), [], 0
+    progress = sys.stderr.isatty() and not args.quiet
+    for result in imap_ordered(_guarded, [(i, (task, item)) for i, item in jobs], builders, workers=args.workers,
+                               local=local, desc=desc, unit="file", progress=progress):
+        if isinstance(result, _Failed):
+            failed += 1
+            print(result)
+            continue
+        done.append(result)
+        if not args.quiet:
+            print(result.line())
+    seconds = time.perf_counter() - start
+    if not args.quiet:
+        if task is _compress_one:
+            print(report.compress_summary(done, len(jobs), seconds))
+        else:
+            print(report.decompress_summary(done, len(jobs), args.output, seconds))
     if failed:
         print(f"{failed} of {len(jobs)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _guarded(state, job: tuple) -> str:
+def _guarded(state, job: tuple):
     """``task(state, item)``, or a FAILED line naming the file and the error (one bad file does not stop a folder)."""
     task, item = job
     try:
         return task(state, item)
     except (VerificationError, CorruptStreamError, WrongModelError, ValueError, OSError) as err:
-        return f"FAILED {item[0]}: {err}"
+        return _Failed(f"FAILED {item[0]}: {err}")
 
 
 class VerificationError(ValueError):
@@ -159,26 +196,16 @@ def _verify(codec, encoding: Encoding) -> None:
         raise VerificationError("the file decodes to other pixels than the encoder's; nothing was written")
 
 
-def describe_encoding(encoding: Encoding) -> str:
-    """What a file cost, the same for both kinds: the real rate and its bits per part, the ideal rate and its bits
-    per part (labelled ideal), the codec's scalar extras (e.g. the lossless -ELBO) and the encode time."""
-    real = ", ".join(f"{part} {bits:,.1f}" for part, bits in encoding.bits.items())
-    ideal = ", ".join(f"{part} {bits:,.1f}" for part, bits in encoding.ideal_bits.items())
-    extras = "".join(f"; {key} {value:.4f}" if isinstance(value, float) else f"; {key} {value}"
-                     for key, value in encoding.details.items() if isinstance(value, (bool, int, float)))
-    return (f"{encoding.n_bytes} bytes, real {encoding.bpd:.4f} bpd ({encoding.bpp:.4f} bpp) = bits {real}; "
-            f"ideal {encoding.ideal_bpd:.4f} bpd ({encoding.ideal_bpp:.4f} bpp) = bits {ideal} (KL of each latent "
-            f"level, -log2 p(x|z) of any pixels){extras}; encoded in {encoding.encode_seconds:.2f} s")
-
-
 def _decompress(args: argparse.Namespace) -> int:
     pairs = _pairs(args.input, args.output, ".png", (".irec",))
     if pairs is None:
-        log.info("%s", _decompress_one(_Decoders(args.model), (Path(args.input[0]), Path(args.output))))
+        done = _decompress_one(_Decoders(args.model), (Path(args.input[0]), Path(args.output)))
+        if not args.quiet:
+            print(done.line())
         return 0
     build = functools.partial(_Decoders, args.model)
     jobs = [(0, pair) for pair in pairs]
-    return _run_all(_decompress_one, jobs, [build], args.workers, None, "irec decompress")
+    return _run_all(_decompress_one, jobs, [build], args, None, "irec decompress")
 
 
 class _Decoders:
@@ -196,13 +223,17 @@ class _Decoders:
         return self.codecs[ref, header.kind]
 
 
-def _decompress_one(decoders: _Decoders, item: tuple[Path, Path]) -> str:
-    """Decode one .irec file into the PNG ``output``; the line that reports it."""
+def _decompress_one(decoders: _Decoders, item: tuple[Path, Path]) -> report.Decompressed:
+    """Decode one .irec file into the PNG ``output``; what its line shows."""
     source, output = item
     data = _read_file(source)
     codec, info = decoders.codec(data)
-    write_png(output, codec.decompress(data))
-    return f"{output}: decoded from {source} with model {info['name']}"
+    start = time.perf_counter()
+    image = codec.decompress(data)
+    seconds = time.perf_counter() - start
+    write_png(output, image)
+    return report.Decompressed(output=str(output), source=str(source), height=image.shape[0], width=image.shape[1],
+                               model=info["name"], seconds=seconds)
 
 
 def describe_file(data: bytes) -> dict:
@@ -219,6 +250,12 @@ def describe_file(data: bytes) -> dict:
 
 
 def _info(args: argparse.Namespace) -> int:
+    if args.file and not Path(args.file).is_file():
+        entry = next((m for m in zoo.list_models() if m["name"] == args.file), None)
+        if entry is None:
+            raise FileNotFoundError(f"no such file or model: {args.file} (irec info lists the models)")
+        print(report.model_entry(entry))
+        return 0
     if args.file:
         for key, value in describe_file(_read_file(args.file)).items():
             shown = ", ".join(value) if isinstance(value, list) else value
@@ -228,26 +265,38 @@ def _info(args: argparse.Namespace) -> int:
     models = zoo.list_models()
     if not models:
         print("no shipped or cached models (place saved models in $IREC_CACHE/models, or train one)")
-    for m in models:
-        base = (m.get("finetuned_from") or {}).get("steps")
-        steps = f"{base} + {m.get('steps')} fine-tuning" if base else m.get("steps")
-        trained = f"preset {m['preset']}, {steps} steps" if m.get("preset") and m.get("steps") else ""
-        figures = ", ".join(f"{k}={v}" for k, v in (m.get("figures") or {}).items())
-        print(f"{m['name']:<24} {m['source']:<8} {m['kind']:<9} {str(m.get('fingerprint', ''))[:2 * FINGERPRINT_BYTES]}"
-              f"  {trained}  {figures}".rstrip())
+        return 0
+    print(report.models_table(models))
     return 0
+
+
+def _text(*paragraphs: str) -> str:
+    """A --help description: paragraphs filled to 100 columns (shown as written: RawDescriptionHelpFormatter)."""
+    return "\n\n".join(textwrap.fill(p, 100) for p in paragraphs)
+
+
+RAW = argparse.RawDescriptionHelpFormatter
 
 
 def register(subparsers) -> None:
     """Add the compress, decompress and info commands."""
-    p = subparsers.add_parser("compress", help="code an 8-bit RGB image into an .irec file", description=(
-        "Code an 8-bit RGB image into an .irec file with a model's codec. The coder options change the codec's default "
-        "setting; the lossy codec's default codes low-rate images with Omega = 7 and larger blocks "
-        "(irec.settings.LOSSY_LOW_RATE), and any coder option codes every image with that one setting."))
+    p = subparsers.add_parser("compress", help="code an 8-bit RGB image into an .irec file", formatter_class=RAW,
+                              description=_text(
+        "Code an 8-bit RGB image into an .irec file with a model's codec. The coder options change the codec's "
+        "default setting; the lossy codec's default codes low-rate images with Omega = 7 and larger blocks "
+        "(irec.settings.LOSSY_LOW_RATE), and any coder option codes every image with that one setting.",
+        "Output, the same for both kinds: the file and its size; the real rate from the file's length beside the "
+        "ideal rate (KL of the latents, and -log2 p(x|z) of the pixels for lossless), in bits per dimension (bpd) "
+        "for lossless and bits per pixel (bpp) for lossy; the real and ideal bits of each part of the file (header, "
+        "the latent levels, lossless pixels, the coder's tail; many latent levels are summed into 'latents'); the "
+        "-ELBO (lossless) or PSNR and, for images over 160 pixels a side, MS-SSIM (lossy); the encode time and "
+        "whether the file was verified. For several files: one line each, then the files, total bytes, mean rate "
+        "and elapsed time."))
     p.add_argument("input", nargs="+", help=(
         "8-bit RGB image (PNG or any format Pillow reads); or several, or a folder of them (recursively)"))
     p.add_argument("output", help="the .irec file to write; for several inputs, the folder to write <stem>.irec into")
-    p.add_argument("--model", required=True, help="shipped or cached model name, or a saved model path")
+    p.add_argument("--model", required=True, help="shipped or cached model name (irec info lists them), or a saved "
+                   "model path")
     for flag, field, typ, text in CODER_OPTIONS:
         old = ("--kl-per-block",) if field == "kl_per_step" else ()  # the deprecated name, still accepted
         p.add_argument(flag, *old, dest=field, type=typ, default=None, help=f"{text} (default: the codec's)")
@@ -258,18 +307,37 @@ def register(subparsers) -> None:
         "skip decoding the file before writing it (by default a file that does not decode to exactly the encoder's "
         "image is refused and nothing is written)"))
     _workers_option(p)
+    _quiet_option(p, "the report (errors and failed files are still shown)")
     p.set_defaults(func=_compress)
 
-    p = subparsers.add_parser("decompress", help="decode an .irec file into a PNG")
+    p = subparsers.add_parser("decompress", help="decode an .irec file into a PNG", formatter_class=RAW,
+                              description=_text(
+        "Decode an .irec file into a PNG with the model that wrote it, found by the fingerprint in the file's header "
+        "among the shipped and cached models (or the one --model names).",
+        "Output: the PNG written, the image's size, the file and model it came from and the decode time (the "
+        "model's loading not included). For several files: one line each, then a summary."))
     p.add_argument("input", nargs="+", help="the .irec file; or several, or a folder of them (recursively)")
     p.add_argument("output", help="the PNG to write; for several inputs, the folder to write <stem>.png into")
     p.add_argument("--model", default=None, help="model name or path (default: found by the file's fingerprint)")
     _workers_option(p)
+    _quiet_option(p, "what was written (errors and failed files are still shown)")
     p.set_defaults(func=_decompress)
 
-    p = subparsers.add_parser("info", help="list the shipped and cached models, or describe an .irec file")
-    p.add_argument("file", nargs="?", default=None, help="an .irec file (omit to list the models)")
+    p = subparsers.add_parser("info", help="list the shipped and cached models, or describe a model or an .irec file",
+                              formatter_class=RAW, description=_text(
+        "Without an argument: a table of the shipped and cached models, one line each: name, kind, source "
+        "(shipped in models/ or cached in $IREC_CACHE/models), the first 8 hex digits of the weights' fingerprint "
+        "(the one an .irec file's header holds), training steps (base+fine-tuning) and the key measured figures "
+        "(lossless: CIFAR-10 test bpd and -ELBO; lossy: Kodak bpp and PSNR).",
+        "With a model's name: its whole registry entry (models/manifest.json for a shipped model), figures and how "
+        "they were measured included. With an .irec file: its header (kind, model fingerprint, image size, coder "
+        "setting, bytes and bpd)."))
+    p.add_argument("file", nargs="?", default=None, help="an .irec file or a model's name (omit to list the models)")
     p.set_defaults(func=_info)
+
+
+def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=f"print nothing on success: no {what}")
 
 
 def _workers_option(parser: argparse.ArgumentParser) -> None:
