@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -148,3 +149,16 @@ def test_the_exact_path_gives_the_same_bits_at_one_and_at_two_threads():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(results[0], results[1])
+
+
+def test_the_compiled_logistic_cdf_equals_the_torch_operations_bit_for_bit():
+    from irec.models.exact_logistic import ExactLogistic
+
+    g = torch.Generator().manual_seed(5)
+    loc = from_fixed(_fixed(torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64) * 1.4 - 0.7))
+    log_scale = from_fixed(_fixed(torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64) * 14 - 12))
+    log_scale[0, 0, 0, :3] = from_fixed(_fixed([-40.0, 30.0, 0.0]))  # saturated and extreme scales
+    d = ExactLogistic(loc, log_scale, TABLES)
+    compiled, reference = d.cdf_table(), d.cdf_table_torch()
+    assert compiled.shape == (2, 3, 5, 7, 257) and np.array_equal(compiled, reference)
+    assert np.array_equal(d[1, :, 2:4].cdf_table(), reference[1, :, 2:4])

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-import numpy as np
 import torch
 
 from irec.distributions import DiagGaussian
 from irec.models import exact
 from irec.models.exact import QConv, Tables, exact_kernels, from_fixed, to_fixed
-from irec.models.logistic import BIN_WIDTH, N_BINS, DiscretizedLogistic
+from irec.models.exact_logistic import ExactLogistic
 from irec.models.rvae import RESIDUAL_SCALE, RVAE, InferenceTerms, RVAEConfig, TopDownState
 
 
@@ -32,31 +31,6 @@ class ExactRVAEConfig(RVAEConfig):
     """The float model's architecture plus the integer weights' width."""
 
     weight_bits: int = 16  # integer weights of 8 bits (int8) or up to 16 (int16); see irec.models.exact
-
-
-class ExactLogistic(DiscretizedLogistic):
-    """The discretized logistic p(x | z) whose CDF table is computed exactly from fixed-point loc and log-scale.
-
-    ``loc`` and ``log_scale`` hold float64 values on the 2^-16 grid. Each inner edge's CDF is
-    1 / (1 + exp(-t)) with t = (edge - loc) * exp(-log_scale) rounded to the grid: tabulated exp, one IEEE add
-    and one divide (:mod:`irec.models.exact`).
-    """
-
-    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor, tables: Tables) -> None:
-        super().__init__(loc, log_scale)
-        self.tables = tables
-
-    def cdf_table(self) -> np.ndarray:
-        table = self.tables.exp2
-        inv_scale = exact.exp(-to_fixed(self.log_scale), table).unsqueeze(-1)
-        edges = -0.5 + torch.arange(1, N_BINS, dtype=torch.float64, device=self.loc.device) * BIN_WIDTH
-        t = to_fixed((edges - self.loc.to(torch.float64).unsqueeze(-1)) * inv_scale)
-        inner = 1.0 / (1.0 + exact.exp(-t, table))
-        zeros = torch.zeros_like(inner[..., :1])
-        return torch.cat([zeros, inner, zeros + 1.0], dim=-1).cpu().numpy()
-
-    def __getitem__(self, index) -> ExactLogistic:
-        return ExactLogistic(self.loc[index], self.log_scale[index], self.tables)
 
 
 class _Up(torch.nn.Module):
