@@ -158,3 +158,15 @@ def test_a_finished_step_runs_again_when_a_file_it_reads_changes(tmp_path, caplo
     with caplog.at_level("INFO", logger="irec.evaluation.suite"):
         assert suite.run_step(step, "cpu", False, out, force=False, root=tmp_path) is not None
     assert "models/manifest.json changed" in caplog.text and counter.read_text() == "2"
+
+
+def test_the_worker_count_reaches_a_coding_step_and_is_not_one_of_its_recorded_parameters(tmp_path):
+    seen = tmp_path / "workers.txt"
+    parameters = 'profile: str = "cpu"  # profile\nworkers: int = 0  # workers'
+    _notebook(tmp_path / "04_code.ipynb", f"open({str(seen)!r}, 'a').write(str(workers))", parameters=parameters)
+    (step,) = suite.discover(tmp_path)
+    out = tmp_path / "executed"
+    suite.run_step(step, "smoke", False, out, force=True, workers=1)
+    assert suite.run_step(step, "smoke", False, out, force=False, workers=2) is None  # done: the count is no reason
+    assert seen.read_text() == "1"
+    assert json.loads((out / "04_code.done.json").read_text())["parameters"] == {"profile": "smoke"}

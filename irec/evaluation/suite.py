@@ -172,9 +172,11 @@ def step_inputs(step: Step, root: Path = REPO) -> dict[str, str]:
     return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in sorted(files.items())}
 
 
-def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, root: Path = REPO) -> float | None:
+def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, root: Path = REPO,
+             workers: int = 0) -> float | None:
     """Execute one notebook; returns its seconds, or None when skipped as already done (same parameters and
-    inputs, :func:`step_inputs` under ``root``)."""
+    inputs, :func:`step_inputs` under ``root``). ``workers`` goes to the coding steps (0: one per core); like
+    ``resume`` it is not part of what makes a step done, since the rows do not depend on it."""
     import papermill
 
     quiet_papermill()
@@ -182,6 +184,8 @@ def run_step(step: Step, profile: str, train: bool, out_dir: Path, force: bool, 
     parameters = {k: v for k, v in {"profile": profile, "train": train}.items() if k in declared}
     # a coding step resumes an interrupted run of itself image by image, unless forced (not part of the marker)
     resume = {"resume": not force} if "resume" in declared else {}
+    if "workers" in declared:
+        resume["workers"] = workers
     marker = _marker(out_dir, step)
     inputs = step_inputs(step, root)
     if not force and marker.exists():
@@ -230,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (number or name)")
     parser.add_argument("--train", action="store_true", help="retrain models instead of using committed checkpoints")
     parser.add_argument("--force", action="store_true", help="re-run steps that already finished")
+    parser.add_argument("--workers", type=int, default=0, help=(
+        "worker processes of the coding steps 03-05 (default 0: one per available core; the files are the same "
+        "whatever the count)"))
     parser.add_argument("--list", action="store_true",
                         help="list the steps with how long each took last time (of --profile) and exit")
     args = parser.parse_args(argv)
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter()
     for step in chosen:
         try:
-            run_step(step, args.profile, args.train, out_dir, args.force)
+            run_step(step, args.profile, args.train, out_dir, args.force, workers=args.workers)
         except RuntimeError as err:
             log.error("%s", err)
             return 1
