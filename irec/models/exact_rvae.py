@@ -169,14 +169,8 @@ class ExactRVAE(torch.nn.Module):
             loc, log_scale = torch.split(out, 3, dim=1)
         return ExactLogistic(from_fixed(loc), from_fixed(log_scale + self.pixel_log_scale), self.tables)
 
-    @torch.no_grad()
-    def sample(self, n: int, image_size: tuple[int, int], generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images (uint8) drawn from the model through the exact top-down path."""
-        state = self.top_down_init(n, image_size)
-        for level in range(self.n_levels):
-            p, _ = self.level_distributions(state, level)
-            state = self.top_down_step(state, level, p.sample(generator))
-        return self.pixel_params(state).sample(generator)
+    # ``n`` images drawn from the model: RVAE.sample runs on the incremental API, here the exact top-down path
+    sample = RVAE.sample
 
     def negative_elbo(self, x_uint8: torch.Tensor):
         """The float twin's -ELBO (irec.models.rvae.RVAE.negative_elbo)."""
