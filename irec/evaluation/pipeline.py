@@ -15,6 +15,7 @@ torchrun, it shards the images across ranks and machines (:mod:`irec.evaluation.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,11 +313,22 @@ def main(argv: list[str] | None = None) -> int:
                 shards.merge(results_path(args.kind, dataset, args.profile), args.merge, names,
                              available if args.kind == "lossy" else None)
         return 0
-    resume = not args.no_resume
+    resume, workers = not args.no_resume, args.workers
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local > 1:  # several ranks on this machine: each takes its share of the cores (numba's, torch's, the pool's)
+        import numba
+        import torch
+
+        from irec.evaluation.parallel import available_cores
+
+        share = max(1, available_cores() // local)
+        numba.set_num_threads(min(share, numba.config.NUMBA_NUM_THREADS))
+        torch.set_num_threads(share)
+        workers = workers or share
     if args.kind == "lossless":
-        rows = compress_lossless(choices[0], args.profile, resume=resume, workers=args.workers)
+        rows = compress_lossless(choices[0], args.profile, resume=resume, workers=workers)
     else:
-        rows = compress_lossy(choices, args.profile, resume=resume, workers=args.workers)
+        rows = compress_lossy(choices, args.profile, resume=resume, workers=workers)
     return 0 if rows is not None else 1
 
 
