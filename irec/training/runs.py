@@ -152,25 +152,19 @@ def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = Non
         raise FileNotFoundError(f"{source} does not exist: the run has not finished (train it to the end first)")
     info = read_model_info(source)
     extra = info.get("extra") or {}
-    target = paths.SHIPPED_MODELS / f"{name}.pt"
     kind = model_kind(info.get("model_class", ""))
-    exact = as_exact(load_model(source)[0], kind)  # shipped models are exact (irec.models.exact)
-    fingerprint = save_model(exact, target, extra={**extra, "quantized_from": info.get("fingerprint", "")})
-    blob = target.read_bytes()
     model_config = info.get("config", {})
     entry = {
-        "name": name, "file": target.name, "sha256": hashlib.sha256(blob).hexdigest(),
-        "fingerprint": fingerprint, "kind": kind, "weights_format": f"exact, int{exact.config.weight_bits}",
+        "name": name, "file": f"{name}.pt", "kind": kind,
+        **_save_exact(source, paths.SHIPPED_MODELS / f"{name}.pt", kind, info),
         "preset": preset, "beta": model_config.get("beta"), "steps": extra.get("step"), "weights": extra.get("weights"),
         "finetuned_from": json.loads(origin.read_text()) if (origin := run_dir / "init.json").is_file() else None,
         "data": (run_dir / "data.txt").read_text().strip() if (run_dir / "data.txt").is_file() else "",
         "git_commit": provenance.git_commit(), "figures": figures or {},
     }
-    manifest_path = paths.SHIPPED_MODELS / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(_manifest_path().read_text())
     manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
-    with atomic_write(manifest_path, "w") as f:
-        f.write(json.dumps(manifest, indent=1) + "\n")
+    _write_manifest(manifest)
     return entry
 
 
@@ -178,21 +172,32 @@ def quantize_shipped(name: str) -> dict:
     """Replace the float shipped model ``name`` by its exact form (irec.models.quantize) and update its manifest
     entry: file sha256, fingerprint, ``weights_format`` and ``quantized_from`` (the float weights' fingerprint, whose
     file stays in git history). Its figures are the float model's until the reference run measures them again."""
-    manifest_path = paths.SHIPPED_MODELS / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(_manifest_path().read_text())
     entry = next((m for m in manifest["models"] if m["name"] == name), None)
     if entry is None:
         raise ValueError(f"no shipped model named {name!r}")
     target = paths.SHIPPED_MODELS / entry["file"]
-    info = read_model_info(target)
-    model, float_fingerprint = load_model(target)
-    exact = as_exact(model, entry["kind"])
-    if exact is model:
+    if entry.get("weights_format", "").startswith("exact"):
         return entry  # already exact
-    extra = {**(info.get("extra") or {}), "quantized_from": float_fingerprint}
-    fingerprint = save_model(exact, target, extra=extra)
-    entry.update(sha256=hashlib.sha256(target.read_bytes()).hexdigest(), fingerprint=fingerprint,
-                 weights_format=f"exact, int{exact.config.weight_bits}", quantized_from=float_fingerprint)
-    with atomic_write(manifest_path, "w") as f:
-        f.write(json.dumps(manifest, indent=1) + "\n")
+    entry.update(_save_exact(target, target, entry["kind"], read_model_info(target)))
+    _write_manifest(manifest)
     return entry
+
+
+def _save_exact(source: Path, target: Path, kind: str, info: dict) -> dict:
+    """Quantize the saved float model ``source`` (``info``: its read_model_info) into ``target``
+    (irec.models.quantize, its ``extra`` kept, with ``quantized_from``); the manifest fields of the written file."""
+    model, float_fingerprint = load_model(source)
+    exact = as_exact(model, kind)
+    fingerprint = save_model(exact, target, extra={**(info.get("extra") or {}), "quantized_from": float_fingerprint})
+    return {"sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "fingerprint": fingerprint,
+            "weights_format": f"exact, int{exact.config.weight_bits}", "quantized_from": float_fingerprint}
+
+
+def _manifest_path() -> Path:
+    return paths.SHIPPED_MODELS / "manifest.json"
+
+
+def _write_manifest(manifest: dict) -> None:
+    with atomic_write(_manifest_path(), "w") as f:
+        f.write(json.dumps(manifest, indent=1) + "\n")
