@@ -23,7 +23,7 @@ from irec.distributions import DiagGaussian
 from irec.models import exact
 from irec.models.exact import QConv, Tables, exact_kernels, from_fixed, to_fixed
 from irec.models.exact_logistic import ExactLogistic
-from irec.models.rvae import RESIDUAL_SCALE, RVAE, InferenceTerms, RVAEConfig, TopDownState
+from irec.models.rvae import RESIDUAL_SCALE, RVAE, InferenceTerms, RVAEConfig, TopDownState, check_image_size
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ class ExactRVAE(torch.nn.Module):
         """The float RVAE with the dequantized weights (the encoder's bottom-up pass; training and -ELBO)."""
         if self._twin is None:
             base = RVAEConfig(**{f.name: getattr(self.config, f.name) for f in fields(RVAEConfig)})
-            twin = RVAE(base)
+            with torch.random.fork_rng(devices=[]):  # its random initial weights are overwritten below:
+                twin = RVAE(base)  # leave the caller's random stream where it was
             with torch.no_grad():
                 _set_wn(twin.x_enc, self.x_enc)
                 for mine, theirs in zip(list(self.up) + list(self.down), list(twin.up) + list(twin.down)):
@@ -119,14 +120,11 @@ class ExactRVAE(torch.nn.Module):
         return self.float_model().bottom_up(x_uint8)
 
     def top_down_init(self, n: int, image_size: tuple[int, int]) -> TopDownState:
-        self.float_model().top_down_init(n, image_size)  # validates the size
-        height, width = image_size
+        height, width = check_image_size(image_size)
         return TopDownState(h=self.h_top.view(1, -1, 1, 1).expand(n, -1, height // 2, width // 2), level=0)
 
     def _terms(self, state: TopDownState, level: int) -> tuple[torch.Tensor, ...]:
-        if not 0 <= level < self.n_levels or state.level != level:
-            raise ValueError(f"levels go top-down in order 0..{self.n_levels - 1}: the state is at level "
-                             f"{state.level}, not {level}")
+        RVAE._check_level(self, state, level)
         terms = state.cache.get(level)
         if terms is None:
             with exact_kernels():
@@ -169,12 +167,11 @@ class ExactRVAE(torch.nn.Module):
             loc, log_scale = torch.split(out, 3, dim=1)
         return ExactLogistic(from_fixed(loc), from_fixed(log_scale + self.pixel_log_scale), self.tables)
 
-    # ``n`` images drawn from the model: RVAE.sample runs on the incremental API, here the exact top-down path
+    # RVAE's sampling, posterior pass and -ELBO run on the incremental API: here through the exact top-down path,
+    # the one the codec codes under
     sample = RVAE.sample
-
-    def negative_elbo(self, x_uint8: torch.Tensor):
-        """The float twin's -ELBO (irec.models.rvae.RVAE.negative_elbo)."""
-        return self.float_model().negative_elbo(x_uint8)
+    posterior_pass = RVAE.posterior_pass
+    negative_elbo = RVAE.negative_elbo
 
 
 def _set_wn(conv: torch.nn.Module, q: QConv) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 from irec.distributions import DiagGaussian
 from irec.models import exact
 from irec.models.exact import QConv, QGDN, Tables, exact_kernels, from_fixed, to_fixed
-from irec.models.vae2 import SCALE_FLOOR, Analysis, TwoLevelVAE, VAE2Config
+from irec.models.vae2 import SCALE_FLOOR, Analysis, TwoLevelVAE, VAE2Config, check_z2_grid
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ class ExactTwoLevelVAE(nn.Module):
         """The float two-level VAE with the dequantized weights (analysis, posteriors, refinement, training)."""
         if self._twin is None:
             base = VAE2Config(**{f.name: getattr(self.config, f.name) for f in fields(VAE2Config)})
-            twin = TwoLevelVAE(base)
+            with torch.random.fork_rng(devices=[]):  # its random initial weights are overwritten below:
+                twin = TwoLevelVAE(base)  # leave the caller's random stream where it was
             modules = dict(twin.named_modules())
             with torch.no_grad():
                 for name, *_, bias in _layers(base.n_channels, base.m_channels):
@@ -144,8 +145,7 @@ class ExactTwoLevelVAE(nn.Module):
     # --- the decoder's side: exact -------------------------------------------------------------------------
     def prior_z2(self, shape_hw: tuple[int, int], batch_size: int = 1) -> DiagGaussian:
         """p(z2): the stored per-channel constants, broadcast over a (batch, M, H/64, W/64) grid."""
-        self.float_model().prior_z2(shape_hw, batch_size)  # validates the grid
-        shape = (batch_size, self.config.m_channels, *shape_hw)
+        shape = (batch_size, self.config.m_channels, *check_z2_grid(shape_hw, batch_size))
         view = (1, -1, 1, 1)
         return DiagGaussian(self.prior_z2_loc.view(view).expand(shape), self.prior_z2_scale.view(view).expand(shape))
 

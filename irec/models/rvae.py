@@ -155,9 +155,7 @@ class RVAE(nn.Module):
 
     def top_down_init(self, n: int, image_size: tuple[int, int]) -> TopDownState:
         """The start of the top-down pass for ``n`` images of ``image_size`` = (H, W), both even."""
-        height, width = image_size
-        if height % 2 or width % 2 or height < 2 or width < 2:
-            raise InvalidPixelsError(f"the RVAE needs even image sizes >= 2, got {height}x{width}; pad the image")
+        height, width = check_image_size(image_size)
         h = self.h_top.view(1, -1, 1, 1).expand(n, -1, height // 2, width // 2)
         return TopDownState(h=h, level=0)
 
@@ -269,6 +267,14 @@ class RVAE(nn.Module):
             p, _ = self.level_distributions(state, level)
             state = self.top_down_step(state, level, p.sample(generator))
         return self.pixel_params(state).sample(generator)
+
+
+def check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of an image the top-down pass can start on: both even and >= 2 (the latents live at H/2 x W/2)."""
+    height, width = image_size
+    if height % 2 or width % 2 or height < 2 or width < 2:
+        raise InvalidPixelsError(f"the RVAE needs even image sizes >= 2, got {height}x{width}; pad the image")
+    return height, width
 
 
 def _check_images(x_uint8: torch.Tensor) -> None:

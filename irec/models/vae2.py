@@ -128,6 +128,14 @@ def latent_hw(image_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, in
     return (h // 16, w // 16), (h // DOWNSAMPLING, w // DOWNSAMPLING)
 
 
+def check_z2_grid(shape_hw: tuple[int, int], batch_size: int) -> tuple[int, int]:
+    """(H/64, W/64) of a z2 grid p(z2) can be laid on: positive sides and batch."""
+    h2, w2 = (int(s) for s in shape_hw)
+    if h2 <= 0 or w2 <= 0 or batch_size <= 0:
+        raise ImageShapeError(f"prior_z2 needs a positive grid and batch, got {shape_hw} x {batch_size}")
+    return h2, w2
+
+
 def ms_ssim_distortion(x: torch.Tensor, x_hat: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
     """255 * (1 - MS-SSIM(x, x_hat)), mean over the batch, for images in [0, 1] (pytorch-msssim).
 
@@ -206,9 +214,7 @@ class TwoLevelVAE(nn.Module):
 
     def prior_z2(self, shape_hw: tuple[int, int], batch_size: int = 1) -> DiagGaussian:
         """p(z2) on a z2 grid of ``shape_hw`` = (H/64, W/64) (see :func:`latent_hw`), broadcast over the batch."""
-        h2, w2 = (int(s) for s in shape_hw)
-        if h2 <= 0 or w2 <= 0 or batch_size <= 0:
-            raise ImageShapeError(f"prior_z2 needs a positive grid and batch, got {shape_hw} x {batch_size}")
+        h2, w2 = check_z2_grid(shape_hw, batch_size)
         h = self.prior_z2_body(self.prior_z2_base)
         shape = (batch_size, self.config.m_channels, h2, w2)
         return DiagGaussian(self.prior_z2_loc(h).expand(shape), _scale(self.prior_z2_scale(h)).expand(shape))
