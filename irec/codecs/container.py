@@ -175,10 +175,10 @@ def pack(header: CodecHeader, latents: LatentEncoder, symbols: SymbolWriter) -> 
 
 def unpack(data: bytes) -> tuple[CodecHeader, ByteReader]:
     """Check the framing and read the codec header; the reader continues with the latent header."""
-    data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
-    if isinstance(data, bytes) and data[: len(MAGIC)] == MAGIC and len(data) > len(MAGIC) and 1 <= data[3] < VERSION:
+    framed = isinstance(data, (bytes, bytearray, memoryview)) and len(data) > len(MAGIC)
+    if framed and bytes(data[: len(MAGIC)]) == MAGIC and 1 <= (found := data[len(MAGIC)]) < VERSION:
         raise OldFormatError(
-            f"this irec file is of format version {data[3]}, written with float32 networks before irec's exact "
+            f"this irec file is of format version {found}, written with float32 networks before irec's exact "
             f"arithmetic (this irec reads version {VERSION}); decode it with irec at commit {LAST_FLOAT_COMMIT} "
             f"(git checkout {LAST_FLOAT_COMMIT}) on a machine with the writer's CPU kernels, then compress the "
             "image again with this irec")

@@ -20,9 +20,15 @@ ENV = "IREC_PROGRESS_FILE"
 EVERY_SECONDS = 30.0  # at most one line per loop this often, and always one at the end
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+def duration(seconds: float) -> str:
+    """``42.0 s``, ``11 min 32 s``, ``1 h 05 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 class ProgressLines:
@@ -42,7 +48,7 @@ class ProgressLines:
         rate = n / elapsed
         left = (self.total - n) / rate if rate > 0 else float("nan")
         line = (f"{self.desc}: {n}/{self.total} {self.unit}s ({100 * n / max(self.total, 1):.0f}%), "
-                f"{rate:.2f} {self.unit}s/s, " + ("done" if n >= self.total else f"about {_duration(left)} left"))
+                f"{rate:.2f} {self.unit}s/s, " + ("done" if n >= self.total else f"about {duration(left)} left"))
         line += "".join(f", {key} {value}" for key, value in (extra or {}).items())
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")

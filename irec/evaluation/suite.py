@@ -35,7 +35,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 from irec import provenance
-from irec.evaluation.progress import follow
+from irec.evaluation.progress import duration, follow
 from irec.paths import NOTEBOOKS, REPO, RESULTS
 
 log = logging.getLogger("irec.evaluation.suite")
@@ -80,16 +80,6 @@ def quiet_papermill() -> None:
     prints its own line per step. Its warnings and errors still show."""
     logging.getLogger("papermill").setLevel(logging.WARNING)
 
-
-def duration(seconds: float) -> str:
-    """``42.0 s``, ``11 min 32 s``, ``1 h 05 min``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,11 @@ class Tables(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- layers
+def _integer_dtype(bits: int) -> torch.dtype:
+    """The storage of ``bits``-bit integer weights."""
+    return torch.int8 if bits <= 8 else torch.int16
+
+
 class QConv(nn.Module):
     """A convolution (or stride-2 transposed one) with integer weights: exact on fixed-point activations, and
     the dequantized float weights for the encoder's and the training's float twin.
@@ -176,13 +181,18 @@ class QConv(nn.Module):
         self.output_padding = stride - kernel + 2 * (kernel // 2) if transposed else 0
         shape = (c_in, c_out, kernel, kernel) if transposed else (c_out, c_in, kernel, kernel)
         self.fan_in = c_in * kernel * kernel
-        self.register_buffer("weight", torch.zeros(shape, dtype=torch.int8 if bits <= 8 else torch.int16))
+        self.register_buffer("weight", torch.zeros(shape, dtype=_integer_dtype(bits)))
         self.register_buffer("scale", torch.ones(c_out, dtype=torch.float64))
         self.register_buffer("bias", torch.zeros(c_out, dtype=torch.float64))
 
     @property
     def out_dim(self) -> int:
         return 1 if self.transposed else 0
+
+    @property
+    def _per_channel(self) -> tuple[int, ...]:
+        """The view that puts a per-output-channel vector against the weight's output dimension."""
+        return (1, -1, 1, 1) if self.transposed else (-1, 1, 1, 1)
 
     def quantize_from(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         """Set the integers from float weights (in this layer's layout) and bias: per-channel symmetric scales."""
@@ -191,15 +201,13 @@ class QConv(nn.Module):
         dims = [d for d in range(4) if d != self.out_dim]
         peak = w.abs().amax(dim=dims)
         scale = torch.where(peak > 0, peak / limit, torch.ones_like(peak))
-        view = (1, -1, 1, 1) if self.transposed else (-1, 1, 1, 1)
-        self.weight.copy_(torch.round(w / scale.view(view)).to(self.weight.dtype))
+        self.weight.copy_(torch.round(w / scale.view(self._per_channel)).to(self.weight.dtype))
         self.scale.copy_(scale)
         b = torch.zeros_like(scale) if bias is None else bias.detach().to(torch.float64).cpu()
         self.bias.copy_(torch.round(b * ONE) / ONE)
 
     def float_weight(self) -> torch.Tensor:
-        view = (1, -1, 1, 1) if self.transposed else (-1, 1, 1, 1)
-        return (self.weight.to(torch.float64) * self.scale.view(view)).to(torch.float32)
+        return (self.weight.to(torch.float64) * self.scale.view(self._per_channel)).to(torch.float32)
 
     def check_bound(self) -> None:
         peak = int(self.weight.abs().max()) if self.weight.numel() else 0
@@ -228,7 +236,7 @@ class QGDN(nn.Module):
     def __init__(self, channels: int, bits: int = 16) -> None:
         super().__init__()
         self.bits = bits
-        self.register_buffer("gamma", torch.zeros(channels, channels, dtype=torch.int8 if bits <= 8 else torch.int16))
+        self.register_buffer("gamma", torch.zeros(channels, channels, dtype=_integer_dtype(bits)))
         self.register_buffer("gamma_scale", torch.ones(channels, dtype=torch.float64))
         self.register_buffer("beta", torch.ones(channels, dtype=torch.float64))
 
