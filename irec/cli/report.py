@@ -13,6 +13,8 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 
+from irec.metrics import ms_ssim_db
+
 WIDTH = 100  # the longest line a report aims at (the model table: 120)
 MOST_LEVELS_SHOWN = 3  # more latent levels than this are summed into one "latents" part
 LABEL = 9  # width of a report line's label ("  rate:   ")
@@ -95,8 +97,7 @@ class Compressed:
             return "lossless (the file decodes to the input exactly)"
         text = f"PSNR {self.psnr_db:.2f} dB" if self.psnr_db is not None else "PSNR not measured"
         if self.ms_ssim is not None and not math.isnan(self.ms_ssim):
-            db = -10 * math.log10(1 - self.ms_ssim) if self.ms_ssim < 1 else math.inf
-            text += f", MS-SSIM {self.ms_ssim:.4f} ({db:.2f} dB)"
+            text += f", MS-SSIM {self.ms_ssim:.4f} ({ms_ssim_db(self.ms_ssim):.2f} dB)"
         return text
 
     def report(self) -> str:
