@@ -16,7 +16,8 @@ import sys
 # machine) leaves its commands as stubs that name the missing package, and the other commands still work.
 COMMAND_MODULES = {
     "irec.evaluation.baselines": ("baselines",),
-    "irec.cli.codec": ("compress", "decompress", "info"),
+    "irec.cli.codec": ("compress", "decompress"),
+    "irec.cli.info": ("info",),
     "irec.cli.train": ("train", "ship"),
 }
 

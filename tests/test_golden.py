@@ -2,9 +2,10 @@
 encoder must still write them byte for byte.
 
 A file of the previous format (``v3-lossless.irec``, float32 networks) is kept to check that it is refused with a
-clear error. Three cases: a fixed-seed :func:`irec.coder.compress_latent` output, and one small file per image codec written
-with the shipped models at their default settings. ``tests/golden/golden.json`` holds each file's sha256 and the
-sha256 of what it decodes to. A deliberate change of the format or of the arithmetic regenerates them with
+clear error. Four cases: a fixed-seed :func:`irec.coder.compress_latent` output, one small file per image codec
+written with the shipped models at their default settings, and a tiled lossless file (:mod:`irec.codecs.tiles`,
+tiles of 16 pixels). ``tests/golden/golden.json`` holds each file's sha256 and the sha256 of what it decodes to. A
+deliberate change of the format or of the arithmetic regenerates them with
 
     IREC_REGENERATE_GOLDEN=1 ./run_tests.sh tests/test_golden.py
 
@@ -89,6 +90,17 @@ def test_the_golden_lossless_file_still_decodes_and_is_still_written():
     image = _photo_like(32, 32, seed=1)
     data = codec.compress(image)
     _check("lossless", data, _sha256(image.tobytes()), lambda d: codec.decompress(d).tobytes())
+
+
+def test_the_golden_tiled_lossless_file_still_decodes_and_is_still_written():
+    from irec.codecs.tiles import is_tiled
+
+    codec = _codec("lossless-cifar10")
+    codec = type(codec)(codec.model, codec.fingerprint, codec.params, tile_size=16)
+    image = _photo_like(40, 36, seed=3)
+    data = codec.compress(image)
+    assert is_tiled(data)
+    _check("lossless-tiled", data, _sha256(image.tobytes()), lambda d: codec.decompress(d).tobytes())
 
 
 def test_the_golden_lossy_file_still_decodes_and_is_still_written():

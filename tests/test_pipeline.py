@@ -111,3 +111,22 @@ def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_t
     coded.clear()
     pipeline.compress_lossless(choice, "smoke", workers=1)
     assert len(coded) == n_images
+
+
+def test_without_a_shipped_photo_model_kodak_lossless_says_what_to_do_and_cifar_still_runs(shipped):
+    choice = pipeline.lossless_photo_model("cpu")
+    assert choice.path is None and "lossless-photos" in choice.status
+    assert pipeline.compress_lossless(pipeline.lossless_model("cpu", False), "cpu", datasets=("kodak",)) is None
+
+
+def test_kodak_is_coded_on_request_with_the_photo_model_into_its_own_results_file(coding_step, monkeypatch):
+    path = coding_step["root"] / "tiny-lossless.pt"
+    save_small("lossless", path, seed=0)
+    cifar = pipeline.ModelChoice("lossless", "tiny", str(path), "a tiny model")
+    photos = pipeline.ModelChoice("lossless", "tiny-photos", str(path), "a tiny photo model")
+    monkeypatch.setattr(pipeline, "KODAK_IMAGES", 1)
+    rows = pipeline.compress_lossless(cifar, "smoke", workers=1, datasets=("kodak",), kodak=photos)
+    assert list(rows["dataset"]) == ["kodak"] and (rows["model"] == "tiny-photos").all() and rows["exact"].all()
+    kodak = pd.read_csv(results_path("lossless", "kodak", "smoke"))
+    assert len(kodak) == 1 and kodak["height"].iloc[0] * kodak["width"].iloc[0] == 512 * 768
+    assert not results_path("lossless", "cifar10", "smoke").exists()  # only the dataset asked for

@@ -1,4 +1,4 @@
-"""The ``irec compress``, ``irec decompress`` and ``irec info`` commands: real iREC files from the command line.
+"""The ``irec compress`` and ``irec decompress`` commands: real iREC files from the command line.
 
 Paper, section 3 (what a file holds) and docs/irec-method.md section 4 (real files, real decoders; the
 real rate reported beside the ideal one). The codec class comes from :data:`irec.codecs.CODECS` by the model's or
@@ -9,12 +9,18 @@ and an output folder (one file per input, same stem: ``.irec`` for compress, ``.
 ``--workers`` processes (:mod:`irec.evaluation.parallel`; default one per available core), each loading the model
 once; the files are the same whatever the count. What they print (the same report for both kinds, the model
 table) is laid out by :mod:`irec.cli.report`; ``-q`` prints nothing on success.
+
+An image larger than a lossless codec's tile size (``irec compress --tile-size``) is coded as a tiled file
+(:mod:`irec.codecs.tiles`); for one such image, ``--workers`` above 1 codes its tiles in that many processes.
+``irec decompress --salvage`` writes what the intact tiles of a damaged tiled file give (the damaged ones filled
+with zeros), names the lost tiles on stderr and exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import logging
 import sys
 import textwrap
@@ -24,18 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from irec import zoo
-from irec.codecs import codec_class, make_codec
-from irec.codecs.container import (
-    PIN_DETERMINISTIC,
-    PIN_EXACT,
-    PIN_ONE_THREAD,
-    CorruptStreamError,
-    WrongModelError,
-    peek_header,
-    unpack,
-)
+from irec.codecs import make_codec
+from irec.codecs.container import CorruptStreamError, WrongModelError
+from irec.codecs.tiles import check_tile_size, describe_box, is_tiled, peek
 from irec.codecs.encoding import Encoding
-from irec.coder.latent_codec import read_coder_params
 from irec.data import read_image, write_png
 from irec.data.datasets import IMAGE_SUFFIXES
 from irec.cli import report
@@ -53,7 +51,6 @@ CODER_OPTIONS = (
     ("--steps-per-block", "steps_per_block", float, "adaptive blocks: about this many steps K_b each; 0: fixed"),
     ("--seed", "seed", int, "seed of the shared randomness (recorded in the file)"),
 )
-PIN_NAMES = {PIN_ONE_THREAD: "one-thread", PIN_DETERMINISTIC: "deterministic", PIN_EXACT: "exact-integer-networks"}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -98,34 +95,79 @@ def _pairs(inputs: list[str], output: str, suffix: str, wanted: tuple[str, ...])
 
 def _compress(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, field) for _, field, _, _ in CODER_OPTIONS if getattr(args, field) is not None}
+    if args.tile_size is not None:
+        check_tile_size(args.tile_size)
     pairs = _pairs(args.input, args.output, ".irec", IMAGE_SUFFIXES)
+    build = functools.partial(_codec_only, args.model, overrides, args.refine_steps, args.tile_size)
     if pairs is None:
         codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
-        done = _compress_one(codec, (Path(args.input[0]), Path(args.output), args.verify, info["name"]))
+        codec = _with_tile_size(codec, args.tile_size, info["name"])
+        tiled = "tile_map" in inspect.signature(codec.encode).parameters
+        tile_map = _TilePool(build, codec, args.workers, args.quiet) if args.workers > 1 and tiled else None
+        done = _compress_one(codec, (Path(args.input[0]), Path(args.output), args.verify, info["name"]), tile_map)
         if not args.quiet:
             print(done.report())
         log.info("model %s (%s), coder %s", info["name"], info["source"], codec.params)
         return 0
-    build = functools.partial(_codec_only, args.model, overrides, args.refine_steps)
     local = [build()] if args.workers == 1 else None
     jobs = [(0, (src, dst, args.verify, None)) for src, dst in pairs]
     return _run_all(_compress_one, jobs, [build], args, local, "irec compress")
 
 
-def _codec_only(model: str, overrides: dict, refine_steps: int | None):
-    """A worker's codec for ``irec compress`` of several files (module-level, so that it pickles)."""
-    return make_codec(model, overrides, refine_steps=refine_steps)[0]
+def _codec_only(model: str, overrides: dict, refine_steps: int | None, tile_size: int | None = None):
+    """A worker's codec for ``irec compress`` (module-level, so that it pickles)."""
+    codec, info = make_codec(model, overrides, refine_steps=refine_steps)
+    return _with_tile_size(codec, tile_size, info["name"])
 
 
-def _compress_one(codec, item: tuple[Path, Path, bool, str | None]) -> report.Compressed:
+def _with_tile_size(codec, tile_size: int | None, name: str):
+    """``codec`` with ``--tile-size`` (None: as it is); a ValueError for a codec without tiles (lossy)."""
+    if tile_size is None:
+        return codec
+    if "tile_size" not in inspect.signature(type(codec)).parameters:
+        raise ValueError(f"--tile-size applies to lossless models; {name} is a {codec.kind} model")
+    return type(codec)(codec.model, codec.fingerprint, codec.params, tile_size=tile_size)
+
+
+def _decoder_only(model: str, kind: str):
+    """A worker's codec for ``irec decompress`` of one tiled file (module-level, so that it pickles)."""
+    return make_codec(model, kind=kind)[0]
+
+
+class _TilePool:
+    """A codec's ``tile_map`` that codes one image's tiles in ``workers`` processes (irec.evaluation.parallel), each
+    building its codec once with ``build``: the codec's bound method it is given runs, by name, on the worker's
+    equal codec (so the model is never pickled), and the results come back in the tiles' order."""
+
+    def __init__(self, build, codec, workers: int, quiet: bool) -> None:
+        self.build, self.codec, self.workers, self.quiet = build, codec, workers, quiet
+
+    def __call__(self, function, items) -> list:
+        from irec.evaluation.parallel import imap_ordered
+
+        if getattr(function, "__self__", None) is not self.codec:
+            raise ValueError("the tile pool runs methods of the codec it was made for")
+        jobs = [(0, (function.__name__, item)) for item in items]
+        progress = sys.stderr.isatty() and not self.quiet
+        return list(imap_ordered(_tile_task, jobs, [self.build], workers=self.workers, local=[self.codec],
+                                 desc="tiles", unit="tile", progress=progress))
+
+
+def _tile_task(codec, job: tuple[str, object]):
+    """A worker's share of :class:`_TilePool`: the codec's method ``name`` on one tile."""
+    name, item = job
+    return getattr(codec, name)(item)
+
+
+def _compress_one(codec, item: tuple[Path, Path, bool, str | None], tile_map=None) -> report.Compressed:
     """Code one image file into ``output`` (verified first unless told not to); what its report shows."""
     source, output, verify, model = item
     image = read_image(source)
-    encoding = codec.encode(image)
+    encoding = codec.encode(image, tile_map=tile_map) if tile_map is not None else codec.encode(image)
     if verify:
-        _verify(codec, encoding)
+        _verify(codec, encoding, tile_map)
     _write_atomic(output, encoding.data)
-    kind = peek_header(encoding.data).kind
+    kind = peek(encoding.data).kind
     quality, notes = {}, ()
     if kind == "lossy":
         quality["psnr_db"] = psnr(image, encoding.image)
@@ -152,7 +194,7 @@ def _run_all(task, jobs: list, builders: list, args: argparse.Namespace, local, 
     from irec.evaluation.parallel import imap_ordered
 
     start, done, failed = time.perf_counter(), [], 0
-    progress = sys.stderr.isatty() and not args.quiet
+    progress, damaged = sys.stderr.isatty() and not args.quiet, 0
     for result in imap_ordered(_guarded, [(i, (task, item)) for i, item in jobs], builders, workers=args.workers,
                                local=local, desc=desc, unit="file", progress=progress):
         if isinstance(result, _Failed):
@@ -162,6 +204,9 @@ def _run_all(task, jobs: list, builders: list, args: argparse.Namespace, local, 
         done.append(result)
         if not args.quiet:
             print(result.line())
+        if getattr(result, "damaged", ()):
+            damaged += 1
+            print(result.damage_report(), file=sys.stderr)
     seconds = time.perf_counter() - start
     if not args.quiet:
         if task is _compress_one:
@@ -170,7 +215,7 @@ def _run_all(task, jobs: list, builders: list, args: argparse.Namespace, local, 
             print(report.decompress_summary(done, len(jobs), args.output, seconds))
     if failed:
         print(f"{failed} of {len(jobs)} file(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or damaged else 0
 
 
 def _guarded(state, job: tuple):
@@ -186,10 +231,10 @@ class VerificationError(ValueError):
     """The file just written does not decode to what the encoder meant; it is not kept."""
 
 
-def _verify(codec, encoding: Encoding) -> None:
+def _verify(codec, encoding: Encoding, tile_map=None) -> None:
     """Decode the file as ``irec decompress`` would and require exactly the encoder's image (lossless: the input)."""
     try:
-        decoded = codec.decompress(encoding.data)
+        decoded = codec.decompress(encoding.data, tile_map=tile_map) if tile_map else codec.decompress(encoding.data)
     except (CorruptStreamError, WrongModelError) as err:
         raise VerificationError(f"the file does not decode ({err}); nothing was written") from err
     if decoded.shape != encoding.image.shape or not np.array_equal(decoded, encoding.image):
@@ -199,75 +244,63 @@ def _verify(codec, encoding: Encoding) -> None:
 def _decompress(args: argparse.Namespace) -> int:
     pairs = _pairs(args.input, args.output, ".png", (".irec",))
     if pairs is None:
-        done = _decompress_one(_Decoders(args.model), (Path(args.input[0]), Path(args.output)))
+        decoders = _Decoders(args.model, args.workers, args.quiet)
+        done = _decompress_one(decoders, (Path(args.input[0]), Path(args.output), args.salvage))
         if not args.quiet:
             print(done.line())
+        if done.damaged:
+            print(done.damage_report(), file=sys.stderr)
+            return 1
         return 0
     build = functools.partial(_Decoders, args.model)
-    jobs = [(0, pair) for pair in pairs]
+    jobs = [(0, (*pair, args.salvage)) for pair in pairs]
     return _run_all(_decompress_one, jobs, [build], args, None, "irec decompress")
 
 
 class _Decoders:
     """The codecs that decode files, one per model, made when a file first needs it (``model``: the one to use;
-    None: found by each file's fingerprint)."""
+    None: found by each file's fingerprint, ordinary or tiled). ``workers`` above 1: a tiled file's tiles are
+    decoded in that many processes (for one file; a folder's files are shared among the workers instead)."""
 
-    def __init__(self, model: str | None) -> None:
-        self.model, self.codecs = model, {}
+    def __init__(self, model: str | None, workers: int = 1, quiet: bool = True) -> None:
+        self.model, self.codecs, self.workers, self.quiet = model, {}, workers, quiet
 
     def codec(self, data: bytes):
-        header = peek_header(data)
+        header = peek(data)
         ref = self.model or str(zoo.find_by_fingerprint(header.fingerprint))
         if (ref, header.kind) not in self.codecs:
             self.codecs[ref, header.kind] = make_codec(ref, kind=header.kind)
         return self.codecs[ref, header.kind]
 
+    def tile_map(self, data: bytes, codec):
+        """A process pool's ``tile_map`` for a tiled file when ``workers`` > 1, else None (this process)."""
+        if self.workers <= 1 or not is_tiled(data):
+            return None
+        header = peek(data)
+        ref = self.model or str(zoo.find_by_fingerprint(header.fingerprint))
+        return _TilePool(functools.partial(_decoder_only, ref, header.kind), codec, self.workers, self.quiet)
 
-def _decompress_one(decoders: _Decoders, item: tuple[Path, Path]) -> report.Decompressed:
-    """Decode one .irec file into the PNG ``output``; what its line shows."""
-    source, output = item
+
+def _decompress_one(decoders: _Decoders, item: tuple[Path, Path, bool]) -> report.Decompressed:
+    """Decode one .irec file into the PNG ``output`` (``salvage``: a tiled file's damaged tiles filled with zeros
+    rather than an error); what its line shows."""
+    source, output, salvage = item
     data = _read_file(source)
     codec, info = decoders.codec(data)
+    tile_map = decoders.tile_map(data, codec)
+    options = {"tile_map": tile_map} if tile_map is not None else {}
     start = time.perf_counter()
-    image = codec.decompress(data)
+    damaged = []
+    if salvage and hasattr(codec, "decompress_salvaging"):
+        image, damaged = codec.decompress_salvaging(data, **options)
+    else:
+        image = codec.decompress(data, **options)
     seconds = time.perf_counter() - start
     write_png(output, image)
+    boxes = peek(data).boxes if is_tiled(data) else [(0, image.shape[0], 0, image.shape[1])]
     return report.Decompressed(output=str(output), source=str(source), height=image.shape[0], width=image.shape[1],
-                               model=info["name"], seconds=seconds)
-
-
-def describe_file(data: bytes) -> dict:
-    """The header of an irec file: kind, model fingerprint, image size, coder N / block size / seed, bytes."""
-    header, r = unpack(data)
-    params, _, block_sizes = read_coder_params(r)
-    return {
-        "kind": header.kind, "fingerprint": header.fingerprint.hex(), "height": header.height, "width": header.width,
-        "n_candidates": params.n_candidates, "seed": params.seed, "sampler": params.sampler,
-        "block_size": block_sizes[0] if len(set(block_sizes)) == 1 else [str(n) for n in block_sizes],
-        "levels": len(block_sizes), "pinned": [name for flag, name in PIN_NAMES.items() if header.pinned & flag],
-        "bytes": len(data), "bpd": 8 * len(data) / (3 * header.height * header.width),
-    }
-
-
-def _info(args: argparse.Namespace) -> int:
-    if args.file and not Path(args.file).is_file():
-        entry = next((m for m in zoo.list_models() if m["name"] == args.file), None)
-        if entry is None:
-            raise FileNotFoundError(f"no such file or model: {args.file} (irec info lists the models)")
-        print(report.model_entry(entry))
-        return 0
-    if args.file:
-        for key, value in describe_file(_read_file(args.file)).items():
-            shown = ", ".join(value) if isinstance(value, list) else value
-            shown = f"{shown:.4f}" if isinstance(shown, float) else shown
-            print(f"{key:>13}: {shown}")
-        return 0
-    models = zoo.list_models()
-    if not models:
-        print("no shipped or cached models (place saved models in $IREC_CACHE/models, or train one)")
-        return 0
-    print(report.models_table(models))
-    return 0
+                               model=info["name"], seconds=seconds, tiles=len(boxes),
+                               damaged=tuple(f"tile {boxes.index(box)} ({describe_box(box)})" for box in damaged))
 
 
 def _text(*paragraphs: str) -> str:
@@ -279,7 +312,7 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 
 def register(subparsers) -> None:
-    """Add the compress, decompress and info commands."""
+    """Add the compress and decompress commands."""
     p = subparsers.add_parser("compress", help="code an 8-bit RGB image into an .irec file", formatter_class=RAW,
                               description=_text(
         "Code an 8-bit RGB image into an .irec file with a model's codec. The coder options change the codec's "
@@ -303,6 +336,10 @@ def register(subparsers) -> None:
     p.add_argument("--refine-steps", type=int, default=None, help=(
         "lossy models: gradient steps refining q(z1)'s mean before coding it (irec.codecs.refine; 0: code the "
         "model's own posterior, as the paper; default: the codec's)"))
+    p.add_argument("--tile-size", type=int, default=None, help=(
+        "lossless models: an image larger than this many pixels on either side is coded as independent tiles of "
+        "at most this size, in a tiled file (even, >= 2; default: the codec's, 256); each tile decodes on its own, "
+        "so a damaged byte loses one tile, and --workers above 1 codes one image's tiles in parallel"))
     p.add_argument("--no-verify", dest="verify", action="store_false", help=(
         "skip decoding the file before writing it (by default a file that does not decode to exactly the encoder's "
         "image is refused and nothing is written)"))
@@ -319,21 +356,12 @@ def register(subparsers) -> None:
     p.add_argument("input", nargs="+", help="the .irec file; or several, or a folder of them (recursively)")
     p.add_argument("output", help="the PNG to write; for several inputs, the folder to write <stem>.png into")
     p.add_argument("--model", default=None, help="model name or path (default: found by the file's fingerprint)")
+    p.add_argument("--salvage", action="store_true", help=(
+        "a tiled file with damaged tiles: write the image anyway, the damaged tiles filled with zeros, name them on "
+        "stderr and exit with 1 (without it a damaged file is an error and nothing is written)"))
     _workers_option(p)
     _quiet_option(p, "what was written (errors and failed files are still shown)")
     p.set_defaults(func=_decompress)
-
-    p = subparsers.add_parser("info", help="list the shipped and cached models, or describe a model or an .irec file",
-                              formatter_class=RAW, description=_text(
-        "Without an argument: a table of the shipped and cached models, one line each: name, kind, source "
-        "(shipped in models/ or cached in $IREC_CACHE/models), the first 8 hex digits of the weights' fingerprint "
-        "(the one an .irec file's header holds), training steps (base+fine-tuning) and the key measured figures "
-        "(lossless: CIFAR-10 test bpd and -ELBO; lossy: Kodak bpp and PSNR).",
-        "With a model's name: its whole registry entry (models/manifest.json for a shipped model), figures and how "
-        "they were measured included. With an .irec file: its header (kind, model fingerprint, image size, coder "
-        "setting, bytes and bpd)."))
-    p.add_argument("file", nargs="?", default=None, help="an .irec file or a model's name (omit to list the models)")
-    p.set_defaults(func=_info)
 
 
 def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -343,4 +371,5 @@ def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
 def _workers_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help=(
         "for several files: worker processes, each loading the model once (default 0: one per available core; 1: "
+        "this process); for one image in tiles, above 1: its tiles are coded by that many processes (0 and 1: in "
         "this process); the files are the same whatever the count"))

@@ -153,10 +153,20 @@ class Decompressed:
     width: int
     model: str
     seconds: float  # decode time (the model's loading not included)
+    tiles: int = 1  # the file's tiles (1: an ordinary file)
+    damaged: tuple[str, ...] = ()  # irec decompress --salvage: the damaged tiles' pixels, in words, filled with zeros
 
     def line(self) -> str:
-        return (f"{self.output}: {self.width}x{self.height} RGB image from {self.source} ({self.model}), "
-                f"decoded in {self.seconds:.2f} s")
+        tiles = f" in {self.tiles} tiles" if self.tiles > 1 else ""
+        lost = f", {len(self.damaged)} damaged tile(s) filled with zeros" if self.damaged else ""
+        return (f"{self.output}: {self.width}x{self.height} RGB image from {self.source}{tiles} ({self.model}), "
+                f"decoded in {self.seconds:.2f} s{lost}")
+
+    def damage_report(self) -> str:
+        """What ``--salvage`` lost (for stderr): one line naming the file, then one per damaged tile."""
+        head = (f"{self.source}: {len(self.damaged)} of {self.tiles} tiles damaged, filled with zeros in "
+                f"{self.output}:")
+        return "\n".join([head, *(f"  lost tile: {box}" for box in self.damaged)])
 
 
 def decompress_summary(done: list[Decompressed], n_files: int, folder: str, seconds: float) -> str:

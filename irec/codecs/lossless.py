@@ -12,6 +12,10 @@ from exactly the latent the decoder rebuilds) and 5 (the bidirectional ResNet VA
         state = top_down_step(state, z)                      state = top_down_step(state, z)
     push the true pixels under p(x | z)                  pull the true pixels under p(x | z)
 
+Large images: an image larger than the codec's ``tile_size`` is split into tiles, each coded as above into its own
+file, packed into a tiled file (:mod:`irec.codecs.tiles`); ``encode``/``decompress`` take a ``tile_map`` that a
+caller may point at a process pool.
+
 Padding: an odd side is padded by one row/column of edge replication (irec.data.pad_to_multiple) because the
 RVAE works at H/2 x W/2. Only the true pixels are entropy-coded (the decoder never needs the padded ones), so
 padding costs only the latents of the extra positions.
@@ -35,13 +39,17 @@ import torch
 from irec.codecs.container import (
     PINNED,
     CodecHeader,
+    WrongModelError,
     fingerprint_bytes,
     open_file,
     pack,
     pinned,
     pixel_check,
 )
-from irec.codecs.encoding import PIXELS, Encoding, file_parts, frozen_image
+from irec.codecs.encoding import HEADER, PIXELS, Encoding, file_parts, frozen_image
+from irec.codecs.tiles import DEFAULT_TILE_SIZE, check_tile_size, is_tiled, tile_boxes, tile_error
+from irec.codecs.tiles import pack as tiles_pack
+from irec.codecs.tiles import unpack as tiles_unpack
 from irec.coder import (
     CoderParams,
     CorruptStreamError,
@@ -87,18 +95,26 @@ class LosslessCodec:
     - the search's cost grows with N x B per step, and smaller blocks share the cores more evenly.
 
     The sweep's figures: docs/reference-run.md ("Why the lossless codec's default is what it is").
+
+    ``tile_size``: an image larger than this on either side is coded as independent tiles of at most this many
+    pixels a side, in a tiled file (:mod:`irec.codecs.tiles`: parallel coding, damage isolation); an image no
+    larger is one ordinary file, as before tiles existed. Any even size >= 2 works, since each tile is coded by
+    the any-size path (odd sides padded); even sizes keep every full tile unpadded. Default
+    :data:`irec.codecs.tiles.DEFAULT_TILE_SIZE`.
     """
 
     kind = KIND
     default_params = LOSSLESS_DEFAULT  # what coder options given on their own change (irec compress)
 
-    def __init__(self, model: RVAE | ExactRVAE, fingerprint: str, params: CoderParams = LOSSLESS_DEFAULT) -> None:
+    def __init__(self, model: RVAE | ExactRVAE, fingerprint: str, params: CoderParams = LOSSLESS_DEFAULT,
+                 tile_size: int = DEFAULT_TILE_SIZE) -> None:
         if params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only; choose beam, greedy or sample")
         self.model = as_exact(model, KIND)
         self.fingerprint = fingerprint  # the model weights' sha256 in hex
         self._fingerprint = fingerprint_bytes(fingerprint)
         self.params = params
+        self.tile_size = check_tile_size(tile_size)
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -109,9 +125,88 @@ class LosslessCodec:
         """The file's bytes: :meth:`encode`'s data."""
         return self.encode(image).data
 
+    # ------------------------------------------------------------------------------------------ tiled files
+    def encode(self, image: np.ndarray, tile_map=None) -> Encoding:
+        """The file of an (H, W, 3) uint8 image and what it cost; ``details``: ``negative_elbo_bpd`` (the tiles'
+        pixel-weighted mean), ``tiles`` (their count) and ``tile_size``.
+
+        An image no larger than ``tile_size`` on both sides is one ordinary file; a larger one a tiled file of one
+        ordinary file per tile (:mod:`irec.codecs.tiles`), coded by ``tile_map(function, tiles)`` (default
+        ``map``: in this process). ``function`` is a bound method of this codec, so a pool may instead call the
+        method of that name on an equal codec of its own (``irec compress --workers``). The parts' bits and ideal
+        bits are summed over the tiles; the tiled file's own header goes into ``"header"``."""
+        check_rgb_uint8(image)
+        height, width = image.shape[:2]
+        if height <= self.tile_size and width <= self.tile_size:
+            return self.encode_tile(image)
+        with measure() as timer:
+            boxes = tile_boxes(height, width, self.tile_size)
+            tiles = list((tile_map or map)(self.encode_tile, [image[r0:r1, c0:c1] for r0, r1, c0, c1 in boxes]))
+            data = tiles_pack(KIND, self._fingerprint, height, width, self.tile_size, [t.data for t in tiles])
+        bits = {HEADER: 8.0 * (len(data) - sum(t.n_bytes for t in tiles))}
+        ideal: dict[str, float] = {}
+        for tile in tiles:
+            for part, value in tile.bits.items():
+                bits[part] = bits.get(part, 0.0) + value
+            for part, value in tile.ideal_bits.items():
+                ideal[part] = ideal.get(part, 0.0) + value
+        elbo = sum(t.details["negative_elbo_bpd"] * t.n_pixels for t in tiles) / (height * width)
+        return Encoding(
+            data=data, image=frozen_image(image), bits=bits, ideal_bits=ideal, encode_seconds=timer.seconds,
+            params=self.params, details={"negative_elbo_bpd": elbo, "tiles": len(tiles), "tile_size": self.tile_size},
+        )
+
+    def decompress(self, data: bytes, tile_map=None) -> np.ndarray:
+        """The image, bit for bit; raises WrongModelError for another model's file or a lossy one, CorruptStreamError
+        for damaged bytes (or a decode that fails the file's pixel check); for a tiled file, the first damaged
+        tile's error names the tile and its pixels. ``tile_map``: as :meth:`encode`'s."""
+        if not is_tiled(data):
+            return self.decode_tile(data)
+        return self._decode_tiles(data, tile_map, salvage=False)[0]
+
+    def decompress_salvaging(self, data: bytes, tile_map=None) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+        """``(image, damaged)``: a tiled file's image with every intact tile decoded and each damaged one (a tile
+        that fails its own checks, or lies past the end of a truncated file) filled with zeros, and the damaged
+        tiles' boxes (r0, r1, c0, c1). A damaged tiled header, another model's file or a damaged ordinary
+        (untiled) file raises as :meth:`decompress` does."""
+        if not is_tiled(data):
+            return self.decode_tile(data), []
+        return self._decode_tiles(data, tile_map, salvage=True)
+
+    def _decode_tiles(self, data: bytes, tile_map, salvage: bool):
+        """Mirror of :meth:`encode`'s tiled branch: each tile's file decoded by :meth:`decode_tile` into its box."""
+        header, tiles = tiles_unpack(data, truncated=salvage)
+        if header.kind != KIND:
+            raise WrongModelError(
+                f"this is a {header.kind} irec file; decode it with a {header.kind} model, not a {KIND} one")
+        header.check_model(self._fingerprint, f"the {KIND} model given ({self.fingerprint[:16]}...)")
+        boxes = header.boxes
+        image = np.zeros((header.height, header.width, 3), dtype=np.uint8)
+        damaged = []
+        for index, (box, result) in enumerate(zip(boxes, (tile_map or map)(self.try_decode_tile, tiles))):
+            r0, r1, c0, c1 = box
+            if not isinstance(result, Exception) and result.shape != (r1 - r0, c1 - c0, 3):
+                result = CorruptStreamError(f"it holds a {result.shape[1]}x{result.shape[0]} image, not "
+                                            f"{c1 - c0}x{r1 - r0}")
+            if isinstance(result, Exception):
+                if not salvage:
+                    raise tile_error(index, box, len(boxes), result) from result
+                damaged.append(box)
+                continue
+            image[r0:r1, c0:c1] = result
+        return image, damaged
+
+    def try_decode_tile(self, data: bytes) -> np.ndarray | CorruptStreamError | WrongModelError:
+        """:meth:`decode_tile`'s image, or the error it raised (returned, so that one tile's damage, e.g. in a pool,
+        does not stop the others)."""
+        try:
+            return self.decode_tile(data)
+        except (CorruptStreamError, WrongModelError) as err:
+            return err
+
     # ------------------------------------------------------------------------------------------------ encode
-    def encode(self, image: np.ndarray) -> Encoding:
-        """The file of an (H, W, 3) uint8 image and what it cost; ``details``: ``negative_elbo_bpd``."""
+    def encode_tile(self, image: np.ndarray) -> Encoding:
+        """One ordinary file of an (H, W, 3) uint8 image, whatever its size (a tile, or an image no larger than one)."""
         with measure() as timer:
             check_rgb_uint8(image)
             height, width = image.shape[:2]
@@ -140,13 +235,13 @@ class LosslessCodec:
         return Encoding(
             data=data, image=frozen_image(image), bits=file_parts(data, packed, self.levels),
             ideal_bits={**ideal, PIXELS: pixel_ideal_bits}, encode_seconds=timer.seconds, params=self.params,
-            details={"negative_elbo_bpd": self._negative_elbo_bpd(x, up, height, width)},
+            details={"negative_elbo_bpd": self._negative_elbo_bpd(x, up, height, width), "tiles": 1,
+                     "tile_size": self.tile_size},
         )
 
     # ------------------------------------------------------------------------------------------------ decode
-    def decompress(self, data: bytes) -> np.ndarray:
-        """The image, bit for bit; raises WrongModelError for another model's file or a lossy one, CorruptStreamError
-        for damaged bytes (or a decode that fails the file's pixel check)."""
+    def decode_tile(self, data: bytes) -> np.ndarray:
+        """The image of one ordinary file (mirror of :meth:`encode_tile`)."""
         header, r = open_file(data, KIND, self.fingerprint)
         height, width = header.height, header.width
         size = (height + height % 2, width + width % 2)

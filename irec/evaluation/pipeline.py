@@ -8,6 +8,12 @@ evaluated on CIFAR-10 test (and Kodak), the lossy models on Kodak. Per profile:
 - ``cpu`` / ``paper``: the shipped model of the profile (``models/manifest.json``) unless ``--train`` asks to
   train it (hours on a CPU; resumable). Without either, the step says so and later steps report "not run yet".
 
+Kodak lossless is coded with the model for natural photos (``lossless-photos``, trained on BSDS500 and Sun-Hays 80
+crops, never on Kodak; the paper's was trained on ImageNet32, which has no offline copy), large images as
+independent tiles (:mod:`irec.codecs.tiles`). It is part of the ``paper`` profile; the ``cpu`` profile leaves it
+out of the main job (about 20 minutes more on 2 cores) and codes it on request (notebook 04's ``kodak``, or
+``python -m irec.evaluation.pipeline lossless --dataset kodak``); the table reads its rows either way.
+
 ``python -m irec.evaluation.pipeline {lossless,lossy}`` runs step 04 or 05 from the command line; started by
 torchrun, it shards the images across ranks and machines (:mod:`irec.evaluation.shards`, docs/multi-machine.md).
 """
@@ -30,9 +36,12 @@ log = logging.getLogger(__name__)
 
 # Shipped model names per kind: lossless-cifar10; lossy-mse-<beta> and lossy-msssim-<beta>.
 LOSSLESS_NAME = "lossless-cifar10"
+LOSSLESS_PHOTO_NAME = "lossless-photos"  # the lossless model for natural photos, which codes Kodak
 SMOKE_STEPS = 20  # training steps of the smoke models
-# Images coded per profile: (CIFAR-10 test images, Kodak images) for the lossless model; Kodak images for lossy.
+# Images coded per profile: (CIFAR-10 test images, Kodak images) for the lossless models (Kodak with the photo
+# model); Kodak images for lossy. KODAK_IMAGES: the lossless Kodak images coded on request in any profile.
 LOSSLESS_IMAGES = {"smoke": (4, 0), "cpu": (1000, 0), "paper": (10000, 24)}
+KODAK_IMAGES = 24
 LOSSY_IMAGES = {"smoke": 2, "cpu": 24, "paper": 24}
 # The lossy rate points (distortion, beta) each profile trains: the paper's five MSE rates and one MS-SSIM model
 # for cpu (at least four MSE rates and one MS-SSIM model, within 60 MB of shipped models), all of the paper's for
@@ -78,6 +87,13 @@ def lossless_model(profile: str, train: bool) -> ModelChoice:
     if profile == "smoke" or train:
         return _train("lossless", profile, 0.0, "mse", "")[0]
     return _shipped("lossless", [LOSSLESS_NAME], profile)[0]
+
+
+def lossless_photo_model(profile: str) -> ModelChoice:
+    """The lossless model that codes Kodak: the shipped photo model (the smoke profile's tiny model in smoke)."""
+    if profile == "smoke":
+        return lossless_model(profile, False)
+    return _shipped("lossless", [LOSSLESS_PHOTO_NAME], profile)[0]
 
 
 def lossy_name(distortion: str, beta: float) -> str:
@@ -154,18 +170,42 @@ def _keep(out: Path, kept: list[pd.DataFrame]) -> None:
 
 
 def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: bool = True,
-                      workers: int | None = 0) -> pd.DataFrame | None:
-    """Code CIFAR-10 test images (and Kodak for the paper profile) with real files; rows to results/lossless/.
+                      workers: int | None = 0, datasets: tuple[str, ...] | None = None,
+                      kodak: ModelChoice | None = None) -> pd.DataFrame | None:
+    """Code CIFAR-10 test images with ``choice`` and Kodak with ``kodak``, real files; rows to
+    results/lossless/<dataset>.csv. Returns None when nothing could be coded (no model).
 
+    ``datasets``: which of "cifar10" and "kodak" (None: the profile's, LOSSLESS_IMAGES); Kodak takes all
+    :data:`KODAK_IMAGES` images and ``kodak`` None: :func:`lossless_photo_model`.
     Rows are written image by image, in the images' order; ``resume``: keep the rows an interrupted run of the same
     commit wrote with this model and coder setting, and code only the other images; ``workers``: processes coding
     images (:mod:`irec.evaluation.parallel`; 0: one per available core; 1: in this process), the same rows
     whatever the count. Under torchrun with several ranks (:mod:`irec.evaluation.shards`), each rank codes its share
     into its shard file (resuming from it), rank 0 merges the shards into the results file, and each rank returns
     its own rows."""
-    if choice.path is None:
-        log.warning("%s", choice.status)
+    n_cifar, n_kodak = LOSSLESS_IMAGES[profile]
+    if datasets is None:
+        datasets = ("cifar10", "kodak") if n_kodak else ("cifar10",)
+    if "kodak" in datasets and kodak is None:
+        kodak = lossless_photo_model(profile)
+    plan = [(choice, "cifar10", n_cifar)] if "cifar10" in datasets else []
+    plan += [(kodak, "kodak", n_kodak or KODAK_IMAGES)] if "kodak" in datasets else []
+    for c, _, _ in plan:
+        if c.path is None:
+            log.warning("%s", c.status)
+    plan = [job for job in plan if job[0].path is not None]
+    if not plan:
         return None
+    frames = []
+    with shards.process_group() as place:
+        for c, dataset, count in plan:
+            frames.append(_code_lossless(c, dataset, count, profile, seed, resume, workers, place))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _code_lossless(choice: ModelChoice, dataset: str, count: int, profile: str, seed: int, resume: bool,
+                   workers: int | None, place) -> pd.DataFrame:
+    """:func:`compress_lossless` of one dataset with one model (this rank's share of the images)."""
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
     from irec.evaluation.baselines import dataset_split
@@ -173,33 +213,26 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
 
     model, fingerprint, _ = zoo.resolve_model(choice.path)
     codec = LosslessCodec(model, fingerprint)
-    n_cifar, n_kodak = LOSSLESS_IMAGES[profile]
-    frames = []
-    with shards.process_group() as place:
-        for dataset, count in (("cifar10", n_cifar), ("kodak", n_kodak)):
-            if not count:
-                continue
-            final_out = results_path("lossless", dataset, profile)
-            every = load_images(dataset, limit=count, seed=seed)
-            out, images = shards.shard_path(final_out, place), shards.share(every, place)
-            old = _resumable(out, resume)
-            done = pd.DataFrame()
-            if old is not None and "fingerprint" in old:
-                same = ((old["fingerprint"].astype(str) == fingerprint)
-                        & (old["setting"] == setting_label(codec.params))
-                        & old["image"].astype(str).isin([name for name, _ in images]))
-                done = old[same].drop_duplicates("image", keep="last")
-            _keep(out, [done])
-            if len(done):
-                log.info("%s: %d of %d images kept from an interrupted run", out.name, len(done), len(images))
-            rows = done.to_dict("records")
-            skip = set(done["image"].astype(str)) if len(done) else set()
-            todo = [(n, i) for n, i in images if n not in skip]
-            rows += evaluate_images(codec, todo, dataset=dataset, split=dataset_split(dataset, None), out=out,
-                                    model=choice.name, workers=workers, source=choice.path)
-            frames.append(pd.DataFrame(rows))
-            shards.finish(final_out, place, [name for name, _ in every])
-    return pd.concat(frames, ignore_index=True)
+    final_out = results_path("lossless", dataset, profile)
+    every = load_images(dataset, limit=count, seed=seed)
+    out, images = shards.shard_path(final_out, place), shards.share(every, place)
+    old = _resumable(out, resume)
+    done = pd.DataFrame()
+    if old is not None and "fingerprint" in old:
+        same = ((old["fingerprint"].astype(str) == fingerprint)
+                & (old["setting"] == setting_label(codec.params))
+                & old["image"].astype(str).isin([name for name, _ in images]))
+        done = old[same].drop_duplicates("image", keep="last")
+    _keep(out, [done])
+    if len(done):
+        log.info("%s: %d of %d images kept from an interrupted run", out.name, len(done), len(images))
+    rows = done.to_dict("records")
+    skip = set(done["image"].astype(str)) if len(done) else set()
+    todo = [(n, i) for n, i in images if n not in skip]
+    rows += evaluate_images(codec, todo, dataset=dataset, split=dataset_split(dataset, None), out=out,
+                            model=choice.name, workers=workers, source=choice.path)
+    shards.finish(final_out, place, [name for name, _ in every])
+    return pd.DataFrame(rows)
 
 
 def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None = None, coder: str = "irec-lossy",
@@ -292,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", choices=tuple(LOSSY_IMAGES), help="run profile (default cpu)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME_OR_PATH",
                         help="model to code with (repeat for several lossy models); default: the profile's")
+    parser.add_argument("--dataset", choices=("cifar10", "kodak"), help=(
+        "lossless: code only this dataset (kodak: all 24 images with the photo model, lossless-photos, or --model; "
+        "default: the profile's, CIFAR-10 test, and Kodak in the paper profile)"))
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes per rank (default 0: one per available core; 1: the rank itself)")
     parser.add_argument("--no-resume", action="store_true", help="code every image again (default: resume)")
@@ -300,13 +336,19 @@ def main(argv: list[str] | None = None) -> int:
                         "process, no coding; fails naming any rank whose shard is missing or incomplete)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    choices = _choices(args.kind, args.profile, args.model)
+    if args.dataset is not None and args.kind != "lossless":
+        parser.error("--dataset is for the lossless step (the lossy step codes Kodak)")
+    kodak_only = args.dataset == "kodak"
+    choices = (_choices(args.kind, args.profile, args.model) if not kodak_only or args.model
+               else [lossless_photo_model(args.profile)])
     if args.merge is not None:
         from irec.data import load_images
 
         available = [c.name for c in choices if c.path is not None]
-        counts = zip(("cifar10", "kodak"), LOSSLESS_IMAGES[args.profile]) if args.kind == "lossless" else [
+        counts = list(zip(("cifar10", "kodak"), LOSSLESS_IMAGES[args.profile])) if args.kind == "lossless" else [
             ("kodak", LOSSY_IMAGES[args.profile])]
+        if args.dataset is not None:
+            counts = [(args.dataset, dict(counts).get(args.dataset) or KODAK_IMAGES)]
         for dataset, count in counts:
             if count:
                 names = [name for name, _ in load_images(dataset, limit=count, seed=0)]
@@ -326,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(share)
         workers = workers or share
     if args.kind == "lossless":
-        rows = compress_lossless(choices[0], args.profile, resume=resume, workers=workers)
+        datasets = (args.dataset,) if args.dataset else None
+        rows = compress_lossless(choices[0], args.profile, resume=resume, workers=workers, datasets=datasets,
+                                 kodak=choices[0] if kodak_only else None)
     else:
         rows = compress_lossy(choices, args.profile, resume=resume, workers=workers)
     return 0 if rows is not None else 1

@@ -66,6 +66,8 @@ class LosslessTable:
     models: tuple[str, ...] = ()  # iREC models named in the lossless result files
     row_commits: tuple[str, ...] = ()  # commits of the code that coded the rows it reads (their git_commit column),
     # not of the code that built it: rebuilding from the same rows gives the same table
+    trained_on: dict[str, str] = field(default_factory=dict)  # dataset -> its iREC models and what they trained on
+    # (the manifest's data), e.g. Kodak's photo model, whose training data differs from the paper's (ImageNet32)
 
     def caption(self) -> str:
         """One paragraph: what the table is, its units, the profile, models, images per dataset, the rows' commits."""
@@ -79,9 +81,27 @@ class LosslessTable:
             "et al. (NeurIPS 2020). 'measured here': mean over images of per-image real file sizes from this "
             "project's result CSVs; 'paper (published)': the paper's numbers (bits-back asymptotic cost in "
             "parentheses, ELBO in brackets). JPEG XL lossless stands in for FLIF, which has no encoder here. "
-            f"Profile: {self.profile}. iREC models: {models}. Images measured: {'; '.join(counts)}. "
+            f"Profile: {self.profile}. iREC models: {models}. {self._training()}Images measured: {'; '.join(counts)}. "
             f"Rows coded at git {', '.join(self.row_commits) or 'unknown'}."
         )
+
+
+    def _training(self) -> str:
+        parts = [f"{DATASETS[key]}: {text}" for key, text in self.trained_on.items()]
+        return f"Trained on: {'; '.join(parts)}. " if parts else ""
+
+
+PAPER_TRAINING = {"kodak": "the paper's Kodak model was trained on ImageNet32"}  # where ours differs from the paper
+
+
+def _trained_on(models: list[str], dataset: str) -> str:
+    """``models`` (names) with the training data their manifest entries record (its first clause), and how the
+    paper's model for ``dataset`` differs."""
+    from irec import zoo
+
+    data = {m["name"]: str(m.get("data", "")).split(";")[0].strip() for m in zoo.list_models()}
+    named = [f"{name} ({data[name]})" if data.get(name) else name for name in models]
+    return ", ".join(named + ([PAPER_TRAINING[dataset]] if dataset in PAPER_TRAINING else []))
 
 
 def column(dataset_name: str, kind: str) -> str:
@@ -116,6 +136,7 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
     n_images: dict[str, dict[str, int]] = {}
     models: list[str] = []
     commits: set[str] = set()
+    trained_on: dict[str, str] = {}
     for dataset in DATASETS:
         baselines = results_path("baselines", dataset, profile, results_dir)
         summary = lossless_summary(read_rows(baselines), published) if baselines.is_file() else pd.DataFrame()
@@ -130,7 +151,9 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             n_images.setdefault(dataset, {})["irec"] = int(
                 irec_rows["image"].nunique() if "image" in irec_rows.columns else len(irec_rows))
             if "model" in irec_rows.columns:
-                models.extend(m for m in irec_rows["model"].astype(str).unique() if m not in models)
+                used = list(irec_rows["model"].astype(str).unique())
+                models.extend(m for m in used if m not in models)
+                trained_on[dataset] = _trained_on(used, dataset)
         for row in ROWS:
             if row.codec:
                 match = summary[summary["codec"] == row.codec] if not summary.empty else summary
@@ -159,7 +182,7 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             record[column(name, MEASURED_HERE)] = measured[(row.label, dataset)]
             record[column(name, PAPER)] = _published_cell(published, row.paper_method, dataset)
         records.append(record)
-    return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), tuple(sorted(commits)))
+    return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), tuple(sorted(commits)), trained_on)
 
 
 def to_markdown(table: LosslessTable) -> str:

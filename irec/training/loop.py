@@ -16,7 +16,9 @@
 - TensorBoard scalars (``torch.utils.tensorboard``) and a ``tqdm.auto`` progress bar;
 - ``run_dir/config.json`` with every parameter of the run and its provenance;
 - DistributedDataParallel when started by ``torchrun --nproc_per_node=N`` (gloo on CPU, NCCL on GPU);
-  ``batch_size`` is the global batch, split evenly over the processes.
+  ``batch_size`` is the global batch, split evenly over the processes;
+- optional GPU speed settings (:class:`GpuOptions`: bf16 autocast, ``torch.compile``, the dataset held on the
+  device, TF32), all off by default, so the CPU path computes exactly what it computed without them.
 
 The step semantics follow the paper's recipes (Adamax with step drops for the RVAE, Adam for the lossy VAE), both
 expressible by :class:`TrainConfig`.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -45,12 +48,17 @@ from irec import checkpoint
 from irec.checkpoint import ResumeMismatchError
 from irec.provenance import stamp
 from irec.settings import TrainConfig
+from irec.training.gpu import GpuOptions, device_images
 
 logger = logging.getLogger(__name__)
-__all__ = ["ResumeMismatchError", "StepBatchSampler", "TrainConfig", "TrainResult", "TrainingDivergedError", "train"]
+__all__ = [
+    "GpuOptions", "ResumeMismatchError", "StepBatchSampler", "TrainConfig", "TrainResult", "TrainingDivergedError",
+    "train",
+]
 LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 # Fields that must not change when a run is resumed (the others, e.g. n_steps, may).
 _RESUME_FIELDS = ("batch_size", "optimizer", "lr", "lr_milestones", "lr_gamma", "ema_decay", "grad_clip", "seed")
+WARMUP_STEPS = 10  # steps of a call left out of TrainResult.steps_per_s (torch.compile, cuDNN's autotuning)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class TrainResult:
     checkpoint: Path  # run_dir / "checkpoint.pt"
     model_path: Path | None  # run_dir / "model.pt" with the EMA weights (None if the model has no .config)
     fingerprint: str | None  # SHA-256 of the exported EMA weights
+    steps_per_s: float | None = None  # this call's steps per second after its first WARMUP_STEPS steps (so
+    # without torch.compile's compile time); None when the call made WARMUP_STEPS + 1 steps or fewer
 
 
 class TrainingDivergedError(RuntimeError):
@@ -153,7 +163,9 @@ def _setup(config: TrainConfig) -> tuple[int, int, torch.device, bool]:
     return rank, world, device, created
 
 
-def _write_run_config(run_dir: Path, config: TrainConfig, model: nn.Module, dataset, world: int, step: int) -> None:
+def _write_run_config(
+    run_dir: Path, config: TrainConfig, model: nn.Module, dataset, world: int, step: int, gpu: GpuOptions
+) -> None:
     """``run_dir/config.json``: every parameter of the run (training, model, data) and its provenance."""
     model_config = getattr(model, "config", None)
     payload = {
@@ -163,6 +175,7 @@ def _write_run_config(run_dir: Path, config: TrainConfig, model: nn.Module, data
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "dataset": {"class": type(dataset).__name__, "size": len(dataset)},
         "world_size": world,
+        "gpu_options": dataclasses.asdict(gpu),
         "resumed_from_step": step,
         "provenance": stamp(),
     }
@@ -172,27 +185,39 @@ def _write_run_config(run_dir: Path, config: TrainConfig, model: nn.Module, data
 
 
 def train(
-    model: nn.Module, loss_fn: LossFn | None, dataset: Dataset, config: TrainConfig, run_dir: str | os.PathLike
+    model: nn.Module, loss_fn: LossFn | None, dataset: Dataset, config: TrainConfig, run_dir: str | os.PathLike,
+    *, gpu: GpuOptions | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` (uint8 CHW tensors) with ``loss_fn`` (default ``model.training_loss``).
 
     Resumes from ``run_dir/checkpoint.pt`` when it exists. Under torchrun every process calls this with the same
-    arguments; only rank 0 writes files, and only rank 0's result carries the fingerprint.
+    arguments; only rank 0 writes files, and only rank 0's result carries the fingerprint. ``gpu``: speed settings
+    for a CUDA device (:class:`GpuOptions`; None: all off); a run may be resumed with other ones.
     """
+    gpu = GpuOptions() if gpu is None else gpu
     threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     rank, world, device, created_group = _setup(config)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
+        gpu.check(device)
+        if gpu.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            return _train(model, loss_fn or model.training_loss, dataset, config, Path(run_dir), rank, world, device)
+            return _train(
+                model, loss_fn or model.training_loss, dataset, config, Path(run_dir), rank, world, device, gpu
+            )
     finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         torch.set_num_threads(threads)
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: int, world: int, device) -> TrainResult:
+def _train(
+    model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: int, world: int, device, gpu: GpuOptions
+) -> TrainResult:
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -212,6 +237,10 @@ def _train(model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: in
     if world > 1:  # DDP broadcasts rank 0's weights, so the EMA below starts equal on every rank
         device_ids = [device.index] if device.type == "cuda" else None
         module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+    step_fn = torch.compile(module) if gpu.compile else module
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if gpu.autocast_bf16 else contextlib.nullcontext
+    )
     ema = AveragedModel(model, multi_avg_fn=_ema_update(config.ema_decay, config.ema_warmup), use_buffers=True)
     if saved:
         ema.load_state_dict(saved["ema"])
@@ -226,23 +255,35 @@ def _train(model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: in
 
     writer, last_metrics = None, {}
     if rank == 0:
-        _write_run_config(run_dir, config, model, dataset, world, step)
+        _write_run_config(run_dir, config, model, dataset, world, step, gpu)
         from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
 
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step + 1 if step else None)
     sampler = StepBatchSampler(len(dataset), config.batch_size, rank, world, config.seed, step, config.n_steps)
-    loader = DataLoader(
-        _SeededItems(dataset), batch_sampler=sampler, num_workers=config.num_workers, pin_memory=device.type == "cuda"
-    )
+    if gpu.data_on_device:  # the same items as the DataLoader's, indexed on the device
+        images = device_images(dataset, device)
+        batches = (
+            images[torch.tensor([index for index, _ in sampler.batch(s)], device=device)]
+            for s in range(step, config.n_steps)
+        )
+    else:
+        loader = DataLoader(
+            _SeededItems(dataset), batch_sampler=sampler, num_workers=config.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        batches = (x.to(device, non_blocking=True) for x in loader)
     sums, window, started = {}, 0, time.monotonic()
-    window_start = started
+    window_start, first_step, warm_start = started, step, None
     bar = tqdm(total=config.n_steps, initial=step, disable=not (config.progress and rank == 0), desc="train")
     model.train()
     try:
-        for x in loader:
+        for x in batches:
+            if step == first_step + WARMUP_STEPS:
+                warm_start = time.monotonic()
             # the model's noise is a function of (seed, rank, step), so a resumed run draws the same
             _seed_device(device, _mix(config.seed, 2, rank, step))
-            loss, metrics = module(x.to(device, non_blocking=True))
+            with autocast():
+                loss, metrics = step_fn(x)
             out_of_time = config.max_seconds is not None and time.monotonic() - started > config.max_seconds
             flags = torch.tensor([float(not torch.isfinite(loss)), float(out_of_time)], device=device)
             if world > 1:
@@ -278,6 +319,10 @@ def _train(model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: in
                 saved_step = step
             if flags[1]:
                 break
+        steps_per_s = None
+        if warm_start is not None and step > first_step + WARMUP_STEPS:
+            steps_per_s = (step - first_step - WARMUP_STEPS) / max(time.monotonic() - warm_start, 1e-9)
+            logger.info("%.3g steps/s after the first %d steps of this call", steps_per_s, WARMUP_STEPS)
         if rank == 0 and saved_step != step:
             save(step)
         model_path, fingerprint = None, None
@@ -292,7 +337,7 @@ def _train(model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: in
         bar.close()
         if writer is not None:
             writer.close()
-    return TrainResult(step, step >= config.n_steps, last_metrics, ckpt_path, model_path, fingerprint)
+    return TrainResult(step, step >= config.n_steps, last_metrics, ckpt_path, model_path, fingerprint, steps_per_s)
 
 
 def ema_decay_at(decay: float, n_updates: int, warmup: bool) -> float:

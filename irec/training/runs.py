@@ -4,8 +4,10 @@ Paper, section 4 (experimental set-up) and docs/irec-method.md section 5: the lo
 CIFAR-10 train (here: the 20,000-image subset of the prepared data folder, docs/data.md, when the official archive is
 absent), the lossy
 two-level VAE on random crops of natural photos (CLIC 2018 professional train; offline, the BSDS500 + Sun-Hays 80
-stand-in, the latter 2x area-downsampled against its JPEG blocking as README-training-data.md suggests). Kodak is
-the test set only and is never trained on. :func:`train_model` runs unchanged under ``torchrun``.
+stand-in, the latter 2x area-downsampled against its JPEG blocking as README-training-data.md suggests). The lossless
+``photos`` preset fine-tunes the CIFAR-10 RVAE on crops of the same photos without BSDS500 val, which
+:mod:`irec.training.heldout` keeps for deciding whether a run is better than the shipped model. Kodak is the test set
+only and is never trained on. :func:`train_model` runs unchanged under ``torchrun``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 KINDS = ("lossless", "lossy")
 CROPS_PER_EPOCH = 100_000  # length of one pass over the random-crop dataset (crops are drawn afresh per index)
+# The BSDS500 splits the lossless photos presets train on: val is held out (irec.training.heldout evaluates on it).
+PHOTOS_BSDS_SPLITS = ("train", "test")
 
 
 def _seeded(build_model, seed: int):
@@ -41,14 +45,86 @@ def _seeded(build_model, seed: int):
         return build_model()
 
 
-def _lossless(preset_name: str, seed: int | None = None):
+class PhotoCrops(ConcatDataset):
+    """Random crops of natural photos (a ConcatDataset of :class:`irec.data.RandomCropDataset`) that names its
+    photos: ``sources`` lists ``dataset/split/name`` (``dataset/name`` for a folder without splits) of every photo a
+    crop can come from, so what a run trained on, and that Kodak and the held-out images are not in it, can be
+    checked."""
+
+    def __init__(self, parts: list[Dataset], sources: tuple[str, ...]):
+        super().__init__(parts)
+        self.sources = sources  # every photo the crops are drawn from
+
+
+def photo_crops(crop: int, seed: int, limit: int | None = None,
+                bsds_splits: tuple[str, ...] | None = None) -> tuple[PhotoCrops, str]:
+    """Random ``crop`` x ``crop`` training crops of the natural photos of the prepared data folder, and their
+    description: BSDS500 (``bsds_splits``, None: all 500 images) and Sun-Hays 80, 2x area-downsampled against its JPEG
+    blocking (README-training-data.md), without those smaller than ``crop`` after the downsample; where BSDS500 is
+    absent, CLIC 2018 professional train (the paper's lossy training set, Section 4). The lossy VAE (paper Section 4,
+    method note Section 5) and the lossless ``photos`` presets train on these; Kodak is never among them.
+
+    ``seed`` seeds the crops (BSDS500 or CLIC with ``seed``, Sun-Hays with ``seed + 1``); ``limit``: a seeded subset
+    of that many photos per source (per BSDS500 split when ``bsds_splits`` is given), for smoke runs."""
+    parts: list[Dataset] = []
+    sources: list[str] = []
+    if (paths.data_root() / "bsds500").is_dir():
+        if bsds_splits is None:
+            bsds = load_images("bsds500", limit=limit)
+            sources += [f"bsds500/{name}" for name, _ in bsds]
+            data = "bsds500 (train, val, test)"
+        else:
+            bsds = []
+            for split in bsds_splits:
+                named = load_images("bsds500", split=split, limit=limit)
+                bsds += named
+                sources += [f"bsds500/{split}/{name}" for name, _ in named]
+            data = f"bsds500 ({', '.join(bsds_splits)})"
+        parts.append(RandomCropDataset([image for _, image in bsds], crop, CROPS_PER_EPOCH, seed=seed))
+        sun = load_images("sun_hays80", limit=limit)
+        kept = [(name, image) for name, image in sun if min(image.shape[:2]) // 2 >= crop]  # one is 213 px after 2x
+        parts.append(RandomCropDataset([image for _, image in kept], crop, CROPS_PER_EPOCH // 5, seed=seed + 1,
+                                       downsample=2))
+        sources += [f"sun_hays80/{name}" for name, _ in kept]
+        data += " + sun_hays80 (2x area-downsampled)"
+        if len(kept) < len(sun):
+            data += f", without the {len(sun) - len(kept)} smaller than {crop} px after the downsample"
+            log.info("training data: %s", data)
+    else:
+        clic = load_images("clic", split="train", limit=limit)
+        parts.append(RandomCropDataset([image for _, image in clic], crop, CROPS_PER_EPOCH, seed=seed))
+        sources += [f"clic/train/{name}" for name, _ in clic]
+        data = "CLIC 2018 professional train"
+    return PhotoCrops(parts, tuple(sources)), data + f"; {crop}x{crop} crops"
+
+
+def _lossless(preset_name: str, limit: int | None = None, finetune: bool = False, crop_size: int | None = None,
+              seed: int | None = None):
     from irec.models.rvae import RVAE
     from irec.settings import lossless_preset
 
     p = lossless_preset(preset_name)
-    images, _ = load_cifar10("train")
+    if not p.photos:
+        if finetune:
+            raise ValueError(
+                f"the lossless {preset_name} preset trains from scratch on CIFAR-10 and has no fine-tuning settings; "
+                f"fine-tune with a preset that trains on photos (--preset photos)"
+            )
+        if crop_size is not None:
+            raise ValueError(
+                f"the lossless {preset_name} preset trains on whole 32x32 images; crop_size is for the lossy model "
+                "and the lossless photos presets"
+            )
+        images, _ = load_cifar10("train")
+        model = _seeded(lambda: RVAE(p.model), p.train.seed if seed is None else seed)
+        return model, p.train, ImageArrayDataset(images), p.dataset
+    crop = p.crop_size if crop_size is None else crop_size
+    if crop < 2 or crop % 2:
+        raise ValueError(f"the lossless crop size must be even and at least 2 (the RVAE's latents are at 1/2), "
+                         f"got {crop}")
+    dataset, data = photo_crops(crop, p.train.seed, limit, bsds_splits=PHOTOS_BSDS_SPLITS)
     model = _seeded(lambda: RVAE(p.model), p.train.seed if seed is None else seed)
-    return model, p.train, ImageArrayDataset(images), p.dataset
+    return model, p.train, dataset, data + "; bsds500/val held out, no Kodak"
 
 
 def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, finetune: bool = False,
@@ -62,43 +138,28 @@ def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, fi
         raise ValueError(f"the lossy crop size must be a positive multiple of {DOWNSAMPLING}, got {crop}")
     if finetune and p.finetune is None:
         raise ValueError(f"the lossy {preset_name} preset has no fine-tuning settings; train every rate from scratch")
-    parts: list[Dataset] = []
-    if (paths.data_root() / "bsds500").is_dir():
-        bsds = [image for _, image in load_images("bsds500", limit=limit)]
-        parts.append(RandomCropDataset(bsds, crop, CROPS_PER_EPOCH, seed=p.train.seed))
-        sun = [image for _, image in load_images("sun_hays80", limit=limit)]
-        kept = [image for image in sun if min(image.shape[:2]) // 2 >= crop]  # one is 213 px after 2x
-        parts.append(RandomCropDataset(kept, crop, CROPS_PER_EPOCH // 5, seed=p.train.seed + 1, downsample=2))
-        data = "bsds500 (train, val, test) + sun_hays80 (2x area-downsampled)"
-        if len(kept) < len(sun):
-            data += f", without the {len(sun) - len(kept)} smaller than {crop} px after the downsample"
-            log.info("training data: %s", data)
-    else:
-        clic = [image for _, image in load_images("clic", split="train", limit=limit)]
-        parts.append(RandomCropDataset(clic, crop, CROPS_PER_EPOCH, seed=p.train.seed))
-        data = "CLIC 2018 professional train"
-    data += f"; {crop}x{crop} crops"
+    dataset, data = photo_crops(crop, p.train.seed, limit)
     config = p.finetune if finetune else p.train
     model = _seeded(lambda: TwoLevelVAE(p.config(beta, distortion)), config.seed if seed is None else seed)
-    return model, config, ConcatDataset(parts), data
+    return model, config, dataset, data
 
 
 def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "mse", limit: int | None = None,
           finetune: bool = False, crop_size: int | None = None, seed: int | None = None):
     """(model, TrainConfig, dataset, data description) for a kind of model and a preset.
 
-    ``limit``: train the lossy model on a seeded subset of that many photos per source (smoke runs); the
-    lossless model always takes its whole training set. ``finetune``: the preset's fine-tuning settings (lossy).
-    ``crop_size``: the side of the lossy training crops instead of the preset's (a multiple of 64). ``seed``: seeds the
-    initial weights (None: the preset's ``TrainConfig.seed``)."""
+    ``limit``: train on a seeded subset of that many photos per source (smoke runs; the lossy model and the lossless
+    photos presets); the lossless CIFAR-10 presets always take their whole training set. ``finetune``: the preset's
+    fine-tuning settings (lossy; a lossless photos preset's own settings are its fine-tuning settings, the CIFAR-10
+    ones have none). ``crop_size``: the side of the training crops instead of the preset's (lossy: a multiple of 64;
+    lossless photos presets: even). ``seed``: seeds the initial weights (None: the preset's ``TrainConfig.seed``).
+
+    The lossless ``photos`` preset (paper Section 4.1 codes Kodak with the RVAE; method note Section 5) returns
+    :func:`photo_crops` of BSDS500 train + test and Sun-Hays 80: BSDS500 val is held out, Kodak never trained on."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "lossless":
-        if finetune:
-            raise ValueError("the lossless presets have no fine-tuning settings")
-        if crop_size is not None:
-            raise ValueError("the lossless model trains on whole 32x32 images; crop_size is for the lossy model")
-        return _lossless(preset_name, seed)
+        return _lossless(preset_name, limit, finetune, crop_size, seed)
     return _lossy(preset_name, beta, distortion, limit, finetune, crop_size, seed)
 
 
@@ -129,8 +190,9 @@ def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float
                 **overrides) -> TrainResult:
     """Train (or resume) one model into ``run_dir``; ``overrides`` replace TrainConfig fields (e.g. n_steps).
 
-    ``init_from``: fine-tune the weights of that model (a ``model.pt`` path or a shipped name) with the preset's
-    fine-tuning settings instead of training from scratch; a resumed run continues from its own checkpoint."""
+    ``init_from``: fine-tune the weights of that model (a ``model.pt`` path or a shipped name, e.g.
+    ``lossless-cifar10`` for the lossless ``photos`` preset) with the preset's fine-tuning settings instead of
+    training from scratch; a resumed run continues from its own checkpoint."""
     model, config, dataset, data = build(kind, preset_name, beta, distortion, limit, finetune=init_from is not None,
                                          crop_size=crop_size, seed=overrides.get("seed"))
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,159 @@
+"""Held-out evaluation of lossless models on natural photos, and the "ship only when better" comparison.
+
+The lossless RVAE (iREC, Flamich et al. 2020, Section 4.1; docs/irec-method.md Section 5) codes an image at about
+its negative ELBO (the coder's overhead aside), so the -ELBO in bits per dimension on images no run trained on
+decides whether a newly trained model should replace the shipped one. The held-out images are BSDS500 val, which
+the lossless ``photos`` presets leave out of their training crops (irec.training.runs.PHOTOS_BSDS_SPLITS); Kodak,
+the test set, is not used here so that choosing a model does not look at the test set.
+
+- :func:`heldout_images`: a seeded subset of BSDS500 val, each image centre-cropped to a square (deterministic);
+- :func:`negative_elbo_bpd`: the honest -ELBO (analytic KL per level, no free bits, plus one posterior sample's
+  -log p(x|z), :meth:`irec.models.rvae.RVAE.negative_elbo`) in bits per subpixel over a set of images, summed in
+  float64, with the posterior sample drawn under a fixed torch seed, so the same model and images give the same
+  number;
+- :func:`compare`: both figures for a candidate and a shipped model, and whether the candidate is better.
+
+``python -m irec.training.heldout RUN/model.pt --against lossless-cifar10`` prints the comparison (``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+from irec.data import centre_crop, load_images
+
+HELDOUT_DATASET = ("bsds500", "val")  # the held-out images: BSDS500 val, never in the photos presets' crops
+DEFAULT_IMAGES = 16  # held-out images evaluated by default (a seeded subset of the 100)
+DEFAULT_SIDE = 128  # side of the centre crop of each (even; 2x the photos preset's training crops)
+DEFAULT_SEED = 0  # seeds both the image subset and the posterior sample
+DEFAULT_BATCH = 8  # images per forward pass
+
+
+def heldout_images(n: int | None = DEFAULT_IMAGES, side: int = DEFAULT_SIDE, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The held-out images as a uint8 (N, side, side, 3) array: ``n`` images of BSDS500 val (None: all 100), chosen
+    as ``irec.data.load_images`` chooses a seeded subset (sorted indices of ``default_rng(seed).permutation``), each
+    centre-cropped to ``side`` x ``side`` (BSDS500 images are 481x321 or 321x481, so ``side`` <= 320)."""
+    if side < 2 or side % 2:
+        raise ValueError(f"the held-out crop side must be even and at least 2 (the RVAE needs even sizes), got {side}")
+    if n is not None and n < 1:
+        raise ValueError(f"the number of held-out images must be at least 1, got {n}")
+    dataset, split = HELDOUT_DATASET
+    named = load_images(dataset, split=split, limit=n, seed=seed)
+    small = [name for name, image in named if min(image.shape[:2]) < side]
+    if small:
+        raise ValueError(f"held-out images {small[:3]} are smaller than the {side}x{side} crop; choose a smaller side")
+    return np.stack([centre_crop(image, side) for _, image in named])
+
+
+def _float_model(model: nn.Module) -> nn.Module:
+    """The float RVAE to evaluate: an exact (shipped, int16) model's float twin of the same weights, which is what
+    fine-tuning starts from (irec.training.runs); a float model as it is."""
+    return model.float_model() if hasattr(model, "float_model") else model
+
+
+def negative_elbo_bpd(model: nn.Module, images: np.ndarray | torch.Tensor, batch: int = DEFAULT_BATCH,
+                      seed: int = DEFAULT_SEED) -> float:
+    """The -ELBO of ``images`` (uint8, (N, H, W, 3) array or (N, 3, H, W) tensor) under ``model`` in bits per
+    subpixel: the sum over all images of :meth:`RVAE.negative_elbo` (nats, analytic KL, one posterior sample),
+    accumulated in float64, divided by the number of subpixels and ln 2. The posterior samples are drawn under
+    ``torch.manual_seed(seed)`` (torch's global generator is restored afterwards), so the figure is a function of
+    the model, the images, ``batch`` and ``seed``. An exact model is evaluated by its float twin."""
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))) if isinstance(images, np.ndarray) \
+        else images
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3 or len(x) == 0:
+        raise ValueError(f"images must be a non-empty uint8 batch of RGB images, got {x.dtype} {tuple(x.shape)}")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    model = _float_model(model)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = 0.0
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for start in range(0, len(x), batch):
+                terms = model.negative_elbo(x[start:start + batch].to(device))
+                total += (terms.nll.double() + terms.kl.double().sum(dim=1)).sum().item()
+    finally:
+        model.train(was_training)
+    return total / (x[0].numel() * len(x) * math.log(2.0))
+
+
+def compare(candidate: str | os.PathLike, shipped_name: str, n: int | None = DEFAULT_IMAGES,
+            side: int = DEFAULT_SIDE, seed: int = DEFAULT_SEED, batch: int = DEFAULT_BATCH) -> dict:
+    """The held-out -ELBO (bits per subpixel) of ``candidate`` (a ``model.pt`` path or a model name) and of the
+    shipped model ``shipped_name`` on the same :func:`heldout_images`, with the same posterior seed.
+
+    Returns ``candidate_bpd``, ``shipped_bpd``, ``better`` (candidate strictly lower), ``difference_bpd``
+    (candidate - shipped), both fingerprints, the evaluation settings and ``figures``, the candidate's figures as
+    ``irec ship --figures`` records them."""
+    from irec.zoo import resolve_model
+
+    images = heldout_images(n, side, seed)
+    cand_model, cand_fingerprint, _ = resolve_model(candidate)
+    ship_model, ship_fingerprint, _ = resolve_model(shipped_name)
+    cand = negative_elbo_bpd(cand_model, images, batch, seed)
+    shipped = negative_elbo_bpd(ship_model, images, batch, seed)
+    images_label = "all" if n is None else str(n)
+    measured_by = (f"python -m irec.training.heldout {candidate} --against {shipped_name} --images {images_label} "
+                   f"--side {side} --seed {seed} --batch {batch} (the float weights)")
+    return {
+        "candidate": str(candidate), "shipped": shipped_name,
+        "candidate_bpd": cand, "shipped_bpd": shipped, "difference_bpd": cand - shipped, "better": cand < shipped,
+        "candidate_fingerprint": cand_fingerprint, "shipped_fingerprint": ship_fingerprint,
+        "images": len(images), "side": side, "seed": seed, "batch": batch,
+        "figures": {
+            "bsds500_val_negative_elbo_bpd": round(cand, 4), "bsds500_val_images": len(images),
+            "bsds500_val_side": side, "measured_by": measured_by,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the held-out comparison of a candidate against a shipped model; exit 0 when the candidate is better,
+    3 when it is not (2: bad arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m irec.training.heldout",
+        description=(
+            "Compare a trained lossless model with a shipped one on held-out natural photos: the -ELBO in bits per "
+            "subpixel (analytic KL + one posterior sample under a fixed seed, float64 sums; the float weights, for a "
+            "shipped exact model its float twin) on centre crops of a seeded subset of BSDS500 val, which the "
+            "lossless photos presets never train on (Kodak, the test set, is not looked at). Prints both figures "
+            "and a JSON line; exits 0 when the candidate is better (strictly lower), 3 when it is not. "
+            "A better candidate is shipped by hand: irec ship RUN NAME --preset photos --figures '<figures JSON>'."
+        ),
+    )
+    parser.add_argument("candidate", help="the trained model: a run's model.pt, or a model name")
+    parser.add_argument("--against", default="lossless-cifar10", metavar="NAME",
+                        help="the shipped (or cached) model to beat (default: lossless-cifar10)")
+    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES,
+                        help=f"held-out images, a seeded subset of the 100 of BSDS500 val (default {DEFAULT_IMAGES})")
+    parser.add_argument("--side", type=int, default=DEFAULT_SIDE,
+                        help=f"side of each image's centre crop, even, at most 320 (default {DEFAULT_SIDE})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seeds the image subset and the posterior sample (default 0)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="images per forward pass")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = compare(args.candidate, args.against, args.images, args.side, args.seed, args.batch)
+    verdict = "better" if result["better"] else "not better"
+    print(f"held-out -ELBO on {result['images']} BSDS500 val crops of {result['side']}x{result['side']}: "
+          f"candidate {result['candidate_bpd']:.4f} bpd, {result['shipped']} {result['shipped_bpd']:.4f} bpd "
+          f"({result['difference_bpd']:+.4f}): the candidate is {verdict}")
+    print(json.dumps(result))
+    return 0 if result["better"] else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
