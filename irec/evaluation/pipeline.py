@@ -11,7 +11,7 @@ evaluated on CIFAR-10 test (and Kodak), the lossy models on Kodak. Per profile:
 Kodak lossless is coded with the model for natural photos (``lossless-photos``, trained on BSDS500 and Sun-Hays 80
 crops, never on Kodak; the paper's was trained on ImageNet32, which has no offline copy), large images as
 independent tiles (:mod:`irec.codecs.tiles`). It is part of the ``paper`` profile; the ``cpu`` profile leaves it
-out of the main job (about 20 minutes more on 2 cores) and codes it on request (notebook 04's ``kodak``, or
+out of the main job (about 40 minutes more on 2 cores) and codes it on request (notebook 04's ``kodak``, or
 ``python -m irec.evaluation.pipeline lossless --dataset kodak``); the table reads its rows either way.
 
 ``python -m irec.evaluation.pipeline {lossless,lossy}`` runs step 04 or 05 from the command line; started by
@@ -93,7 +93,13 @@ def lossless_photo_model(profile: str) -> ModelChoice:
     """The lossless model that codes Kodak: the shipped photo model (the smoke profile's tiny model in smoke)."""
     if profile == "smoke":
         return lossless_model(profile, False)
-    return _shipped("lossless", [LOSSLESS_PHOTO_NAME], profile)[0]
+    choice = _shipped("lossless", [LOSSLESS_PHOTO_NAME], profile)[0]
+    if choice.path is None:  # trained by its own script, not by the suite's --train
+        choice = ModelChoice("lossless", LOSSLESS_PHOTO_NAME, None, (
+            f"no shipped lossless model '{LOSSLESS_PHOTO_NAME}' for Kodak yet: train it with tools/cpu_train.sh "
+            "(or tools/gpu_train_lossless.sh) and ship it (docs/models.md), or code Kodak with another model: "
+            "python -m irec.evaluation.pipeline lossless --dataset kodak --model lossless-cifar10"))
+    return choice
 
 
 def lossy_name(distortion: str, beta: float) -> str:
