@@ -150,12 +150,18 @@ class CodecHeader:
 
     def check_model(self, fingerprint: bytes, name: str) -> None:
         """Raise :class:`WrongModelError` unless ``fingerprint`` is the file's model."""
-        if fingerprint[:FINGERPRINT_BYTES] != self.fingerprint:
-            raise WrongModelError(
-                f"this file was written with the {self.kind} model whose fingerprint starts "
-                f"{self.fingerprint.hex()}, not with {name} ({fingerprint[:FINGERPRINT_BYTES].hex()}): "
-                "pass the right --model, or let irec find it among the shipped and cached models"
-            )
+        check_fingerprint(self.kind, self.fingerprint, fingerprint, name)
+
+
+def check_fingerprint(kind: str, written: bytes, fingerprint: bytes, name: str, what: str = "file") -> None:
+    """Raise :class:`WrongModelError` unless ``fingerprint`` (the model ``name``'s) starts with ``written``, the
+    prefix a ``kind`` ``what`` (an irec file, or a tiled one) recorded."""
+    if fingerprint[:FINGERPRINT_BYTES] != written:
+        raise WrongModelError(
+            f"this {what} was written with the {kind} model whose fingerprint starts {written.hex()}, not with "
+            f"{name} ({fingerprint[:FINGERPRINT_BYTES].hex()}): pass the right --model, or let irec find it among "
+            "the shipped and cached models"
+        )
 
 
 def pixel_check(image: np.ndarray) -> bytes:

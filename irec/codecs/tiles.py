@@ -34,7 +34,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from irec.codecs.container import FINGERPRINT_BYTES, KINDS, MAX_SIDE, WrongModelError, peek_header
+from irec.codecs.container import FINGERPRINT_BYTES, KINDS, MAX_SIDE, check_fingerprint, peek_header
 from irec.coder import ByteReader, ByteWriter, CorruptStreamError
 
 MAGIC = b"iRT"
@@ -104,12 +104,7 @@ class TiledHeader:
 
     def check_model(self, fingerprint: bytes, name: str) -> None:
         """Raise :class:`WrongModelError` unless ``fingerprint`` is the file's model."""
-        if fingerprint[:FINGERPRINT_BYTES] != self.fingerprint:
-            raise WrongModelError(
-                f"this tiled file was written with the {self.kind} model whose fingerprint starts "
-                f"{self.fingerprint.hex()}, not with {name} ({fingerprint[:FINGERPRINT_BYTES].hex()}): "
-                "pass the right --model, or let irec find it among the shipped and cached models"
-            )
+        check_fingerprint(self.kind, self.fingerprint, fingerprint, name, what="tiled file")
 
 
 def is_tiled(data: bytes) -> bool:
