@@ -85,3 +85,14 @@ def test_two_runs_with_the_same_settings_train_the_same_model_and_another_seed_a
         return load_model(tmp_path / name / "model.pt")[1]
 
     assert fingerprint("a") == fingerprint("b") != fingerprint("c", "--seed", "1")
+
+
+def test_the_learning_rate_can_be_overridden_and_a_resumed_run_keeps_it(tmp_path, shared_data, capsys):
+    run = tmp_path / "run"
+    common = ["train", "lossless", str(run), "--preset", "smoke", "--threads", "1"]
+    assert main([*common, "--steps", "1", "--lr", "2e-4"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 2e-4
+    assert main([*common, "--steps", "2", "--lr", "2e-4"]) == 0
+    assert "finished at step 2" in capsys.readouterr().out
+    assert main([*common, "--steps", "3"]) != 0  # the preset's rate is not the run's: refused, not silently mixed
+    assert "lr" in capsys.readouterr().err

@@ -4,7 +4,7 @@
 # et al. 2020, Section 4.1; docs/irec-method.md Section 5) on crops of natural photos for the Kodak experiment.
 #
 #   RUN=DIR [PRESET=photos] [INIT=lossless-cifar10] [HOURS=1] [THREADS=2] [NAME=lossless-photos] [AGAINST=MODEL]
-#   [NICE=10] [STEPS=N] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [PYTHON=python] tools/cpu_train.sh
+#   [NICE=10] [STEPS=N] [LR=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [PYTHON=python] tools/cpu_train.sh
 #
 # In the background:  nohup env RUN=runs/photos HOURS=6 tools/cpu_train.sh > runs/photos.log 2>&1 &
 #
@@ -13,8 +13,8 @@
 #    model trains its float twin); a second call on the same RUN continues from RUN/checkpoint.pt where the first
 #    stopped (an interrupted call loses at most the steps since its last checkpoint, every 200 steps for `photos`).
 #    Every call ends by writing RUN/model.pt, the EMA weights. STEPS overrides the preset's number of steps (the
-#    `photos` preset's 100,000 is a horizon: HOURS is what stops a call); LIMIT trains on a seeded subset of that
-#    many photos per source (smoke runs). The `photos` preset measured 1.0 s per step on one busy thread of the
+#    `photos` preset's 100,000 is a horizon: HOURS is what stops a call); LR overrides the preset's learning rate
+#    (kept for the run's life); LIMIT trains on a seeded subset of that many photos per source (smoke runs). The `photos` preset measured 1.0 s per step on one busy thread of the
 #    2-core development machine (irec.settings), so an hour is about 3,500 steps.
 # 2. Compares: `python -m irec.training.heldout RUN/model.pt --against AGAINST` prints the honest -ELBO in bits per
 #    subpixel of both models on EVAL_IMAGES centre crops (EVAL_SIDE px) of BSDS500 val, which the photos presets
@@ -39,6 +39,7 @@ seconds=$(awk -v h="$HOURS" 'BEGIN { printf "%.0f", h * 3600 }')
 extra=()
 [[ -n "${STEPS:-}" ]] && extra+=(--steps "$STEPS")
 [[ -n "${LIMIT:-}" ]] && extra+=(--limit "$LIMIT")
+[[ -n "${LR:-}" ]] && extra+=(--lr "$LR")
 
 mkdir -p "$RUN"
 [[ -f "$RUN/checkpoint.pt" ]] && echo "continuing $RUN from its checkpoint" || echo "starting $RUN from $INIT"

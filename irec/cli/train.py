@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace) -> int:
     result = train_model(
         args.kind, args.preset, args.run_dir, beta=args.beta, distortion=args.distortion, limit=args.limit,
         n_steps=args.steps, init_from=args.init_from, max_seconds=args.max_seconds, num_threads=args.threads,
-        crop_size=args.crop_size, batch_size=args.batch_size, seed=args.seed,
+        crop_size=args.crop_size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
     )
     state = "finished" if result.finished else "stopped early (run the same command again to resume)"
     print(f"{state} at step {result.step}; model: {result.model_path}; fingerprint {result.fingerprint}")
@@ -58,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lossless with a photos preset (--preset photos --init-from lossless-cifar10)"))
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, help=(
+        "override the preset's learning rate (a run keeps the rate it started with: resuming with another refuses)"))
     p.add_argument("--crop-size", type=int, help=(
         "side of the training crops instead of the preset's: lossy, a multiple of 64 (the cpu preset's 128 leaves "
         "z2 a 2x2 grid, and its models code z2 at 10x the rate on whole Kodak images: 256 fixes that); lossless "
