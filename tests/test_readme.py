@@ -112,9 +112,12 @@ def test_the_readmes_lossless_table_copies_the_committed_table():
     assert checked >= 10
 
 
+LAYOUT = REPO / "docs" / "layout.md"
+
+
 def _layout_sections(text: str) -> dict[str, str]:
-    """The README's Layout block: package folder ("" for irec/ itself) -> the text that describes its modules."""
-    block = next(body for _, body, _ in fenced_blocks(text.split("## Layout", 1)[1]))
+    """docs/layout.md's module map: package folder ("" for irec/ itself) -> the text that describes its modules."""
+    block = next(body for _, body, _ in fenced_blocks(text.split("## Every module", 1)[1]))
     sections: dict[str, str] = {}
     current = None
     for line in block.splitlines():
@@ -129,8 +132,8 @@ def _layout_sections(text: str) -> dict[str, str]:
     return sections
 
 
-def test_every_module_of_the_package_appears_in_the_readmes_layout():
-    sections = _layout_sections(README.read_text(encoding="utf-8"))
+def test_every_module_of_the_package_appears_in_the_layout_page():
+    sections = _layout_sections(LAYOUT.read_text(encoding="utf-8"))
     absent = []
     for path in sorted((REPO / "irec").rglob("*.py")):
         parts = path.relative_to(REPO / "irec").parts
@@ -139,4 +142,4 @@ def test_every_module_of_the_package_appears_in_the_readmes_layout():
             continue  # a subpackage's own __init__ / __main__ need no line (codecs' __init__ holds make_codec)
         if not re.search(rf"(?<![\w.]){re.escape(path.stem)}(?!\w)", sections.get(folder, "")):
             absent.append(path.relative_to(REPO).as_posix())
-    assert not absent, f"modules missing from the README's Layout section: {absent}"
+    assert not absent, f"modules missing from docs/layout.md's module map: {absent}"
