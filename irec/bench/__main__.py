@@ -6,7 +6,7 @@ import importlib
 import logging
 import sys
 
-BENCHMARKS = {"coder": "irec.bench.coder", "devices": "irec.bench.devices", "exact": "irec.bench.exact",
+BENCHMARKS = {"coder": "irec.bench.coder", "devices": "irec.bench.devices", "exact": "irec.bench.exact", "kodak": "irec.bench.kodak",
               "lossless": "irec.bench.lossless",
               "lossy": "irec.bench.lossy", "sweep": "irec.bench.sweep"}
 

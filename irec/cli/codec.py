@@ -103,7 +103,7 @@ def _compress(args: argparse.Namespace) -> int:
         codec, info = make_codec(args.model, overrides, refine_steps=args.refine_steps)
         codec = _with_tile_size(codec, args.tile_size, info["name"])
         tiled = "tile_map" in inspect.signature(codec.encode).parameters
-        tile_map = _TilePool(build, codec, args.workers, args.quiet) if args.workers > 1 and tiled else None
+        tile_map = _tile_pool(build, codec, args.workers, args.quiet) if args.workers > 1 and tiled else None
         done = _compress_one(codec, (Path(args.input[0]), Path(args.output), args.verify, info["name"]), tile_map)
         if not args.quiet:
             print(done.report())
@@ -134,29 +134,12 @@ def _decoder_only(model: str, kind: str):
     return make_codec(model, kind=kind)[0]
 
 
-class _TilePool:
-    """A codec's ``tile_map`` that codes one image's tiles in ``workers`` processes (irec.evaluation.parallel), each
-    building its codec once with ``build``: the codec's bound method it is given runs, by name, on the worker's
-    equal codec (so the model is never pickled), and the results come back in the tiles' order."""
+def _tile_pool(build, codec, workers: int, quiet: bool):
+    """A ``tile_map`` coding one image's tiles in ``workers`` processes (irec.evaluation.parallel.TilePool), with a
+    progress bar on a terminal unless quiet."""
+    from irec.evaluation.parallel import TilePool
 
-    def __init__(self, build, codec, workers: int, quiet: bool) -> None:
-        self.build, self.codec, self.workers, self.quiet = build, codec, workers, quiet
-
-    def __call__(self, function, items) -> list:
-        from irec.evaluation.parallel import imap_ordered
-
-        if getattr(function, "__self__", None) is not self.codec:
-            raise ValueError("the tile pool runs methods of the codec it was made for")
-        jobs = [(0, (function.__name__, item)) for item in items]
-        progress = sys.stderr.isatty() and not self.quiet
-        return list(imap_ordered(_tile_task, jobs, [self.build], workers=self.workers, local=[self.codec],
-                                 desc="tiles", unit="tile", progress=progress))
-
-
-def _tile_task(codec, job: tuple[str, object]):
-    """A worker's share of :class:`_TilePool`: the codec's method ``name`` on one tile."""
-    name, item = job
-    return getattr(codec, name)(item)
+    return TilePool(build, codec, workers, progress=sys.stderr.isatty() and not quiet)
 
 
 def _compress_one(codec, item: tuple[Path, Path, bool, str | None], tile_map=None) -> report.Compressed:
@@ -278,7 +261,7 @@ class _Decoders:
             return None
         header = peek(data)
         ref = self.model or str(zoo.find_by_fingerprint(header.fingerprint))
-        return _TilePool(functools.partial(_decoder_only, ref, header.kind), codec, self.workers, self.quiet)
+        return _tile_pool(functools.partial(_decoder_only, ref, header.kind), codec, self.workers, self.quiet)
 
 
 def _decompress_one(decoders: _Decoders, item: tuple[Path, Path, bool]) -> report.Decompressed:

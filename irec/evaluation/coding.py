@@ -46,15 +46,17 @@ def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
-def code_image(codec, image: np.ndarray) -> Coded:
+def code_image(codec, image: np.ndarray, tile_map=None) -> Coded:
     """Encode ``image`` with ``codec`` and decode the file, each under :func:`irec.timing.measure`; a file that does
-    not decode (CorruptStreamError) is counted in the result, not raised."""
+    not decode (CorruptStreamError) is counted in the result, not raised. ``tile_map``: a lossless codec's map over
+    a large image's tiles (irec.evaluation.parallel.TilePool), for encode and decode alike."""
+    tiles = {} if tile_map is None else {"tile_map": tile_map}
     with measure() as encoder:
-        encoding = codec.encode(image)
+        encoding = codec.encode(image, **tiles)
     error, decoded = "", None
     with measure() as decoder:
         try:
-            decoded = codec.decompress(encoding.data)
+            decoded = codec.decompress(encoding.data, **tiles)
         except CorruptStreamError as err:  # a coder bug, or another machine's floats: count it, keep going
             error = str(err)
     return Coded(encoding, decoded, encoder, decoder, error)

@@ -52,10 +52,11 @@ def model_name(codec: LosslessCodec) -> str:
 
 
 def evaluate_image(codec: LosslessCodec, name: str, image: np.ndarray, *, dataset: str = "",
-                   split: str | None = None, model: str | None = None) -> dict[str, Any]:
+                   split: str | None = None, model: str | None = None, tile_map=None) -> dict[str, Any]:
     """Compress ``image``, decode it back in this process and return its row: the file's parts, the -ELBO, the
-    times (provenance included)."""
-    coded = code_image(codec, image)
+    times (provenance included). ``tile_map``: codes a large image's tiles, e.g. in a pool of processes
+    (irec.evaluation.parallel.TilePool; None: here, one after another)."""
+    coded = code_image(codec, image, tile_map)
     encoding = coded.encoding
     p = encoding.params
     n = 3 * encoding.n_pixels

@@ -202,3 +202,26 @@ def imap_ordered(
                     future.cancel()
     finally:
         bar.close()
+
+
+class TilePool:
+    """A lossless codec's ``tile_map`` (irec.codecs.tiles) that codes one image's tiles in ``workers`` processes with
+    :func:`imap_ordered`, each building its codec once with ``build`` (:func:`codec_builder`): the codec's bound
+    method it is given runs, by name, on the worker's equal codec (so the model is never pickled), and the results
+    come back in the tiles' order. Each call starts its own pool, as one ``irec compress --workers N`` does."""
+
+    def __init__(self, build: Callable[[], Any], codec, workers: int, *, progress: bool = False) -> None:
+        self.build, self.codec, self.workers, self.progress = build, codec, workers, progress
+
+    def __call__(self, function: Callable[[Any], Any], items: Sequence[Any]) -> list:
+        if getattr(function, "__self__", None) is not self.codec:
+            raise ValueError("the tile pool runs methods of the codec it was made for")
+        jobs = [(0, (function.__name__, item)) for item in items]
+        return list(imap_ordered(_tile_task, jobs, [self.build], workers=self.workers, local=[self.codec],
+                                 desc="tiles", unit="tile", progress=self.progress))
+
+
+def _tile_task(codec, job: tuple[str, Any]) -> Any:
+    """A worker's share of :class:`TilePool`: the codec's method ``name`` on one tile."""
+    name, item = job
+    return getattr(codec, name)(item)
