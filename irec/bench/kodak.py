@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from irec import provenance
-from irec.bench.lossless import CLASSICAL, _model_columns, _show, _write, classical_row
+from irec.bench.lossless import CLASSICAL, _model_columns, _show, _write, classical_row, finish
 from irec.codecs.classical import make_codecs
 from irec.codecs.lossless import LosslessCodec
 from irec.codecs.tiles import DEFAULT_TILE_SIZE, check_tile_size
@@ -118,13 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     _show(f"Kodak, {len(images)} image(s) ({size}), model {info.get('name', args.model)} "
           f"(fingerprint {fingerprint[:16]}), {setting_label(codec.params)}, tiles of {args.tile_size}, "
           f"{workers} worker(s) per image:", summary_table(df, workers))
-    sys.stdout.write(f"\nrows written to {out} ({provenance.device_description()}, commit "
-                     f"{provenance.git_commit()})\n")
-    failures = int((~df.bit_exact.astype(bool)).sum())
-    if failures:
-        sys.stdout.write(f"FAILED: {failures} round trip(s) not bit-exact (see the 'error' and 'bit_exact' columns)\n")
-        return 1
-    return 0
+    return finish(df, out)
 
 
 if __name__ == "__main__":

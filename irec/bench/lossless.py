@@ -248,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.kodak:
             crop = f"{args.kodak_crop}x{args.kodak_crop} centre crops" if args.kodak_crop else "full size"
             _show(f"Kodak, {args.kodak} images ({crop}), same model and settings:", summary_table(df, "kodak"))
+    return finish(df, out.with_name(out.stem + "-sweep.csv") if args.sweep else out)
+
+
+def finish(df: pd.DataFrame, written: Path) -> int:
+    """Say where the rows went (device, commit); the exit status: 1 when a round trip was not bit-exact, else 0."""
     failures = int((~df.bit_exact.astype(bool)).sum())
-    written = out.with_name(out.stem + "-sweep.csv") if args.sweep else out
     sys.stdout.write(f"\nrows written to {written} ({provenance.device_description()}, commit "
                      f"{provenance.git_commit()})\n")
     if failures:
