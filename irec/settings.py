@@ -209,9 +209,9 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
             "Measured on the 2-core development machine while it was busy (load average about 4): 1.0 s per step "
             "(batch 8 of 64x64 crops, one torch thread, forward, backward and Adamax; 6 steps), so one hour is "
             "about 3,500 steps. Adamax at lr 1e-4 (a fine-tuning rate, chosen over 3e-5 by a side-by-side run; 1e-3 "
-            "wrecks the model's first steps, see the comment at lr), weight EMA 0.999 (its decay warms up), gradients clipped to "
-            "norm 20 as the cpu preset; max_seconds caps one call, tools/cpu_train.sh continues a run in the "
-            "background and compares it with the shipped model on the held-out BSDS500 val"
+            "wrecks the model's first steps, see the comment at lr), weight EMA 0.999 (its decay warms up), "
+            "gradients clipped to norm 20 as the cpu preset; max_seconds caps one call, tools/cpu_train.sh "
+            "continues a run in the background and compares it with the shipped model on the held-out BSDS500 val"
         ),
     ),
     "smoke": RVAEPreset(

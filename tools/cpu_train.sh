@@ -14,8 +14,9 @@
 #    stopped (an interrupted call loses at most the steps since its last checkpoint, every 200 steps for `photos`).
 #    Every call ends by writing RUN/model.pt, the EMA weights. STEPS overrides the preset's number of steps (the
 #    `photos` preset's 100,000 is a horizon: HOURS is what stops a call); LR overrides the preset's learning rate
-#    (kept for the run's life); LIMIT trains on a seeded subset of that many photos per source (smoke runs). The `photos` preset measured 1.0 s per step on one busy thread of the
-#    2-core development machine (irec.settings), so an hour is about 3,500 steps.
+#    (kept for the run's life); LIMIT trains on a seeded subset of that many photos per source (smoke runs). The
+#    `photos` preset measured 1.0 s per step on one busy thread of the 2-core development machine (irec.settings),
+#    so an hour is about 3,500 steps.
 # 2. Compares: `python -m irec.training.heldout RUN/model.pt --against AGAINST` prints the honest -ELBO in bits per
 #    subpixel of both models on EVAL_IMAGES centre crops (EVAL_SIDE px) of BSDS500 val, which the photos presets
 #    never train on (Kodak, the test set, is not looked at); its output is also kept in RUN/heldout.txt. AGAINST

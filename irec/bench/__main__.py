@@ -6,8 +6,8 @@ import importlib
 import logging
 import sys
 
-BENCHMARKS = {"coder": "irec.bench.coder", "devices": "irec.bench.devices", "exact": "irec.bench.exact", "kodak": "irec.bench.kodak",
-              "lossless": "irec.bench.lossless",
+BENCHMARKS = {"coder": "irec.bench.coder", "devices": "irec.bench.devices", "exact": "irec.bench.exact",
+              "kodak": "irec.bench.kodak", "lossless": "irec.bench.lossless",
               "lossy": "irec.bench.lossy", "sweep": "irec.bench.sweep"}
 
 

@@ -3,9 +3,9 @@
 The paper codes the 24 Kodak images losslessly at 3.67 bpd (Section 4.1, Table 1, with a model trained on
 ImageNet32). Ours are coded as independent tiles (irec.codecs.tiles) and, as ``irec compress --workers N`` does,
 each image's tiles are spread over ``--workers`` processes (a pool started per image and per direction, so its
-start-up is inside the times). For each of ``--images`` Kodak images (a seeded subset; 24: all) the benchmark writes the real file,
-decodes it in the same way and compares the pixels bit for bit; PNG, WebP lossless and JPEG XL lossless code the
-same images in the same run. The printed table sets the measured means beside:
+start-up is inside the times). For each of ``--images`` Kodak images (a seeded subset; 24: all) the benchmark
+writes the real file, decodes it in the same way and compares the pixels bit for bit; PNG, WebP lossless and JPEG
+XL lossless code the same images in the same run. The printed table sets the measured means beside:
 
 - the wall time to encode one Kodak image, at most 60 s, and to decode it, at most 30 s, on the 2-core CPU;
 - the real bpd, below the paper's 3.67 (published) at the least, then WebP lossless and JPEG XL of this run;
