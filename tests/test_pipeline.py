@@ -130,3 +130,26 @@ def test_kodak_is_coded_on_request_with_the_photo_model_into_its_own_results_fil
     kodak = pd.read_csv(results_path("lossless", "kodak", "smoke"))
     assert len(kodak) == 1 and kodak["height"].iloc[0] * kodak["width"].iloc[0] == 512 * 768
     assert not results_path("lossless", "cifar10", "smoke").exists()  # only the dataset asked for
+
+
+def test_coding_one_lossy_model_keeps_the_rows_of_the_others_whatever_commit_made_them(coding_step):
+    choices = []
+    for seed, name in enumerate(("first", "second")):
+        path = coding_step["root"] / f"{name}.pt"
+        save_small("lossy", path, seed=seed)
+        choices.append(pipeline.ModelChoice("lossy", name, str(path), "a tiny model"))
+    out = results_path("lossy", "kodak", "smoke")
+    pipeline.compress_lossy(choices[:1], "smoke", final="best-q", workers=1)
+    before = pd.read_csv(out)
+    coding_step["commit"]["sha"] = "b" * 40  # later code adds the second model only
+    coding_step["coded"].clear()
+    pipeline.compress_lossy(choices[1:], "smoke", final="best-q", workers=1)
+    after = pd.read_csv(out)
+    assert len(coding_step["coded"]) == pipeline.LOSSY_IMAGES["smoke"]
+    assert sorted(after["model"].unique()) == ["first", "second"]
+    assert after[after["model"] == "first"].reset_index(drop=True)[before.columns].equals(before)
+    assert (after[after["model"] == "second"]["git_commit"] == "b" * 40).all()
+    coding_step["coded"].clear()  # coding the first again at this commit replaces only its own rows
+    pipeline.compress_lossy(choices[:1], "smoke", final="best-q", workers=1)
+    again = pd.read_csv(out)
+    assert len(again) == 2 * pipeline.LOSSY_IMAGES["smoke"] and (again["git_commit"] == "b" * 40).all()

@@ -162,6 +162,19 @@ def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
     return None
 
 
+def _other_models(out: Path, models: list[str]) -> pd.DataFrame:
+    """The rows of ``out`` made by models other than ``models``, whatever their commit: coding some models again
+    leaves the others' rows (each says which commit made it) where they are. Empty when ``out`` is missing or
+    cannot be read."""
+    from irec.evaluation.results import read_rows
+
+    try:
+        rows = read_rows(out)
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return pd.DataFrame()
+    return rows[~rows["model"].astype(str).isin(models)] if "model" in rows else pd.DataFrame()
+
+
 def _keep(out: Path, kept: list[pd.DataFrame]) -> None:
     """Rewrite ``out`` with only the kept rows (atomically, so an interruption here loses nothing either)."""
     from irec.evaluation.results import write_rows
@@ -252,7 +265,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     paper; None: the codec's default); ``low_rate``: code low-rate images with ``irec.settings.LOSSY_LOW_RATE``
     (False: ``LOSSY_DEFAULT`` for every image); ``resume``: keep the rows an interrupted run of the same commit
     wrote with the same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the
-    others; ``workers``: processes coding images, one pool for every model (:mod:`irec.evaluation.parallel`; 0: one
+    others (the rows of models not in ``choices`` stay, whatever their commit); ``workers``: processes coding images, one pool for every model (:mod:`irec.evaluation.parallel`; 0: one
     per available core; 1: in this process), the same rows whatever the count. Under torchrun with several ranks
     (:mod:`irec.evaluation.shards`), each rank codes its share of the images with every model into its shard file
     (resuming from it), rank 0 merges the shards into the results file, and each rank returns its own rows."""
@@ -277,6 +290,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
         raise ValueError(f"unknown coder setting {coder!r}; choose one of {', '.join(CODER_SETTINGS)}")
     params = None if coder == "irec-lossy" and low_rate else CODER_SETTINGS[coder]  # None: the default pair
     final = LOSSY_FINAL if final is None else final
+    others = _other_models(out, [c.name for c in available]) if place.world == 1 else pd.DataFrame()
     old = _resumable(out, resume)
     codecs, done = [], []
     for choice in available:
@@ -285,7 +299,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
         kept = pd.DataFrame() if old is None else rows_coded_like(old[old["model"] == choice.name], codec, names)
         codecs.append((choice, codec))
         done.append(kept)
-    _keep(out, done)
+    _keep(out, [others, *done])
     runs = []
     for (choice, codec), kept in zip(codecs, done):
         skip = set(kept["image"].astype(str)) if len(kept) else set()
