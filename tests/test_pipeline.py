@@ -10,6 +10,7 @@ from irec import paths
 from irec.evaluation import pipeline
 from irec.evaluation import results
 from irec.evaluation.results import results_path
+from irec.settings import MS_SSIM_BETAS
 from tests.models import save_small
 
 
@@ -26,9 +27,10 @@ def test_results_go_to_the_reference_csv_except_in_the_smoke_profile():
     assert results_path("lossy", "kodak", "smoke").name == "kodak-smoke.csv"
 
 
-def test_the_cpu_profile_trains_four_mse_rates_and_one_ms_ssim_model_under_their_shipped_names():
+def test_the_cpu_profile_trains_four_mse_rates_and_an_ms_ssim_curve_of_three_under_their_shipped_names():
     rates = pipeline.LOSSY_RATES["cpu"]
-    assert sum(d == "mse" for d, _ in rates) >= 4 and sum(d == "ms_ssim" for d, _ in rates) >= 1
+    assert sum(d == "mse" for d, _ in rates) >= 4 and sum(d == "ms_ssim" for d, _ in rates) >= 3
+    assert all(beta in MS_SSIM_BETAS for d, beta in rates if d == "ms_ssim")
     assert pipeline.lossy_name("mse", 0.01) == "lossy-mse-0.01"
     assert pipeline.lossy_name("ms_ssim", 0.08) == "lossy-msssim-0.08"
 
