@@ -164,9 +164,8 @@ def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
 
 
 def _other_models(out: Path, models: list[str]) -> pd.DataFrame:
-    """The rows of ``out`` made by models other than ``models``, whatever their commit: coding some models again
-    leaves the others' rows (each says which commit made it) where they are. Empty when ``out`` is missing or
-    cannot be read."""
+    """The rows of ``out`` made by models other than ``models``, whatever their commit (each row says which), so
+    that coding some models again leaves the others' rows; empty when ``out`` is missing or cannot be read."""
     from irec.evaluation.results import read_rows
 
     try:
