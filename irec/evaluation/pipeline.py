@@ -29,7 +29,7 @@ import pandas as pd
 
 from irec import zoo
 from irec.evaluation import shards
-from irec.evaluation.results import results_path
+from irec.evaluation.results import read_rows, results_path
 from irec.paths import RESULTS
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,6 @@ def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
     or of uncommitted code, are never kept); None otherwise. ``out`` is removed when nothing is kept from it, or
     when it cannot be read (a run killed in the middle of a row)."""
     from irec import provenance
-    from irec.evaluation.results import read_rows
 
     commit = provenance.git_commit()
     if resume and out.is_file() and not commit.endswith(("+dirty", "(declared)")) and commit != "unknown":
@@ -166,8 +165,6 @@ def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
 def _other_models(out: Path, models: list[str]) -> pd.DataFrame:
     """The rows of ``out`` made by models other than ``models``, whatever their commit (each row says which), so
     that coding some models again leaves the others' rows; empty when ``out`` is missing or cannot be read."""
-    from irec.evaluation.results import read_rows
-
     try:
         rows = read_rows(out)
     except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
@@ -261,14 +258,16 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     by model, each in the images' order).
 
     ``final``: how the coded sample is chosen (None: ``irec.settings.LOSSY_FINAL``); ``coder``: a name in
-    ``irec.settings.CODER_SETTINGS`` ("irec-lossy": the codec's default, "paper-lossy": the paper's); ``refine_steps``: the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the
-    paper; None: the codec's default); ``low_rate``: code low-rate images with ``irec.settings.LOSSY_LOW_RATE``
-    (False: ``LOSSY_DEFAULT`` for every image); ``resume``: keep the rows an interrupted run of the same commit
-    wrote with the same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the
-    others (the rows of models not in ``choices`` stay, whatever their commit); ``workers``: processes coding images, one pool for every model (:mod:`irec.evaluation.parallel`; 0: one
-    per available core; 1: in this process), the same rows whatever the count. Under torchrun with several ranks
-    (:mod:`irec.evaluation.shards`), each rank codes its share of the images with every model into its shard file
-    (resuming from it), rank 0 merges the shards into the results file, and each rank returns its own rows."""
+    ``irec.settings.CODER_SETTINGS`` ("irec-lossy": the codec's default, "paper-lossy": the paper's); ``refine_steps``:
+    the encoder's refinement steps of q(z1)'s mean (:mod:`irec.codecs.refine`; 0: off, as the paper; None: the
+    codec's default); ``low_rate``: code low-rate images with ``irec.settings.LOSSY_LOW_RATE`` (False:
+    ``LOSSY_DEFAULT`` for every image); ``resume``: keep the rows an interrupted run of the same commit wrote with the
+    same model and settings (:func:`irec.evaluation.lossy.rows_coded_like`), and code only the others; ``workers``:
+    processes coding images, one pool for every model (:mod:`irec.evaluation.parallel`; 0: one per available core; 1:
+    in this process), the same rows whatever the count. On one machine the rows of models not in ``choices`` stay in
+    the results file, whatever their commit. Under torchrun with several ranks (:mod:`irec.evaluation.shards`), each
+    rank codes its share of the images with every model into its shard file (resuming from it), rank 0 merges the
+    shards into the results file (which then holds only these models' rows), and each rank returns its own rows."""
     available = [c for c in choices if c.path is not None]
     for c in choices:
         if c.path is None:
