@@ -49,3 +49,15 @@ def test_a_tile_size_the_format_cannot_hold_is_refused_before_any_coding(capsys)
     with pytest.raises(SystemExit):
         kodak.main(["--model", "x", "--tile-size", "15"])
     assert "tile" in capsys.readouterr().err
+
+
+def test_the_coder_options_set_the_setting_every_tile_is_coded_with(tmp_path, shared_data):
+    model = tmp_path / "tiny-rvae.pt"
+    save_small("lossless", model)
+    out = tmp_path / "kodak.csv"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = kodak.main(["--model", str(model), "--images", "1", "--crop", "24", "--tile-size", "16", "--workers",
+                           "1", "--n-beams", "3", "--kl-per-step", "4", "--no-classical", "--out", str(out)])
+    ours = pd.read_csv(out)
+    assert code == 0 and ours.bit_exact.astype(bool).all()
+    assert (ours.n_beams == 3).all() and (ours.kl_per_step == 4).all()

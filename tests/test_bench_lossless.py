@@ -7,12 +7,14 @@ import io
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from irec.bench import lossless
 from irec.checkpoint import save_model
+from irec.data import write_png
 from irec.evaluation.lossless import CODEC_NAME
 from irec.evaluation.results import COLUMNS
 from irec.settings import LOSSLESS_DEFAULT
@@ -98,6 +100,23 @@ def test_the_sweep_codes_one_image_under_each_setting(saved_model, tmp_path, sha
     assert sorted(df.n_beams) == [2, 4] and df.image.nunique() == 1 and df.bit_exact.all()
     text = capsys.readouterr().out
     assert "real_over_elbo" in text and "B2 1+eps=1.2" in text and "B4 1+eps=1.2" in text
+
+
+def test_the_sweep_codes_centre_crops_of_any_dataset(saved_model, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for name in ("a", "b"):
+        write_png(folder / f"{name}.png", rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    code = lossless.main(["--model", str(saved_model[0]), "--sweep", "--sweep-dataset", str(folder),
+                          "--sweep-images", "2", "--sweep-crop", "16", "--sweep-n-beams", "2",
+                          "--sweep-extra-samples", "1.2", "--sweep-block-size", "8192",
+                          "--out", str(tmp_path / "lossless.csv")])
+    assert code == 0
+    df = pd.read_csv(tmp_path / "lossless-sweep.csv")
+    assert sorted(df.image) == ["a", "b"] and (df.height == 16).all() and (df.width == 16).all()
+    assert df.bit_exact.all() and (df.dataset == str(folder)).all()
+    assert "2 " + str(folder) + " image(s), 16-px centre crops" in capsys.readouterr().out
 
 
 def test_a_bad_image_count_is_refused_with_a_clear_message(saved_model, capsys):

@@ -4,9 +4,28 @@ Speed and rate targets are checked here, never in the tests (which check correct
 benchmark also writes tidy rows, with provenance, under ``results/bench/``.
 """
 
+import argparse
 from collections.abc import Callable
 
 
 def comma_separated(cast: Callable[[str], float]) -> Callable[[str], tuple]:
     """An argparse ``type`` for comma-separated values, e.g. ``--sweep-n-beams 10,20`` with ``cast=int``."""
     return lambda text: tuple(cast(v) for v in text.split(",") if v.strip())
+
+
+def add_coder_options(parser: argparse.ArgumentParser, default) -> None:
+    """``--n-beams``, ``--extra-samples``, ``--kl-per-step`` and ``--block-size``, each defaulting to ``default``'s
+    (a :class:`irec.coder.CoderParams`, the codec's default setting)."""
+    parser.add_argument("--n-beams", type=int, default=default.n_beams, help="B (default: the codec's)")
+    parser.add_argument("--extra-samples", type=float, default=default.extra_samples,
+                        help="1+eps (default: the codec's)")
+    parser.add_argument("--kl-per-step", "--kl-per-block", type=float, default=default.kl_per_step,
+                        help="Omega, nats per step (default: the codec's)")
+    parser.add_argument("--block-size", type=int, default=default.block_size,
+                        help="dimensions per block (default: the codec's)")
+
+
+def coder_options(args: argparse.Namespace, default):
+    """``default`` with the options of :func:`add_coder_options` applied."""
+    return default.with_(n_beams=args.n_beams, extra_samples=args.extra_samples, kl_per_step=args.kl_per_step,
+                         block_size=args.block_size)

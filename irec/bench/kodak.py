@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from irec import provenance
+from irec.bench import add_coder_options, coder_options
 from irec.bench.lossless import CLASSICAL, _model_columns, _show, _write, classical_row, finish
 from irec.codecs.classical import make_codecs
 from irec.codecs.lossless import LosslessCodec
@@ -32,6 +33,7 @@ from irec.data import centre_crop, load_images
 from irec.evaluation.lossless import CODEC_NAME, evaluate_image, setting_label
 from irec.evaluation.parallel import TilePool, available_cores, codec_builder
 from irec.paths import RESULTS
+from irec.settings import LOSSLESS_DEFAULT
 from irec.zoo import resolve_model
 
 # Per Kodak image (768 x 512) on the 2-core CPU; the paper's Table 1 for the rate.
@@ -78,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--crop", type=int, default=0, help=(
         "centre-crop the images to this side (0: full size, as the targets mean; a crop is for quick looks and tests)"))
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="side of the tiles")
+    add_coder_options(parser, LOSSLESS_DEFAULT)
     parser.add_argument("--no-classical", action="store_true", help="skip PNG / WebP / JPEG XL")
     parser.add_argument("--out", default=str(RESULTS / "bench" / "kodak-lossless.csv"), help="CSV of per-image rows")
     args = parser.parse_args(argv)
@@ -95,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model, fingerprint, info = resolve_model(args.model)
-    codec = LosslessCodec(model, fingerprint, tile_size=args.tile_size)
+    codec = LosslessCodec(model, fingerprint, coder_options(args, LOSSLESS_DEFAULT), tile_size=args.tile_size)
     workers = args.workers or available_cores()
     tile_map = TilePool(codec_builder(codec, args.model), codec, workers) if workers > 1 else None
     classical = [] if args.no_classical else make_codecs(CLASSICAL)

@@ -15,8 +15,10 @@ model's -ELBO in bpd (analytic KL + one posterior sample, no free bits), their r
 
 ``--kodak N`` codes N Kodak images (full size, or centre crops with ``--kodak-crop``) with the same model.
 ``--sweep`` instead codes a few images under a grid of B (n_beams), 1+eps (extra_samples), Omega (kl_per_step)
-and block size and prints real / -ELBO per setting. Rows (one per image and codec, with the coder settings, the
-model's fingerprint and registry info, and provenance) go to ``--out`` (sweep: ``<out stem>-sweep.csv``).
+and block size and prints real / -ELBO per setting: CIFAR-10 test images by default, or any dataset's images
+(``--sweep-dataset bsds500 --sweep-split val --sweep-crop 128``: held-out photos for the photo model). Rows (one
+per image and codec, with the coder settings, the model's fingerprint and registry info, and provenance) go to
+``--out`` (sweep: ``<out stem>-sweep.csv``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from irec import provenance
-from irec.bench import comma_separated
+from irec.bench import add_coder_options, coder_options, comma_separated
 from irec.timing import measure
 from irec.codecs.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import LosslessCodec
@@ -80,12 +82,13 @@ def warm_up(codec: LosslessCodec, image: np.ndarray) -> tuple[float, float]:
 
 
 def code_images(dataset: str, images, codec: LosslessCodec, classical, model_columns: dict, *, workers: int = 1,
-                source: str | None = None, warm: np.ndarray | None = None, progress: bool = False) -> list[dict]:
+                source: str | None = None, warm: np.ndarray | None = None, progress: bool = False,
+                split: str | None = None) -> list[dict]:
     """Rows for every image: iREC with ``codec``, then each classical codec (in this process). ``workers``: processes
     coding the iREC files (irec.evaluation.parallel; 0: one per available core), each loading the model from
     ``source`` and warming up on ``warm`` first; the rows come in the images' order whatever the count."""
     rows = []
-    coded = evaluate_images(codec, images, dataset=dataset, split=dataset_split(dataset, None), workers=workers,
+    coded = evaluate_images(codec, images, dataset=dataset, split=dataset_split(dataset, split), workers=workers,
                             model=model_columns.get("model_name"), source=source, warm=warm, progress=progress)
     for i, ((name, image), row) in enumerate(zip(images, coded)):
         base = {"dataset": dataset, "image": name, "height": image.shape[0], "width": image.shape[1],
@@ -155,16 +158,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="a saved RVAE: a name in the model registry or a .pt path")
     parser.add_argument("--images", type=int, default=200, help="CIFAR-10 test images (seeded subset)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image subset")
-    d = LOSSLESS_DEFAULT
-    parser.add_argument("--n-beams", type=int, default=d.n_beams, help="B (default: the codec's)")
-    parser.add_argument("--extra-samples", type=float, default=d.extra_samples, help="1+eps (default: the codec's)")
-    parser.add_argument("--kl-per-step", "--kl-per-block", type=float, default=d.kl_per_step, help="Omega, nats per step")
-    parser.add_argument("--block-size", type=int, default=d.block_size, help="dimensions per block")
+    add_coder_options(parser, LOSSLESS_DEFAULT)
     parser.add_argument("--kodak", type=int, default=0, help="also code this many Kodak images (0: none)")
     parser.add_argument("--kodak-crop", type=int, default=0, help="centre-crop Kodak images to this side (0: full)")
     parser.add_argument("--no-classical", action="store_true", help="skip PNG / WebP / JPEG XL")
     parser.add_argument("--sweep", action="store_true", help="code --sweep-images images under a grid of settings")
-    parser.add_argument("--sweep-images", type=int, default=4, help="CIFAR-10 test images for --sweep")
+    parser.add_argument("--sweep-images", type=int, default=4, help="images for --sweep (a seeded subset)")
+    parser.add_argument("--sweep-dataset", default="cifar10",
+                        help="what --sweep codes: a dataset of irec.data.load_images (cifar10, bsds500, ...)")
+    parser.add_argument("--sweep-split", default=None, help="its split (default: the dataset's; bsds500: val)")
+    parser.add_argument("--sweep-crop", type=int, default=0,
+                        help="centre-crop the --sweep images to this side (0: whole images)")
     parser.add_argument("--sweep-n-beams", type=comma_separated(int), default=SWEEP_GRID["n_beams"],
                         help="comma-separated B")
     parser.add_argument("--sweep-extra-samples", type=comma_separated(float), default=SWEEP_GRID["extra_samples"],
@@ -182,8 +186,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("images", "sweep_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.kodak < 0 or args.kodak_crop < 0:
-        parser.error("--kodak and --kodak-crop must be >= 0")
+    if args.kodak < 0 or args.kodak_crop < 0 or args.sweep_crop < 0:
+        parser.error("--kodak, --kodak-crop and --sweep-crop must be >= 0")
     if args.workers < 0:
         parser.error("--workers must be >= 0 (0: one per available core)")
     return args
@@ -211,22 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     columns = _model_columns(fingerprint, info)
     stamp = provenance.stamp()
     out = Path(args.out)
-    base = LOSSLESS_DEFAULT.with_(n_beams=args.n_beams, extra_samples=args.extra_samples,
-                                kl_per_step=args.kl_per_step, block_size=args.block_size)
+    base = coder_options(args, LOSSLESS_DEFAULT)
     model_line = f"model {info.get('name', args.model)} (fingerprint {fingerprint[:16]})"
 
     if args.sweep:
-        images = load_images("cifar10", limit=args.sweep_images, seed=args.seed)
+        images = [(name, centre_crop(image, args.sweep_crop)) for name, image in
+                  load_images(args.sweep_dataset, args.sweep_split, limit=args.sweep_images, seed=args.seed)]
         warm_up(LosslessCodec(model, fingerprint, base), images[0][1])
         rows = []
         grid = itertools.product(args.sweep_n_beams, args.sweep_extra_samples, args.sweep_kl_per_step,
                                  args.sweep_block_size)
         for n_beams, extra, omega, block in grid:
             params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_step=omega, block_size=block)
-            rows += code_images("cifar10", images, LosslessCodec(model, fingerprint, params), [], columns)
+            rows += code_images(args.sweep_dataset, images, LosslessCodec(model, fingerprint, params), [], columns,
+                                split=args.sweep_split)
         df = pd.DataFrame([{**stamp, **r} for r in rows])  # the iREC rows' own stamps kept
         _write(df, out.with_name(out.stem + "-sweep.csv"))
-        _show(f"Sweep on {len(images)} CIFAR-10 test image(s), {model_line}; target real / -ELBO <= "
+        what = " ".join(filter(None, (args.sweep_dataset, dataset_split(args.sweep_dataset, args.sweep_split))))
+        crop = f", {args.sweep_crop}-px centre crops" if args.sweep_crop else ""
+        _show(f"Sweep on {len(images)} {what} image(s){crop}, {model_line}; target real / -ELBO <= "
               f"{TARGETS['real_over_elbo']:.2f}:", sweep_table(df))
     else:
         codec = LosslessCodec(model, fingerprint, base)

@@ -85,14 +85,17 @@ class LosslessCodec:
     """``compress(image) -> bytes`` and ``decompress(bytes) -> image`` for an (H, W, 3) uint8 RGB image of any size.
 
     ``params`` (coder settings; only N, the block size and the seed reach the file). The default,
-    :data:`irec.settings.LOSSLESS_DEFAULT`: B = 20, 1 + eps = 1.1 and Omega = 6 nats (N = 735), blocks of 384 dimensions, chosen by
-    ``python -m irec.bench lossless --sweep`` on the shipped ``lossless-cifar10`` (results/bench/lossless-sweep.csv):
+    :data:`irec.settings.LOSSLESS_DEFAULT`: B = 100, 1 + eps = 1.1 and Omega = 5 nats (N = 244), blocks of 384
+    dimensions, chosen by ``python -m irec.bench lossless --sweep`` on the shipped ``lossless-cifar10`` (CIFAR-10)
+    and ``lossless-photos`` (BSDS500 val crops; results/bench/lossless-*sweep.csv):
 
     - larger steps (Omega) and more candidates per nat (1 + eps) bring the coded samples closer to the posterior:
       with few candidates the lower levels' KL grows and the pixels pay under p(x | z);
     - *smaller* blocks do too, at a given Omega, while each block's rounded-up step count costs more side
       information, so the block size has an optimum (384 at Omega = 6 on CIFAR-10);
-    - the search's cost grows with N x B per step, and smaller blocks share the cores more evenly.
+    - the search's cost grows with N x dims per step (generating the candidates) plus B x N x dims (scoring them,
+      one matrix product): more beams buy a closer sample more cheaply than more candidates do, so B = 100 at
+      Omega = 5 codes photos in less time and fewer bits than B = 20 at Omega = 6.
 
     The sweep's figures: docs/reference-run.md ("Why the lossless codec's default is what it is").
 
