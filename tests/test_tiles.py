@@ -79,7 +79,8 @@ def test_the_parts_of_a_tiled_file_add_up_to_its_bytes_and_are_the_tiles_sums():
     for part in (*coder.levels, PIXELS, TAIL):
         assert encoding.bits[part] == pytest.approx(sum(p.bits[part] for p in parts))
         assert encoding.ideal_bits.get(part, 0.0) == pytest.approx(sum(p.ideal_bits.get(part, 0.0) for p in parts))
-    elbo = sum(p.details["negative_elbo_bpd"] * p.n_pixels for p in parts) / (20 * 18)
+    elbo = sum(coder.negative_elbo_bpd(image[r0:r1, c0:c1]) * (r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in boxes)
+    elbo /= 20 * 18
     assert encoding.details == {"negative_elbo_bpd": pytest.approx(elbo), "tiles": 9, "tile_size": 8}
     assert encoding.n_pixels == 20 * 18 and encoding.data == coder.compress(image)
 
@@ -96,7 +97,16 @@ def test_the_tile_map_given_codes_the_tiles_and_the_file_is_the_same_as_with_map
     data = coder.encode(image, tile_map=recording_map).data
     assert data == coder.compress(image)
     assert np.array_equal(coder.decompress(data, tile_map=recording_map), image)
-    assert calls == [("encode_tile", 6), ("try_decode_tile", 6)]
+    assert calls == [("encode_tile", 6), ("negative_elbo_bpd", 6), ("try_decode_tile", 6)]
+
+
+def test_compressing_leaves_out_the_elbo_and_encoding_computes_it_after_the_file(monkeypatch):
+    image, coder = image_of(12, 20), codec(8)
+    expected = coder.encode(image)
+    monkeypatch.setattr(coder, "negative_elbo_bpd", lambda tile: pytest.fail("compress computed the -ELBO"))
+    assert coder.compress(image) == expected.data
+    assert "negative_elbo_bpd" not in coder.encode(image, elbo=False).details
+    assert expected.details["negative_elbo_bpd"] > 0
 
 
 def test_a_damaged_tile_loses_only_itself():

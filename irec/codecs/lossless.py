@@ -32,6 +32,7 @@ coder's numba threads (docs/reference-run.md). The header's 2-byte pixel check s
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -73,6 +74,12 @@ MISMATCH = (
     "this irec computes other distributions than the writer's; please report it with the file"
 )
 CHUNK_SUBPIXELS = 1 << 15  # pixels are coded in bands of rows of at most this many subpixels (2 KiB of table each)
+
+
+def _padded_tensor(image: np.ndarray) -> torch.Tensor:
+    """An (H, W, 3) uint8 image as the model's (1, 3, H', W') input, its odd sides padded by edge replication."""
+    padded, _ = pad_to_multiple(image, 2, layout="hwc")
+    return torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))).unsqueeze(0)
 
 
 def _pixel_bands(height: int, width: int) -> list[tuple[int, int]]:
@@ -125,13 +132,14 @@ class LosslessCodec:
         return tuple(f"level {i}" for i in range(self.model.n_levels))
 
     def compress(self, image: np.ndarray) -> bytes:
-        """The file's bytes: :meth:`encode`'s data."""
-        return self.encode(image).data
+        """The file's bytes: :meth:`encode`'s data (without the -ELBO, which only the evaluation needs)."""
+        return self.encode(image, elbo=False).data
 
     # ------------------------------------------------------------------------------------------ tiled files
-    def encode(self, image: np.ndarray, tile_map=None) -> Encoding:
-        """The file of an (H, W, 3) uint8 image and what it cost; ``details``: ``negative_elbo_bpd`` (the tiles'
-        pixel-weighted mean), ``tiles`` (their count) and ``tile_size``.
+    def encode(self, image: np.ndarray, tile_map=None, *, elbo: bool = True) -> Encoding:
+        """The file of an (H, W, 3) uint8 image and what it cost; ``details``: ``tiles`` (their count),
+        ``tile_size`` and, if ``elbo``, ``negative_elbo_bpd`` (:meth:`negative_elbo_bpd`, the tiles' pixel-weighted
+        mean), computed after the file, outside ``encode_seconds``.
 
         An image no larger than ``tile_size`` on both sides is one ordinary file; a larger one a tiled file of one
         ordinary file per tile (:mod:`irec.codecs.tiles`), coded by ``tile_map(function, tiles)`` (default
@@ -141,10 +149,13 @@ class LosslessCodec:
         check_rgb_uint8(image)
         height, width = image.shape[:2]
         if height <= self.tile_size and width <= self.tile_size:
-            return self.encode_tile(image)
+            encoding = self.encode_tile(image)
+            if not elbo:
+                return encoding
+            return replace(encoding, details={**encoding.details, "negative_elbo_bpd": self.negative_elbo_bpd(image)})
         with measure() as timer:
-            boxes = tile_boxes(height, width, self.tile_size)
-            tiles = list((tile_map or map)(self.encode_tile, [image[r0:r1, c0:c1] for r0, r1, c0, c1 in boxes]))
+            parts = [image[r0:r1, c0:c1] for r0, r1, c0, c1 in tile_boxes(height, width, self.tile_size)]
+            tiles = list((tile_map or map)(self.encode_tile, parts))
             data = tiles_pack(KIND, self._fingerprint, height, width, self.tile_size, [t.data for t in tiles])
         bits = {HEADER: 8.0 * (len(data) - sum(t.n_bytes for t in tiles))}
         ideal: dict[str, float] = {}
@@ -153,11 +164,12 @@ class LosslessCodec:
                 bits[part] = bits.get(part, 0.0) + value
             for part, value in tile.ideal_bits.items():
                 ideal[part] = ideal.get(part, 0.0) + value
-        elbo = sum(t.details["negative_elbo_bpd"] * t.n_pixels for t in tiles) / (height * width)
-        return Encoding(
-            data=data, image=frozen_image(image), bits=bits, ideal_bits=ideal, encode_seconds=timer.seconds,
-            params=self.params, details={"negative_elbo_bpd": elbo, "tiles": len(tiles), "tile_size": self.tile_size},
-        )
+        details = {"tiles": len(tiles), "tile_size": self.tile_size}
+        if elbo:
+            elbos = (tile_map or map)(self.negative_elbo_bpd, parts)
+            details["negative_elbo_bpd"] = sum(e * t.n_pixels for e, t in zip(elbos, tiles)) / (height * width)
+        return Encoding(data=data, image=frozen_image(image), bits=bits, ideal_bits=ideal,
+                        encode_seconds=timer.seconds, params=self.params, details=details)
 
     def decompress(self, data: bytes, tile_map=None) -> np.ndarray:
         """The image, bit for bit; raises WrongModelError for another model's file or a lossy one, CorruptStreamError
@@ -213,8 +225,7 @@ class LosslessCodec:
         with measure() as timer:
             check_rgb_uint8(image)
             height, width = image.shape[:2]
-            padded, _ = pad_to_multiple(image, 2, layout="hwc")
-            x = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))).unsqueeze(0)
+            x = _padded_tensor(image)
             header = CodecHeader(KIND, self._fingerprint, PINNED, height, width, pixel_check(image))
             latents, symbols = LatentEncoder(self.params, describe_shapes=False), SymbolWriter()
             model = self.model
@@ -238,8 +249,7 @@ class LosslessCodec:
         return Encoding(
             data=data, image=frozen_image(image), bits=file_parts(data, packed, self.levels),
             ideal_bits={**ideal, PIXELS: pixel_ideal_bits}, encode_seconds=timer.seconds, params=self.params,
-            details={"negative_elbo_bpd": self._negative_elbo_bpd(x, up, height, width), "tiles": 1,
-                     "tile_size": self.tile_size},
+            details={"tiles": 1, "tile_size": self.tile_size},
         )
 
     # ------------------------------------------------------------------------------------------------ decode
@@ -272,15 +282,19 @@ class LosslessCodec:
         return decoded
 
     # ------------------------------------------------------------------------------------------------ report
-    def _negative_elbo_bpd(self, x: torch.Tensor, up, height: int, width: int) -> float:
-        """-ELBO of the true pixels: analytic KL of every level + one posterior sample's -log p(x|z), no free bits.
+    def negative_elbo_bpd(self, image: np.ndarray) -> float:
+        """-ELBO of an image no larger than a tile, in bits per subpixel: the ideal its file is compared with.
 
-        The sample is drawn with a generator seeded by the coder seed, so the figure is reproducible; the latents
-        cover the padded image (as the codec's do).
+        Analytic KL of every level + one posterior sample's -log p(x|z), no free bits. The sample is drawn with a
+        generator seeded by the coder seed, so the figure is reproducible; the latents cover the padded image (as
+        the codec's do).
         """
+        height, width = image.shape[:2]
+        x = _padded_tensor(image)
         model, generator = self.model, torch.Generator().manual_seed(self.params.seed)
         kl = 0.0
         with pinned(model):
+            up = model.bottom_up(x)
             state = model.top_down_init(1, tuple(x.shape[2:]))
             for level in range(model.n_levels):
                 p, q = model.level_distributions(state, level, up)
