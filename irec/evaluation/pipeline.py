@@ -44,7 +44,7 @@ LOSSLESS_IMAGES = {"smoke": (4, 0), "cpu": (1000, 0), "paper": (10000, 24)}
 KODAK_IMAGES = 24
 LOSSY_IMAGES = {"smoke": 2, "cpu": 24, "paper": 24}
 # The lossy rate points (distortion, beta) each profile trains: the paper's five MSE rates and four MS-SSIM rates
-# for cpu and paper alike (the cpu profile's are shipped, fine-tuned on the CPU from the nearest MSE or MS-SSIM model).
+# for cpu and paper alike (the cpu profile's are shipped; how each was trained: docs/models.md).
 LOSSY_RATES = {
     "smoke": (("mse", 0.003), ("mse", 0.03)),
     "cpu": (("mse", 0.001), ("mse", 0.003), ("mse", 0.01), ("mse", 0.03), ("mse", 0.05),
