@@ -5,8 +5,8 @@ A file of the previous format (``v3-lossless.irec``, float32 networks) is kept t
 clear error. Four cases: a fixed-seed :func:`irec.coder.compress_latent` output, one small file per image codec
 written with the shipped models (the lossy one at its default setting, the lossless ones at the setting pinned
 below, so that a new default does not move the format's files), and a tiled lossless file
-(:mod:`irec.codecs.tiles`, tiles of 16 pixels). ``tests/golden/golden.json`` holds each file's sha256 and the sha256 of what it decodes to. A
-deliberate change of the format or of the arithmetic regenerates them with
+(:mod:`irec.codecs.tiles`, tiles of 16 pixels). ``tests/golden/golden.json`` holds each file's sha256 and the
+sha256 of what it decodes to. A deliberate change of the format or of the arithmetic regenerates them with
 
     IREC_REGENERATE_GOLDEN=1 ./run_tests.sh tests/test_golden.py
 
@@ -88,10 +88,11 @@ def _codec(name: str):
     return make_codec(name)[0]
 
 
-def _golden_lossless_codec():
-    """The lossless codec with the coder setting the golden files were written with (the default until B = 100)."""
+def _golden_lossless_codec(**options):
+    """The lossless codec with the coder setting the golden files were written with (the default until B = 100)
+    and the codec's other ``options`` (e.g. ``tile_size``)."""
     codec = _codec("lossless-cifar10")
-    return type(codec)(codec.model, codec.fingerprint, GOLDEN_LOSSLESS_PARAMS)
+    return type(codec)(codec.model, codec.fingerprint, GOLDEN_LOSSLESS_PARAMS, **options)
 
 
 def test_the_golden_lossless_file_still_decodes_and_is_still_written():
@@ -104,8 +105,7 @@ def test_the_golden_lossless_file_still_decodes_and_is_still_written():
 def test_the_golden_tiled_lossless_file_still_decodes_and_is_still_written():
     from irec.codecs.tiles import is_tiled
 
-    codec = _golden_lossless_codec()
-    codec = type(codec)(codec.model, codec.fingerprint, codec.params, tile_size=16)
+    codec = _golden_lossless_codec(tile_size=16)
     image = _photo_like(40, 36, seed=3)
     data = codec.compress(image)
     assert is_tiled(data)
