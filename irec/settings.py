@@ -228,6 +228,15 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
 }
 
 
+# The photos preset with PixelCNN++'s channel conditioning in p(x|z): it fine-tunes lossless-photos (or
+# lossless-cifar10), whose independent p(x|z) it starts from exactly (the channel coefficients start at zero).
+LOSSLESS_PRESETS["photos-cond"] = replace(
+    LOSSLESS_PRESETS["photos"], name="photos-cond",
+    model=replace(LOSSLESS_PRESETS["photos"].model, pixel_channels="conditioned"),
+    note=LOSSLESS_PRESETS["photos"].note + "; p(x|z) with channel conditioning (irec.models.logistic)",
+)
+
+
 def lossless_preset(name: str) -> RVAEPreset:
     """The named lossless preset (``paper``, ``cpu``, ``photos`` or ``smoke``)."""
     if name not in LOSSLESS_PRESETS:

@@ -10,7 +10,9 @@ from exactly the latent the decoder rebuilds) and 5 (the bidirectional ResNet VA
         p, q = level_distributions(state, up)                p, _ = level_distributions(state)
         z = REC-code a sample of q against p                 z = rebuild the coded sample from p
         state = top_down_step(state, z)                      state = top_down_step(state, z)
-    push the true pixels under p(x | z)                  pull the true pixels under p(x | z)
+    push the true pixels under p(x | z)                  pull the true pixels under p(x | z), band by band,
+                                                         each band's channels in turn (p(x | z) may condition
+                                                         green on red and blue on both)
 
 Large images: an image larger than the codec's ``tile_size`` is split into tiles, each coded as above into its own
 file, packed into a tiled file (:mod:`irec.codecs.tiles`); ``encode``/``decompress`` take a ``tile_map`` that a
@@ -236,7 +238,7 @@ class LosslessCodec:
                     p, q = model.level_distributions(state, level, up)
                     z = latents.encode_level(q.loc, q.scale, p.loc, p.scale)
                     state = model.top_down_step(state, level, z)
-                px = model.pixel_params(state)
+                px = model.pixel_params(state).given(x)  # the encoder knows every channel a location depends on
                 latents.write_symbols(symbols)
                 pixel_ideal_bits = 0.0
                 for r0, r1 in _pixel_bands(height, width):
@@ -271,9 +273,11 @@ class LosslessCodec:
                 z = latents.decode_level(p.loc, p.scale)
                 state = model.top_down_step(state, level, z)
             px = model.pixel_params(state)
-            for r0, r1 in _pixel_bands(height, width):
-                probabilities = px[0, :, r0:r1, :width].probabilities().reshape(-1, 256)
-                image[:, r0:r1, :] = symbols.pull_categorical(probabilities).reshape(3, r1 - r0, width)
+            for r0, r1 in _pixel_bands(height, width):  # a band's channels in turn: red, green, blue, as pushed
+                band, decoded = px[0, :, r0:r1, :width], torch.from_numpy(image[:, r0:r1, :])
+                for c in range(3):  # green's distribution may depend on red's values, blue's on both
+                    probabilities = band.channel(c, decoded).probabilities().reshape(-1, 256)
+                    decoded[c] = torch.from_numpy(symbols.pull_categorical(probabilities).reshape(r1 - r0, width))
         if not symbols.exhausted():
             raise CorruptStreamError(MISMATCH.format(what="the coded payload holds more symbols than the image needs"))
         decoded = np.ascontiguousarray(crop_to(image.transpose(1, 2, 0), (height, width), layout="hwc"))

@@ -24,7 +24,7 @@ import torch
 
 from irec.models import exact
 from irec.models.exact import Tables, to_fixed
-from irec.models.logistic import BIN_WIDTH, N_BINS, DiscretizedLogistic
+from irec.models.logistic import BIN_WIDTH, N_BINS, ConditionedLogistic, DiscretizedLogistic
 
 _Y_SHIFT = exact.LOG2E_BITS + exact.FRAC_BITS - exact.EXP_Y_BITS
 _F_SHIFT = exact.EXP_Y_BITS - exact.EXP_FRAC_BITS
@@ -96,3 +96,19 @@ class ExactLogistic(DiscretizedLogistic):
 
     def __getitem__(self, index) -> ExactLogistic:
         return ExactLogistic(self.loc[index], self.log_scale[index], self.tables)
+
+
+class ExactConditionedLogistic(ConditionedLogistic):
+    """:class:`irec.models.logistic.ConditionedLogistic` on the fixed-point grid: each coefficient's product with
+    a scaled channel (a dyadic of 9 fractional bits) is exact in float64 and rounded half-even onto the 2^-16 grid,
+    so every location is on the grid and :class:`ExactLogistic` takes it from there."""
+
+    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor, coeff: torch.Tensor, tables: Tables) -> None:
+        super().__init__(loc, log_scale, coeff)
+        self.tables = tables
+
+    def _product(self, coeff: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return exact.from_fixed(to_fixed(coeff * x))
+
+    def _make(self, loc: torch.Tensor, log_scale: torch.Tensor) -> ExactLogistic:
+        return ExactLogistic(loc, log_scale, self.tables)

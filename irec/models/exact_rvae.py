@@ -22,7 +22,7 @@ import torch
 from irec.distributions import DiagGaussian
 from irec.models import exact
 from irec.models.exact import QConv, Tables, exact_kernels, from_fixed, to_fixed
-from irec.models.exact_logistic import ExactLogistic
+from irec.models.exact_logistic import ExactConditionedLogistic, ExactLogistic
 from irec.models.rvae import RESIDUAL_SCALE, RVAE, InferenceTerms, RVAEConfig, TopDownState, check_image_size
 
 
@@ -59,6 +59,9 @@ class ExactRVAE(torch.nn.Module):
         self.up = torch.nn.ModuleList(_Up(c.hidden, c.latent_channels, level == 0, bits) for level in range(c.n_layers))
         self.down = torch.nn.ModuleList(_Down(c.hidden, c.latent_channels, bits) for _ in range(c.n_layers))
         self.x_dec = QConv(c.hidden, 3 if c.pixel_scale == "global" else 6, 5, stride=2, transposed=True, bits=bits)
+        self.x_coeff = None
+        if c.pixel_channels == "conditioned":
+            self.x_coeff = QConv(c.hidden, 3, 5, stride=2, transposed=True, bits=bits)
         self.register_buffer("h_top", torch.zeros(c.hidden, dtype=torch.float64))  # fixed-point integers
         self.register_buffer("pixel_log_scale", torch.zeros((), dtype=torch.float64))  # fixed-point integer
         self.tables = Tables()
@@ -81,6 +84,8 @@ class ExactRVAE(torch.nn.Module):
             if mine.conv2 is not None:
                 mine.conv2.quantize_from(theirs.conv2.weight, theirs.conv2.bias)
         out.x_dec.quantize_from(model.x_dec.weight, model.x_dec.bias)
+        if out.x_coeff is not None:
+            out.x_coeff.quantize_from(model.x_coeff.weight, model.x_coeff.bias)
         with torch.no_grad():
             out.h_top.copy_(to_fixed(model.h_top.detach().cpu()))
             out.pixel_log_scale.copy_(to_fixed(model.pixel_log_scale.detach().cpu()))
@@ -99,6 +104,8 @@ class ExactRVAE(torch.nn.Module):
                     if mine.conv2 is not None:
                         _set_wn(theirs.conv2, mine.conv2)
                 _set_wn(twin.x_dec, self.x_dec)
+                if self.x_coeff is not None:
+                    _set_wn(twin.x_coeff, self.x_coeff)
                 twin.h_top.copy_(from_fixed(self.h_top).float())
                 twin.pixel_log_scale.copy_(from_fixed(self.pixel_log_scale).float())
             self._twin = twin.eval()
@@ -155,17 +162,23 @@ class ExactRVAE(torch.nn.Module):
             h = (state.h + self.down[level].conv2(inner, gain=RESIDUAL_SCALE)).clamp_(-exact.ACT_LIMIT, exact.ACT_LIMIT)
         return TopDownState(h=h, level=level + 1)
 
-    def pixel_params(self, state: TopDownState) -> ExactLogistic:
-        """p(x | z) once every level is fixed, with an exactly computed CDF table."""
+    def pixel_params(self, state: TopDownState) -> ExactLogistic | ExactConditionedLogistic:
+        """p(x | z) once every level is fixed, with an exactly computed CDF table (and, for a conditioned model,
+        channel coefficients on the fixed-point grid)."""
         if state.level != self.n_levels:
             raise ValueError(f"pixel_params needs all {self.n_levels} levels fixed; the state is at {state.level}")
         with exact_kernels():
-            out = self.x_dec(exact.elu(state.h, self.tables.elu))
+            features = exact.elu(state.h, self.tables.elu)
+            out = self.x_dec(features)
+            coeff = None if self.x_coeff is None else self.x_coeff(features)
         if self.config.pixel_scale == "global":
             loc, log_scale = out, self.pixel_log_scale.expand_as(out)
         else:
             loc, log_scale = torch.split(out, 3, dim=1)
-        return ExactLogistic(from_fixed(loc), from_fixed(log_scale + self.pixel_log_scale), self.tables)
+        loc, log_scale = from_fixed(loc), from_fixed(log_scale + self.pixel_log_scale)
+        if coeff is None:
+            return ExactLogistic(loc, log_scale, self.tables)
+        return ExactConditionedLogistic(loc, log_scale, from_fixed(coeff), self.tables)
 
     # RVAE's sampling, posterior pass and -ELBO run on the incremental API: here through the exact top-down path,
     # the one the codec codes under
@@ -175,11 +188,13 @@ class ExactRVAE(torch.nn.Module):
 
 
 def _set_wn(conv: torch.nn.Module, q: QConv) -> None:
-    """Give a weight-normalized conv the dequantized weight: v = w, g = ||w|| per output channel."""
+    """Give a weight-normalized conv the dequantized weight: v = w, g = ||w|| per output channel (an all-zero
+    channel, e.g. an untrained channel coefficient, gets g = 0 and v = 1: w = g v / ||v|| needs ||v|| > 0)."""
     w = q.float_weight()
     dims = [d for d in range(4) if d != q.out_dim]
     params = conv.parametrizations.weight
-    params.original1.copy_(w)
-    params.original0.copy_(torch.linalg.vector_norm(w, dim=dims, keepdim=True))
+    norm = torch.linalg.vector_norm(w, dim=dims, keepdim=True)
+    params.original1.copy_(torch.where(norm > 0, w, torch.ones_like(w)))
+    params.original0.copy_(norm)
     conv.bias.copy_(q.bias.float())
 

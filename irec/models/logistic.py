@@ -9,6 +9,11 @@ Section 3, "Likelihood"). Here, as in PixelCNN++ (Salimans et al., 2017), the ed
 :meth:`DiscretizedLogistic.log_prob` is for training (float32, stable in the tails);
 :meth:`DiscretizedLogistic.probabilities` gives the float64 tables with which the pixels are entropy-coded
 (e.g. ``constriction.stream.model.Categorical(perfect=False)`` with one row per subpixel).
+
+:class:`ConditionedLogistic` adds PixelCNN++'s linear channel conditioning (Salimans et al., 2017, Section 2.2):
+within a pixel, green's location moves with red's value and blue's with red's and green's. The codec codes the
+channels of each band in order (red, green, blue), so the decoder knows what each location depends on;
+:meth:`DiscretizedLogistic.channel` and :meth:`DiscretizedLogistic.given` give both classes one interface.
 """
 
 from __future__ import annotations
@@ -100,8 +105,91 @@ class DiscretizedLogistic:
         k = torch.floor((self.loc.detach() + 0.5) * N_BINS)
         return k.clamp(0, N_BINS - 1).to(torch.uint8)
 
+    def given(self, x_uint8: torch.Tensor) -> DiscretizedLogistic:
+        """The distribution of every subpixel once ``x_uint8`` is known (the encoder's view): here itself, since
+        the subpixels are independent."""
+        return self
+
+    def channel(self, c: int, x_uint8: torch.Tensor) -> DiscretizedLogistic:
+        """Channel ``c``'s distribution (dimension -3) given the channels before it in ``x_uint8`` (the decoder's
+        view; here they do not matter)."""
+        return self[..., c, :, :]
+
     def __getitem__(self, index) -> DiscretizedLogistic:
         return DiscretizedLogistic(self.loc[index], self.log_scale[index])
 
     def __repr__(self) -> str:
         return f"DiscretizedLogistic(shape={tuple(self.loc.shape)})"
+
+
+class ConditionedLogistic:
+    """Discretized logistics whose locations depend linearly on the earlier channels of the same pixel.
+
+    With x_c = (k_c + 0.5)/256 - 0.5 the scaled subpixels and ``coeff`` = (a, b, c) per pixel (dimension -3):
+    red ~ L(loc_r, s_r), green ~ L(loc_g + a x_r, s_g), blue ~ L(loc_b + b x_r + c x_g, s_b) (PixelCNN++'s
+    channel conditioning with one mixture component). Zero coefficients give :class:`DiscretizedLogistic`.
+    """
+
+    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor, coeff: torch.Tensor) -> None:
+        self.loc, self.log_scale, self.coeff = torch.broadcast_tensors(loc, log_scale, coeff)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.loc.shape
+
+    def _product(self, coeff: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One coefficient times one scaled channel (float here; on the fixed-point grid in the exact model)."""
+        return coeff * x
+
+    def _shift(self, c: int, x_uint8: torch.Tensor) -> torch.Tensor:
+        """What channel ``c``'s location moves by, given the earlier channels of ``x_uint8``."""
+        x = to_unit_interval(x_uint8).to(self.loc.dtype)
+        if c == 0:
+            return torch.zeros_like(self.loc[..., 0, :, :])
+        if c == 1:
+            return self._product(self.coeff[..., 0, :, :], x[..., 0, :, :])
+        return self._product(self.coeff[..., 1, :, :], x[..., 0, :, :]) + self._product(
+            self.coeff[..., 2, :, :], x[..., 1, :, :])
+
+    def given(self, x_uint8: torch.Tensor) -> DiscretizedLogistic:
+        """Every subpixel's distribution once ``x_uint8`` is known (training and the encoder)."""
+        if x_uint8.shape != self.loc.shape:
+            raise InvalidPixelsError(
+                f"pixels of shape {tuple(x_uint8.shape)} do not match the likelihood's shape {tuple(self.loc.shape)}"
+            )
+        shift = torch.stack([self._shift(c, x_uint8) for c in range(3)], dim=-3)
+        return self._make(self.loc + shift, self.log_scale)
+
+    def channel(self, c: int, x_uint8: torch.Tensor) -> DiscretizedLogistic:
+        """Channel ``c``'s distribution given channels 0..c-1 of ``x_uint8`` (the decoder, one channel at a time)."""
+        return self._make(self.loc[..., c, :, :] + self._shift(c, x_uint8), self.log_scale[..., c, :, :])
+
+    def _make(self, loc: torch.Tensor, log_scale: torch.Tensor) -> DiscretizedLogistic:
+        return DiscretizedLogistic(loc, log_scale)
+
+    def log_prob(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """log P(x) per subpixel in nats, differentiable in ``loc``, ``log_scale`` and ``coeff``."""
+        return self.given(x_uint8).log_prob(x_uint8)
+
+    def _channel_by_channel(self, draw) -> torch.Tensor:
+        x = torch.zeros(self.loc.shape, dtype=torch.uint8, device=self.loc.device)
+        for c in range(3):
+            x[..., c, :, :] = draw(self.channel(c, x))
+        return x
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels drawn channel by channel, as uint8."""
+        return self._channel_by_channel(lambda d: d.sample(generator))
+
+    def median(self) -> torch.Tensor:
+        """Each channel's median given the medians of the channels before it, as uint8; for previews."""
+        return self._channel_by_channel(lambda d: d.median())
+
+    def __getitem__(self, index) -> ConditionedLogistic:
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.loc, out.log_scale, out.coeff = self.loc[index], self.log_scale[index], self.coeff[index]
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={tuple(self.loc.shape)})"

@@ -6,7 +6,8 @@ Paper, Section 4.1 ("lossless compression", following Townsend et al.'s HiLLoC);
     bottom-up:  h -> up[L-1] -> ... -> up[0]                       each gives q's inference loc / log-scale
     top-down:   h_top (learned) -> down[0] -> ... -> down[L-1]     each gives p(z_l | z_<l) and q's generative terms
                 q(z_l | x, z_<l) = N(inference loc + generative loc, exp(inference log-scale + generative log-scale))
-    output:     ELU -> transposed conv 5x5/2 -> discretized logistic p(x | z)
+    output:     ELU -> transposed conv 5x5/2 -> discretized logistic p(x | z)   (with ``pixel_channels`` =
+                "conditioned", a second transposed conv gives PixelCNN++'s channel coefficients)
 
 Level 0 is the top level, coded first. The coder codes the levels top-down and conditions every level on the
 *coded* samples above it (method note, Section 2.7), so the model exposes one incremental top-down API,
@@ -25,7 +26,7 @@ from torch import nn
 
 from irec.distributions import DiagGaussian
 from irec.models.layers import conv2d_wn, conv_transpose2d_wn
-from irec.models.logistic import DiscretizedLogistic, InvalidPixelsError, to_unit_interval
+from irec.models.logistic import ConditionedLogistic, DiscretizedLogistic, InvalidPixelsError, to_unit_interval
 
 RESIDUAL_SCALE = 0.1  # residual branches are scaled by 0.1 (Kingma et al. 2016; method note, Section 5)
 
@@ -43,6 +44,9 @@ class RVAEConfig:
     # Section 3), or "per_subpixel", predicted with the location (0.2-0.45 bpd better in our short pilots)
     pixel_scale: str = "per_subpixel"
     initial_pixel_log_scale: float = -2.0  # starting value of the learned global log-scale of p(x|z)
+    # p(x|z)'s channels: "independent" (the paper's), or "conditioned": green's location moves linearly with red's
+    # value and blue's with red's and green's (PixelCNN++'s channel conditioning; irec.models.logistic)
+    pixel_channels: str = "independent"
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "hidden", "latent_channels"):
@@ -54,6 +58,10 @@ class RVAEConfig:
             raise ValueError(f"RVAEConfig.kl_estimate must be 'sample' or 'analytic', got {self.kl_estimate!r}")
         if self.pixel_scale not in ("global", "per_subpixel"):
             raise ValueError(f"RVAEConfig.pixel_scale must be 'global' or 'per_subpixel', got {self.pixel_scale!r}")
+        if self.pixel_channels not in ("independent", "conditioned"):
+            raise ValueError(
+                f"RVAEConfig.pixel_channels must be 'independent' or 'conditioned', got {self.pixel_channels!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,12 @@ class RVAE(nn.Module):
         self.h_top = nn.Parameter(torch.zeros(c.hidden))
         out_channels = 3 if c.pixel_scale == "global" else 6
         self.x_dec = conv_transpose2d_wn(c.hidden, out_channels, 5, stride=2)
+        # the channel coefficients (a, b, c) of a conditioned p(x|z): zero at the start (gain and bias), so a model
+        # fine-tuned into this form from an independent one starts as exactly that model
+        self.x_coeff = None
+        if c.pixel_channels == "conditioned":
+            self.x_coeff = conv_transpose2d_wn(c.hidden, 3, 5, stride=2)
+            nn.init.zeros_(self.x_coeff.parametrizations.weight.original0)
         self.pixel_log_scale = nn.Parameter(torch.tensor(float(c.initial_pixel_log_scale)))
 
     @property
@@ -192,17 +206,23 @@ class RVAE(nn.Module):
             raise ValueError(f"z of shape {tuple(z.shape)} does not fit level {level}: expected {expected}")
         return TopDownState(h=self.down[level].merge(state.h, branch, z.to(branch.dtype)), level=level + 1)
 
-    def pixel_params(self, state: TopDownState) -> DiscretizedLogistic:
-        """p(x | z) once every level is fixed: a discretized logistic per subpixel."""
+    def pixel_params(self, state: TopDownState) -> DiscretizedLogistic | ConditionedLogistic:
+        """p(x | z) once every level is fixed: a discretized logistic per subpixel, its channels conditioned on the
+        earlier ones if the config says so."""
         if state.level != self.n_levels:
             raise ValueError(
                 f"pixel_params needs all {self.n_levels} levels fixed; the state is at level {state.level}"
             )
-        out = self.x_dec(F.elu(state.h))
+        features = F.elu(state.h)
+        out = self.x_dec(features)
         if self.config.pixel_scale == "global":
-            return DiscretizedLogistic(out, self.pixel_log_scale.expand_as(out))
-        loc, log_scale = torch.split(out, 3, dim=1)
-        return DiscretizedLogistic(loc, log_scale + self.pixel_log_scale)
+            loc, log_scale = out, self.pixel_log_scale.expand_as(out)
+        else:
+            loc, log_scale = torch.split(out, 3, dim=1)
+            log_scale = log_scale + self.pixel_log_scale
+        if self.x_coeff is None:
+            return DiscretizedLogistic(loc, log_scale)
+        return ConditionedLogistic(loc, log_scale, self.x_coeff(features))
 
     def _check_level(self, state: TopDownState, level: int) -> None:
         if not 0 <= level < self.n_levels:

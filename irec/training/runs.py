@@ -174,9 +174,14 @@ def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
     if type(source) is not type(model):
         raise ValueError(f"cannot fine-tune a {type(model).__name__} from {init_from} (a {type(source).__name__})")
     try:
-        model.load_state_dict(source.state_dict())
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     except RuntimeError as error:  # shapes differ: another preset
         raise ValueError(f"{init_from} has another architecture than this preset's model: {error}") from None
+    # a conditioned p(x|z) may start from an independent one: its channel coefficients keep their zero start
+    missing = [key for key in missing if not key.startswith("x_coeff.")]
+    if missing or unexpected:
+        raise ValueError(f"{init_from} has another architecture than this preset's model: missing {missing}, "
+                         f"unexpected {unexpected}")
     steps = (read_model_info(info["path"]).get("extra") or {}).get("step") if info.get("path") else None
     where = Path(info.get("path", init_from)).resolve()
     where = where.relative_to(paths.REPO) if where.is_relative_to(paths.REPO) else where
