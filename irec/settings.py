@@ -235,6 +235,12 @@ LOSSLESS_PRESETS["photos-cond"] = replace(
     model=replace(LOSSLESS_PRESETS["photos"].model, pixel_channels="conditioned"),
     note=LOSSLESS_PRESETS["photos"].note + "; p(x|z) with channel conditioning (irec.models.logistic)",
 )
+# photos-cond trained for the coded rate rather than the ELBO: the KL weighs 1.2, about what the coder pays per bit
+LOSSLESS_PRESETS["photos-rate"] = replace(
+    LOSSLESS_PRESETS["photos-cond"], name="photos-rate",
+    model=replace(LOSSLESS_PRESETS["photos-cond"].model, kl_weight=1.2),
+    note=LOSSLESS_PRESETS["photos-cond"].note + "; the KL weighs 1.2 in the loss (RVAEConfig.kl_weight)",
+)
 
 
 def lossless_preset(name: str) -> RVAEPreset:

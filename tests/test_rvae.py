@@ -118,6 +118,20 @@ def test_without_free_bits_the_analytic_training_loss_is_the_honest_negative_elb
     assert metrics["elbo_bpd"] == pytest.approx(metrics["nll_bpd"] + metrics["kl_bpd"], rel=1e-5)
 
 
+def test_a_kl_weight_weighs_the_kl_in_the_training_loss_and_leaves_the_reported_elbo_alone():
+    base = dataclasses.replace(TINY, free_bits=0.0, kl_estimate="analytic")
+    x = _images(3)
+    results = []
+    for weight in (1.0, 1.5):
+        torch.manual_seed(11)
+        results.append(_model(dataclasses.replace(base, kl_weight=weight)).training_loss(x))
+    (loss1, m1), (loss2, m2) = results
+    assert m2["elbo_bpd"] == pytest.approx(m1["elbo_bpd"], rel=1e-6)
+    assert loss2.item() == pytest.approx(m1["nll_bpd"] + 1.5 * m1["kl_bpd"], rel=1e-5)
+    with pytest.raises(ValueError, match="kl_weight"):
+        dataclasses.replace(base, kl_weight=0.0)
+
+
 @pytest.mark.parametrize("kl_estimate", ["analytic", "sample"])
 def test_free_bits_floor_each_channels_kl_at_lambda_nats(kl_estimate):
     free_bits = 50.0  # far above any channel's KL here, so every channel costs exactly lambda
@@ -167,7 +181,7 @@ def test_the_paper_preset_has_the_papers_settings():
     t = paper.train
     assert (t.optimizer, t.lr, t.batch_size, t.n_steps, t.ema_decay) == ("adamax", 1e-3, 8, 500_000, 0.999)
     assert t.lr_milestones == (50_000, 100_000, 150_000, 200_000) and t.lr_gamma == 0.3
-    assert set(PRESETS) == {"paper", "cpu", "photos", "photos-cond", "smoke"}
+    assert set(PRESETS) == {"paper", "cpu", "photos", "photos-cond", "photos-rate", "smoke"}
 
 
 def test_unknown_presets_and_invalid_configs_raise_a_clear_error():
