@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from irec import zoo
 from irec.__main__ import main
+from irec.settings import TrainConfig
+from tests.models import small_lossless
 
 
 def test_a_smoke_lossless_model_trains_resumes_and_ships_under_its_name(tmp_path, shared_data, shipped, capsys):
@@ -96,3 +100,17 @@ def test_the_learning_rate_can_be_overridden_and_a_resumed_run_keeps_it(tmp_path
     assert "finished at step 2" in capsys.readouterr().out
     assert main([*common, "--steps", "3"]) != 0  # the preset's rate is not the run's: refused, not silently mixed
     assert "lr" in capsys.readouterr().err
+
+
+def test_lr_scales_give_the_parameters_they_name_their_own_learning_rate():
+    from irec.training.loop import _param_groups
+
+    model = small_lossless(0, pixel_channels="conditioned")
+    config = TrainConfig(lr=1e-4, lr_scales=(("x_coeff.", 30.0),))
+    groups = _param_groups(model, config)
+    assert [g["lr"] for g in groups] == [pytest.approx(1e-4), pytest.approx(3e-3)]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.x_coeff.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert len(_param_groups(model, TrainConfig(lr=1e-4))) == 1
+    with pytest.raises(ValueError, match="lr_scales"):
+        TrainConfig(lr_scales=(("x_coeff.", 0.0),))

@@ -215,6 +215,16 @@ def train(
             dist.destroy_process_group()
 
 
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: one per learning-rate factor of ``config.lr_scales`` (first prefix that
+    matches a parameter's name; 1 for the rest), in a fixed order so that a resumed optimizer state fits."""
+    groups: dict[float, list] = {}
+    for name, param in model.named_parameters():
+        factor = next((f for prefix, f in config.lr_scales if name.startswith(prefix)), 1.0)
+        groups.setdefault(float(factor), []).append(param)
+    return [{"params": params, "lr": config.lr * factor} for factor, params in sorted(groups.items())]
+
+
 def _train(
     model, loss_fn, dataset, config: TrainConfig, run_dir: Path, rank: int, world: int, device, gpu: GpuOptions
 ) -> TrainResult:
@@ -224,7 +234,7 @@ def _train(
     ckpt_path = run_dir / "checkpoint.pt"
     model.to(device)
     optim_cls = torch.optim.Adamax if config.optimizer == "adamax" else torch.optim.Adam
-    optimizer = optim_cls(model.parameters(), lr=config.lr)
+    optimizer = optim_cls(_param_groups(model, config), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
     saved = None
     if ckpt_path.exists():
