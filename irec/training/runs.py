@@ -187,7 +187,7 @@ def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
     where = where.relative_to(paths.REPO) if where.is_relative_to(paths.REPO) else where
     (run_dir / "init.json").write_text(json.dumps(
         {"path": str(where), "fingerprint": fingerprint, "steps": steps}, indent=1) + "\n")
-    return f"fine-tuned from {info.get('path', init_from)} (fingerprint {fingerprint[:16]})"
+    return f"fine-tuned from {where} (fingerprint {fingerprint[:16]})"
 
 
 def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float = 0.01, distortion: str = "mse",
