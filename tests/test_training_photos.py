@@ -17,7 +17,7 @@ import torch
 
 from irec.data import load_images
 from irec.settings import LOSSLESS_PRESETS, lossless_preset
-from irec.training.heldout import compare, heldout_images, negative_elbo_bpd
+from irec.training.heldout import compare, heldout_images, negative_elbo_bpd, real_bpd
 from irec.training.runs import build, train_model
 from irec.zoo import list_models, resolve_model
 from tests.models import save_small, small_lossless
@@ -114,12 +114,34 @@ def test_negative_elbo_bpd_is_deterministic_and_higher_for_an_untrained_model_th
     assert untrained > trained + 1.0
 
 
-def test_compare_gives_both_figures_and_says_an_untrained_model_is_not_better(tmp_path, shared_data, one_torch_thread):
+@pytest.mark.parametrize("measure", ["real", "elbo"])
+def test_compare_gives_both_figures_and_says_an_untrained_model_is_not_better(
+        tmp_path, shared_data, one_torch_thread, measure):
     save_small("lossless", tmp_path / "model.pt")
-    result = compare(tmp_path / "model.pt", "lossless-cifar10", n=2, side=32)
+    result = compare(tmp_path / "model.pt", "lossless-cifar10", n=2, side=32, measure=measure)
     assert result["better"] is False and result["candidate_bpd"] > result["shipped_bpd"]
-    assert result["figures"]["bsds500_val_negative_elbo_bpd"] == round(result["candidate_bpd"], 4)
-    assert result["images"] == 2 and result["side"] == 32
+    assert result["candidate_elbo_bpd"] > result["shipped_elbo_bpd"] and result["measure"] == measure
+    assert result["figures"]["bsds500_val_negative_elbo_bpd"] == round(result["candidate_elbo_bpd"], 4)
+    if measure == "real":  # real files cost more than the -ELBO (the coder's overhead)
+        assert result["figures"]["bsds500_val_bpd"] == round(result["candidate_bpd"], 4)
+        assert result["shipped_bpd"] > result["shipped_elbo_bpd"]
+    else:
+        assert result["candidate_bpd"] == result["candidate_elbo_bpd"] and "bsds500_val_bpd" not in result["figures"]
+    assert result["images"] == 2 and result["side"] == 32 and f"--measure {measure}" in result["figures"]["measured_by"]
+
+
+def test_real_bpd_counts_every_byte_and_refuses_a_file_that_does_not_decode(shared_data, one_torch_thread,
+                                                                            monkeypatch):
+    from irec.codecs.lossless import LosslessCodec
+
+    images = heldout_images(2, 16)
+    model, fingerprint, _ = resolve_model("lossless-cifar10")
+    codec = LosslessCodec(model, fingerprint)
+    expected = sum(8 * len(codec.compress(image)) for image in images) / images.size
+    assert real_bpd(model, fingerprint, images) == expected
+    monkeypatch.setattr(LosslessCodec, "decompress", lambda self, data: np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(RuntimeError, match="did not decode"):
+        real_bpd(model, fingerprint, images)
 
 
 def test_cpu_train_sh_trains_continues_and_compares_with_the_shipped_model_end_to_end(tmp_path, shared_data):

@@ -4,7 +4,8 @@
 # et al. 2020, Section 4.1; docs/irec-method.md Section 5) on crops of natural photos for the Kodak experiment.
 #
 #   RUN=DIR [PRESET=photos] [INIT=lossless-cifar10] [HOURS=1] [THREADS=2] [NAME=lossless-photos] [AGAINST=MODEL]
-#   [NICE=10] [STEPS=N] [LR=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [PYTHON=python] tools/cpu_train.sh
+#   [NICE=10] [STEPS=N] [LR=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [MEASURE=real] [PYTHON=python]
+#   tools/cpu_train.sh
 #
 # In the background:  nohup env RUN=runs/photos HOURS=6 tools/cpu_train.sh > runs/photos.log 2>&1 &
 #
@@ -17,11 +18,13 @@
 #    (kept for the run's life); LIMIT trains on a seeded subset of that many photos per source (smoke runs). The
 #    `photos` preset measured 1.0 s per step on one busy thread of the 2-core development machine (irec.settings),
 #    so an hour is about 3,500 steps.
-# 2. Compares: `python -m irec.training.heldout RUN/model.pt --against AGAINST` prints the honest -ELBO in bits per
-#    subpixel of both models on EVAL_IMAGES centre crops (EVAL_SIDE px) of BSDS500 val, which the photos presets
-#    never train on (Kodak, the test set, is not looked at); its output is also kept in RUN/heldout.txt. AGAINST
-#    defaults to NAME when a model of that name is shipped, else lossless-cifar10.
-# 3. If the candidate is better (strictly lower -ELBO), prints the `irec ship RUN NAME --preset PRESET --figures ...`
+# 2. Compares: `python -m irec.training.heldout RUN/model.pt --against AGAINST --measure MEASURE` prints, for both
+#    models on EVAL_IMAGES centre crops (EVAL_SIDE px) of BSDS500 val, which the photos presets never train on
+#    (Kodak, the test set, is not looked at), the real files' bits per subpixel (MEASURE=real, the default, which
+#    decides: about 4 s per crop and model) and the honest -ELBO (MEASURE=elbo decides by it); its output is also
+#    kept in RUN/heldout.txt. AGAINST defaults to NAME when a model of that name is shipped, else lossless-cifar10.
+#    The shipped lossless-photos is continued with PRESET=photos-rate INIT=lossless-photos (docs/models.md).
+# 3. If the candidate is better (strictly lower), prints the `irec ship RUN NAME --preset PRESET --figures ...`
 #    command to run; it does not ship by itself. Otherwise it says so: train longer (run it again) or leave it.
 #
 # Exit status: 0 when the comparison ran (better or not), non-zero when training or the comparison failed.
@@ -55,7 +58,8 @@ shipped = {m["name"] for m in list_models() if m["source"] == "shipped"}
 print(sys.argv[1] if sys.argv[1] in shipped else "lossless-cifar10")' "$NAME")}
 status=0
 nice -n "${NICE:-10}" "$py" -m irec.training.heldout "$RUN/model.pt" --against "$against" --threads "$THREADS" \
-  --images "${EVAL_IMAGES:-16}" --side "${EVAL_SIDE:-128}" > "$RUN/heldout.txt" || status=$?
+  --images "${EVAL_IMAGES:-16}" --side "${EVAL_SIDE:-128}" --measure "${MEASURE:-real}" > "$RUN/heldout.txt" \
+  || status=$?
 cat "$RUN/heldout.txt"
 case $status in
   0)
