@@ -235,8 +235,8 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
 
 # The photos preset with PixelCNN++'s channel conditioning in p(x|z): it fine-tunes lossless-photos (or
 # lossless-cifar10), whose independent p(x|z) it starts from exactly (the channel coefficients start at zero).
-# The coefficients learn at 30 times the rate of the rest: at the preset's 1e-4 (Adamax moves a weight by about lr a
-# step) they would need thousands of steps to reach the 0.5-1 that correlated channels call for.
+# The coefficients learn at 30 times the rate of the rest (at the preset's 1e-4, Adamax moves a weight by about lr a
+# step). Piloted and not shipped: the coefficients settled near 0.01 and the -ELBO did not improve (docs/models.md).
 LOSSLESS_PRESETS["photos-cond"] = replace(
     LOSSLESS_PRESETS["photos"], name="photos-cond",
     model=replace(LOSSLESS_PRESETS["photos"].model, pixel_channels="conditioned"),
@@ -253,7 +253,7 @@ LOSSLESS_PRESETS["photos-rate"] = replace(
 
 
 def lossless_preset(name: str) -> RVAEPreset:
-    """The named lossless preset (``paper``, ``cpu``, ``photos`` or ``smoke``)."""
+    """The named lossless preset (``paper``, ``cpu``, ``photos``, ``photos-cond``, ``photos-rate`` or ``smoke``)."""
     if name not in LOSSLESS_PRESETS:
         raise ValueError(f"unknown lossless preset {name!r}; choose one of {sorted(LOSSLESS_PRESETS)}")
     return LOSSLESS_PRESETS[name]

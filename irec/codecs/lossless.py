@@ -274,10 +274,10 @@ class LosslessCodec:
                 state = model.top_down_step(state, level, z)
             px = model.pixel_params(state)
             for r0, r1 in _pixel_bands(height, width):  # a band's channels in turn: red, green, blue, as pushed
-                band, decoded = px[0, :, r0:r1, :width], torch.from_numpy(image[:, r0:r1, :])
+                band, decoded = px[0, :, r0:r1, :width], torch.from_numpy(image[:, r0:r1, :])  # a view of image
                 for c in range(3):  # green's distribution may depend on red's values, blue's on both
                     probabilities = band.channel(c, decoded).probabilities().reshape(-1, 256)
-                    decoded[c] = torch.from_numpy(symbols.pull_categorical(probabilities).reshape(r1 - r0, width))
+                    image[c, r0:r1, :] = symbols.pull_categorical(probabilities).reshape(r1 - r0, width)
         if not symbols.exhausted():
             raise CorruptStreamError(MISMATCH.format(what="the coded payload holds more symbols than the image needs"))
         decoded = np.ascontiguousarray(crop_to(image.transpose(1, 2, 0), (height, width), layout="hwc"))

@@ -141,9 +141,12 @@ class ConditionedLogistic:
         """One coefficient times one scaled channel (float here; on the fixed-point grid in the exact model)."""
         return coeff * x
 
-    def _shift(self, c: int, x_uint8: torch.Tensor) -> torch.Tensor:
-        """What channel ``c``'s location moves by, given the earlier channels of ``x_uint8``."""
-        x = to_unit_interval(x_uint8).to(self.loc.dtype)
+    def _scaled(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """The pixels in the model's scaled space, in the dtype of the locations."""
+        return to_unit_interval(x_uint8).to(self.loc.dtype)
+
+    def _shift(self, c: int, x: torch.Tensor) -> torch.Tensor:
+        """What channel ``c``'s location moves by, given the earlier channels of the scaled pixels ``x``."""
         if c == 0:
             return torch.zeros_like(self.loc[..., 0, :, :])
         if c == 1:
@@ -157,12 +160,13 @@ class ConditionedLogistic:
             raise InvalidPixelsError(
                 f"pixels of shape {tuple(x_uint8.shape)} do not match the likelihood's shape {tuple(self.loc.shape)}"
             )
-        shift = torch.stack([self._shift(c, x_uint8) for c in range(3)], dim=-3)
+        x = self._scaled(x_uint8)
+        shift = torch.stack([self._shift(c, x) for c in range(3)], dim=-3)
         return self._make(self.loc + shift, self.log_scale)
 
     def channel(self, c: int, x_uint8: torch.Tensor) -> DiscretizedLogistic:
         """Channel ``c``'s distribution given channels 0..c-1 of ``x_uint8`` (the decoder, one channel at a time)."""
-        return self._make(self.loc[..., c, :, :] + self._shift(c, x_uint8), self.log_scale[..., c, :, :])
+        return self._make(self.loc[..., c, :, :] + self._shift(c, self._scaled(x_uint8)), self.log_scale[..., c, :, :])
 
     def _make(self, loc: torch.Tensor, log_scale: torch.Tensor) -> DiscretizedLogistic:
         return DiscretizedLogistic(loc, log_scale)

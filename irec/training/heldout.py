@@ -138,10 +138,11 @@ def compare(candidate: str | os.PathLike, shipped_name: str, n: int | None = DEF
     else:
         cand, shipped = cand_elbo, shipped_elbo
     images_label = "all" if n is None else str(n)
+    how = "the -ELBO of the float weights"
+    if measure == "real":
+        how += "; real files of the exact model at the codec's default setting"
     measured_by = (f"python -m irec.training.heldout {candidate} --against {shipped_name} --images {images_label} "
-                   f"--side {side} --seed {seed} --batch {batch} --measure {measure} (the -ELBO of the float "
-                   "weights" + ("; real files of the exact model at the codec's default setting)" if measure == "real"
-                                else ")"))
+                   f"--side {side} --seed {seed} --batch {batch} --measure {measure} ({how})")
     figures = {"bsds500_val_negative_elbo_bpd": round(cand_elbo, 4)}
     if measure == "real":
         figures["bsds500_val_bpd"] = round(cand, 4)
