@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import html
-import inspect
 import logging
 import math
 import os
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from irec import metrics, zoo
-from irec.codecs import codec_class, make_codec
+from irec.codecs import make_codec
 from irec.codecs.classical import make_codecs
 from irec.codecs.encoding import HEADER, PIXELS, TAIL
 from irec.coder.params import SAMPLERS, CoderParams
@@ -96,16 +95,18 @@ def _resolve(model_ref: str) -> tuple:
 
 
 def takes_refinement(model_ref: str) -> bool | None:
-    """Whether the model's codec takes refinement steps (lossy: yes); None when the model cannot be loaded."""
+    """Whether the refine-steps slider applies to the model (lossy: yes; the lossless refinement's many slow steps
+    stay off here); None when the model cannot be loaded."""
     try:
         kind = _resolve(str(model_ref))[2]["kind"]
     except (ValueError, OSError, KeyError):
         return None
-    return "refinement" in inspect.signature(codec_class(kind)).parameters
+    return kind == "lossy"
 
 
 def _codec(model_ref, params: CoderParams, refine_steps: int | None) -> tuple:
     """(codec, display name) for ``model_ref`` with ``params``."""
+    refine_steps = refine_steps if takes_refinement(model_ref) else None
     codec, info = make_codec(str(model_ref), asdict(params), refine_steps=refine_steps, strict=False,
                              resolve=_resolve)
     name = str(info.get("name", model_ref))

@@ -57,7 +57,9 @@ def test_the_coder_options_set_the_setting_every_tile_is_coded_with(tmp_path, sh
     out = tmp_path / "kodak.csv"
     with contextlib.redirect_stdout(io.StringIO()):
         code = kodak.main(["--model", str(model), "--images", "1", "--crop", "24", "--tile-size", "16", "--workers",
-                           "1", "--n-beams", "3", "--kl-per-step", "4", "--no-classical", "--out", str(out)])
+                           "1", "--n-beams", "3", "--kl-per-step", "4", "--refine-steps", "2", "--no-classical",
+                           "--out", str(out)])
     ours = pd.read_csv(out)
     assert code == 0 and ours.bit_exact.astype(bool).all()
     assert (ours.n_beams == 3).all() and (ours.kl_per_step == 4).all()
+    assert (ours.refine_steps == 2).all() and ours.setting.str.endswith(" refine=2").all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 
@@ -159,12 +161,18 @@ def test_adaptive_blocks_from_the_command_line_decode_and_info_lists_each_levels
     assert len(sizes) == 2 and max(sizes) < 600  # one per level (the smoke model has two), below the cap
 
 
-def test_refine_steps_on_a_lossless_model_exits_with_code_2_and_says_it_is_for_lossy_models(setup, capsys):
-    tmp, model_path, _, _ = setup
-    args = ["compress", "--model", str(model_path), "--refine-steps", "0", str(tmp / "in.png"), str(tmp / "x.irec")]
-    assert main(args) == 2
-    assert "--refine-steps applies to lossy models" in capsys.readouterr().err
-    assert not (tmp / "x.irec").exists()
+def test_refine_steps_on_a_lossless_model_refines_its_posteriors_and_the_file_decodes_with_the_plain_command(setup):
+    from irec.codecs import make_codec
+    from irec.settings import LOSSLESS_REFINEMENT
+
+    tmp, model_path, _, image = setup
+    codec, _ = make_codec(str(model_path), refine_steps=2)
+    assert codec.refinement == dataclasses.replace(LOSSLESS_REFINEMENT, steps=2)
+    assert make_codec(str(model_path))[0].refinement.steps == 0  # off by default
+    args = ["compress", "--model", str(model_path), "--refine-steps", "2", str(tmp / "in.png"), str(tmp / "r.irec")]
+    assert main(args) == 0
+    assert main(["decompress", "--model", str(model_path), str(tmp / "r.irec"), str(tmp / "r.png")]) == 0
+    np.testing.assert_array_equal(read_image(tmp / "r.png"), image)
 
 
 def test_a_lossy_model_gets_the_low_rate_setting_beside_its_default_unless_a_coder_option_fixes_one(setup):

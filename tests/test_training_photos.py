@@ -90,6 +90,23 @@ def test_the_crop_size_of_a_photos_preset_can_be_overridden_and_must_be_even(tmp
         build("lossless", "smoke-photos", limit=2, crop_size=31)
 
 
+def test_the_kl_weight_of_a_lossless_preset_can_be_overridden_and_a_run_resumes_only_with_its_own(
+        tmp_path, shared_data, smoke_photos):
+    from irec.checkpoint import ResumeMismatchError
+
+    model, *_ = build("lossless", "smoke-photos", limit=2, kl_weight=1.5)
+    assert model.config.kl_weight == 1.5 and lossless_preset("smoke-photos").model.kl_weight == 1.0
+    init = tmp_path / "init.pt"
+    save_small("lossless", init)
+    run = tmp_path / "run"
+    train_model("lossless", "smoke-photos", run, init_from=init, limit=2, n_steps=1, kl_weight=1.5)
+    assert json.loads((run / "config.json").read_text())["model"]["kl_weight"] == 1.5
+    with pytest.raises(ResumeMismatchError, match="the model configuration"):
+        train_model("lossless", "smoke-photos", run, init_from=init, limit=2, n_steps=2)
+    with pytest.raises(ValueError, match="kl_weight is a setting of the lossless model"):
+        build("lossy", "smoke", kl_weight=1.5)
+
+
 def test_fine_tuning_a_lossless_preset_that_trains_on_cifar10_is_a_clear_error(tmp_path, shared_data):
     with pytest.raises(ValueError, match="fine-tune with a preset that trains on photos"):
         train_model("lossless", "smoke", tmp_path / "run", init_from=tmp_path / "whatever.pt", n_steps=1)

@@ -4,7 +4,7 @@
 # et al. 2020, Section 4.1; docs/irec-method.md Section 5) on crops of natural photos for the Kodak experiment.
 #
 #   RUN=DIR [PRESET=photos] [INIT=lossless-cifar10] [HOURS=1] [THREADS=2] [NAME=lossless-photos] [AGAINST=MODEL]
-#   [NICE=10] [STEPS=N] [LR=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [MEASURE=real] [PYTHON=python]
+#   [NICE=10] [STEPS=N] [LR=X] [KL_WEIGHT=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [MEASURE=real] [PYTHON=python]
 #   tools/cpu_train.sh
 #
 # In the background:  nohup env RUN=runs/photos HOURS=6 tools/cpu_train.sh > runs/photos.log 2>&1 &
@@ -15,7 +15,8 @@
 #    stopped (an interrupted call loses at most the steps since its last checkpoint, every 200 steps for `photos`).
 #    Every call ends by writing RUN/model.pt, the EMA weights. STEPS overrides the preset's number of steps (the
 #    `photos` preset's 100,000 is a horizon: HOURS is what stops a call); LR overrides the preset's learning rate
-#    (kept for the run's life); LIMIT trains on a seeded subset of that many photos per source (smoke runs). The
+#    (kept for the run's life); KL_WEIGHT overrides the preset's weight of the KL in the loss (RVAEConfig.kl_weight,
+#    kept for the run's life); LIMIT trains on a seeded subset of that many photos per source (smoke runs). The
 #    `photos` preset measured 1.0 s per step on one busy thread of the 2-core development machine (irec.settings),
 #    so an hour is about 3,500 steps.
 # 2. Compares: `python -m irec.training.heldout RUN/model.pt --against AGAINST --measure MEASURE` prints, for both
@@ -44,6 +45,7 @@ extra=()
 [[ -n "${STEPS:-}" ]] && extra+=(--steps "$STEPS")
 [[ -n "${LIMIT:-}" ]] && extra+=(--limit "$LIMIT")
 [[ -n "${LR:-}" ]] && extra+=(--lr "$LR")
+[[ -n "${KL_WEIGHT:-}" ]] && extra+=(--kl-weight "$KL_WEIGHT")
 
 mkdir -p "$RUN"
 [[ -f "$RUN/checkpoint.pt" ]] && echo "continuing $RUN from its checkpoint" || echo "starting $RUN from $INIT"

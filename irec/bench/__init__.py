@@ -5,6 +5,7 @@ benchmark also writes tidy rows, with provenance, under ``results/bench/``.
 """
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 
 
@@ -29,3 +30,19 @@ def coder_options(args: argparse.Namespace, default):
     """``default`` with the options of :func:`add_coder_options` applied."""
     return default.with_(n_beams=args.n_beams, extra_samples=args.extra_samples, kl_per_step=args.kl_per_step,
                          block_size=args.block_size)
+
+
+def add_refinement_options(parser: argparse.ArgumentParser, default) -> None:
+    """``--refine-<field>`` for every field of ``default`` (the lossless codec's
+    :class:`irec.settings.LosslessRefinement`: the encoder's refinement of every level's posterior), each defaulting
+    to ``default``'s."""
+    for field in dataclasses.fields(default):
+        value = getattr(default, field.name)
+        parser.add_argument(f"--refine-{field.name.replace('_', '-')}", type=type(value), default=value,
+                            help=f"the encoder's refinement of the posteriors (irec.codecs.refine): {field.name} "
+                                 f"(default {value}; --refine-steps 0: the amortized posteriors, as the paper)")
+
+
+def refinement_options(args: argparse.Namespace, default):
+    """``default`` with the options of :func:`add_refinement_options` applied."""
+    return dataclasses.replace(default, **{f.name: getattr(args, f"refine_{f.name}") for f in dataclasses.fields(default)})

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from irec import provenance
-from irec.bench import add_coder_options, coder_options
+from irec.bench import add_coder_options, add_refinement_options, coder_options, refinement_options
 from irec.bench.lossless import CLASSICAL, _model_columns, _show, _write, classical_row, finish
 from irec.codecs.classical import make_codecs
 from irec.codecs.lossless import LosslessCodec
@@ -33,7 +33,7 @@ from irec.data import centre_crop, load_images
 from irec.evaluation.lossless import CODEC_NAME, evaluate_image, setting_label
 from irec.evaluation.parallel import TilePool, available_cores, codec_builder
 from irec.paths import RESULTS
-from irec.settings import LOSSLESS_DEFAULT
+from irec.settings import LOSSLESS_DEFAULT, LOSSLESS_REFINEMENT
 from irec.zoo import resolve_model
 
 # Per Kodak image (768 x 512) on the 2-core CPU; the paper's Table 1 for the rate.
@@ -81,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "centre-crop the images to this side (0: full size, as the targets mean; a crop is for quick looks and tests)"))
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="side of the tiles")
     add_coder_options(parser, LOSSLESS_DEFAULT)
+    add_refinement_options(parser, LOSSLESS_REFINEMENT)
     parser.add_argument("--no-classical", action="store_true", help="skip PNG / WebP / JPEG XL")
     parser.add_argument("--out", default=str(RESULTS / "bench" / "kodak-lossless.csv"), help="CSV of per-image rows")
     args = parser.parse_args(argv)
@@ -98,7 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model, fingerprint, info = resolve_model(args.model)
-    codec = LosslessCodec(model, fingerprint, coder_options(args, LOSSLESS_DEFAULT), tile_size=args.tile_size)
+    codec = LosslessCodec(model, fingerprint, coder_options(args, LOSSLESS_DEFAULT), tile_size=args.tile_size,
+                          refinement=refinement_options(args, LOSSLESS_REFINEMENT))
     workers = args.workers or available_cores()
     tile_map = TilePool(codec_builder(codec, args.model), codec, workers) if workers > 1 else None
     classical = [] if args.no_classical else make_codecs(CLASSICAL)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     _write(df, out)
     size = f"{args.crop}x{args.crop} centre crops" if args.crop else "full size"
     _show(f"Kodak, {len(images)} image(s) ({size}), model {info.get('name', args.model)} "
-          f"(fingerprint {fingerprint[:16]}), {setting_label(codec.params)}, tiles of {args.tile_size}, "
+          f"(fingerprint {fingerprint[:16]}), {setting_label(codec.params, codec.refinement)}, tiles of {args.tile_size}, "
           f"{workers} worker(s) per image:", summary_table(df, workers))
     return finish(df, out)
 

@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 
 from irec import provenance
-from irec.bench import add_coder_options, coder_options, comma_separated
+from irec.bench import add_coder_options, add_refinement_options, coder_options, comma_separated, refinement_options
 from irec.timing import measure
 from irec.codecs.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import LosslessCodec
-from irec.settings import LOSSLESS_DEFAULT
+from irec.settings import LOSSLESS_DEFAULT, LOSSLESS_REFINEMENT
 from irec.data import centre_crop, load_images
 from irec.evaluation.lossless import CODEC_NAME, evaluate_images, setting_label
 from irec.evaluation.baselines import dataset_split
@@ -159,6 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=200, help="CIFAR-10 test images (seeded subset)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image subset")
     add_coder_options(parser, LOSSLESS_DEFAULT)
+    add_refinement_options(parser, LOSSLESS_REFINEMENT)
     parser.add_argument("--kodak", type=int, default=0, help="also code this many Kodak images (0: none)")
     parser.add_argument("--kodak-crop", type=int, default=0, help="centre-crop Kodak images to this side (0: full)")
     parser.add_argument("--no-classical", action="store_true", help="skip PNG / WebP / JPEG XL")
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = _model_columns(fingerprint, info)
     stamp = provenance.stamp()
     out = Path(args.out)
-    base = coder_options(args, LOSSLESS_DEFAULT)
+    base, refinement = coder_options(args, LOSSLESS_DEFAULT), refinement_options(args, LOSSLESS_REFINEMENT)
     model_line = f"model {info.get('name', args.model)} (fingerprint {fingerprint[:16]})"
 
     if args.sweep:
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                                  args.sweep_block_size)
         for n_beams, extra, omega, block in grid:
             params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_step=omega, block_size=block)
-            rows += code_images(args.sweep_dataset, images, LosslessCodec(model, fingerprint, params), [], columns,
+            rows += code_images(args.sweep_dataset, images, LosslessCodec(model, fingerprint, params, refinement=refinement),
+                                [], columns,
                                 split=args.sweep_split)
         df = pd.DataFrame([{**stamp, **r} for r in rows])  # the iREC rows' own stamps kept
         _write(df, out.with_name(out.stem + "-sweep.csv"))
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         _show(f"Sweep on {len(images)} {what} image(s){crop}, {model_line}; target real / -ELBO <= "
               f"{TARGETS['real_over_elbo']:.2f}:", sweep_table(df))
     else:
-        codec = LosslessCodec(model, fingerprint, base)
+        codec = LosslessCodec(model, fingerprint, base, refinement=refinement)
         classical = [] if args.no_classical else make_codecs(CLASSICAL)
         images = load_images("cifar10", limit=args.images, seed=args.seed)
         cold = warm_up(codec, images[0][1])

@@ -27,6 +27,7 @@ def _train(args: argparse.Namespace) -> int:
         args.kind, args.preset, args.run_dir, beta=args.beta, distortion=args.distortion, limit=args.limit,
         n_steps=args.steps, init_from=args.init_from, max_seconds=args.max_seconds, num_threads=args.threads,
         crop_size=args.crop_size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        kl_weight=args.kl_weight,
     )
     state = "finished" if result.finished else "stopped early (run the same command again to resume)"
     print(f"{state} at step {result.step}; model: {result.model_path}; fingerprint {result.fingerprint}")
@@ -64,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "side of the training crops instead of the preset's: lossy, a multiple of 64 (the cpu preset's 128 leaves "
         "z2 a 2x2 grid, and its models code z2 at 10x the rate on whole Kodak images: 256 fixes that); lossless "
         "photos presets, even"))
+    p.add_argument("--kl-weight", type=float, help=(
+        "lossless: weight of the KL in the loss instead of the preset's (RVAEConfig.kl_weight; 1 trains the ELBO; a "
+        "run resumes only with the weight it started with)"))
     p.add_argument("--max-seconds", type=float, help="stop (resumably) after this many seconds")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--seed", type=int, help=(

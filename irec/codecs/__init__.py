@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 
 from irec import zoo
 
@@ -37,9 +36,9 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
     default coder parameters.
 
     ``kind``: the kind the model must have (a file's), checked before any codec is imported; ``refine_steps``: the
-    lossy encoder's refinement steps of q(z1) (irec.codecs.refine; None: the codec's default); ``strict``: an option
-    the model's codec does not take (``refine_steps`` for a lossless model) is an error (False: it is ignored, as the
-    explorer's sliders are for whichever model is chosen); ``resolve``: ``model_ref -> (model, fingerprint, info)``
+    encoder's refinement steps (irec.codecs.refine: the lossy codec's of q(z1)'s mean, the lossless codec's of every
+    level's posterior; None: the codec's default); ``strict``: an option the model's codec does not take is an error
+    (False: it is ignored, as the explorer's sliders are for whichever model is chosen); ``resolve``: ``model_ref -> (model, fingerprint, info)``
     (:func:`irec.zoo.resolve_model`, or a cached one).
     """
     model, fingerprint, info = resolve(model_ref)
@@ -51,13 +50,10 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
     cls = codec_class(info["kind"])
     kwargs = {}
     if refine_steps is not None:
-        if "refinement" in inspect.signature(cls).parameters:
-            # imported here, as the lossy codec is: a lossless model never needs it
-            from irec.settings import with_steps
-
-            kwargs["refinement"] = with_steps(refine_steps)
+        if hasattr(cls, "default_refinement"):
+            kwargs["refinement"] = dataclasses.replace(cls.default_refinement, steps=refine_steps)
         elif strict:
-            raise ValueError(f"--refine-steps applies to lossy models; {info['name']} is a {info['kind']} model")
+            raise ValueError(f"--refine-steps does not apply to {info['name']}, a {info['kind']} model")
     if overrides:  # one setting for every image (the lossy codec's default also has one for low-rate images)
         kwargs["params"] = dataclasses.replace(cls.default_params, **overrides)
     return cls(model, fingerprint, **kwargs), info

@@ -50,6 +50,7 @@ from irec.codecs.container import (
     pixel_check,
 )
 from irec.codecs.encoding import HEADER, PIXELS, Encoding, file_parts, frozen_image
+from irec.codecs.refine import refine_levels
 from irec.codecs.tiles import DEFAULT_TILE_SIZE, check_tile_size, is_tiled, tile_boxes, tile_error
 from irec.codecs.tiles import pack as tiles_pack
 from irec.codecs.tiles import unpack as tiles_unpack
@@ -65,7 +66,7 @@ from irec.data.images import check_rgb_uint8, crop_to, pad_to_multiple
 from irec.models.exact_rvae import ExactRVAE
 from irec.models.quantize import as_exact
 from irec.models.rvae import RVAE
-from irec.settings import LOSSLESS_DEFAULT
+from irec.settings import LOSSLESS_DEFAULT, LOSSLESS_REFINEMENT, LosslessRefinement
 from irec.timing import measure
 
 KIND = "lossless"
@@ -113,13 +114,18 @@ class LosslessCodec:
     larger is one ordinary file, as before tiles existed. Any even size >= 2 works, since each tile is coded by
     the any-size path (odd sides padded); even sizes keep every full tile unpadded. Default
     :data:`irec.codecs.tiles.DEFAULT_TILE_SIZE`.
+
+    ``refinement``: the encoder's refinement of every level's posterior before coding it
+    (:func:`irec.codecs.refine.refine_levels`; off by default, :data:`irec.settings.LOSSLESS_REFINEMENT`). The
+    decoder does not depend on it: a refined file decodes with any codec of the same model.
     """
 
     kind = KIND
     default_params = LOSSLESS_DEFAULT  # what coder options given on their own change (irec compress)
+    default_refinement = LOSSLESS_REFINEMENT  # what --refine-steps changes the steps of
 
     def __init__(self, model: RVAE | ExactRVAE, fingerprint: str, params: CoderParams = LOSSLESS_DEFAULT,
-                 tile_size: int = DEFAULT_TILE_SIZE) -> None:
+                 tile_size: int = DEFAULT_TILE_SIZE, refinement: LosslessRefinement = LOSSLESS_REFINEMENT) -> None:
         if params.sampler == "pfr":
             raise ValueError("the pfr reference sampler codes standalone latents only; choose beam, greedy or sample")
         self.model = as_exact(model, KIND)
@@ -127,6 +133,7 @@ class LosslessCodec:
         self._fingerprint = fingerprint_bytes(fingerprint)
         self.params = params
         self.tile_size = check_tile_size(tile_size)
+        self.refinement = refinement
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -232,7 +239,7 @@ class LosslessCodec:
             latents, symbols = LatentEncoder(self.params, describe_shapes=False), SymbolWriter()
             model = self.model
             with pinned(model):
-                up = model.bottom_up(x)
+                up = refine_levels(model.float_model(), x, model.bottom_up(x), self.refinement)
                 state = model.top_down_init(1, tuple(x.shape[2:]))
                 for level in range(model.n_levels):
                     p, q = model.level_distributions(state, level, up)

@@ -122,6 +122,7 @@ class LossyCodec:
 
     kind = KIND
     default_params = LOSSY_DEFAULT  # what coder options given on their own change (irec compress)
+    default_refinement = DEFAULT_REFINEMENT  # what --refine-steps changes the steps of
     levels = LEVELS  # the latent levels' names in the file's parts (irec.codecs.encoding), in coding order
 
     def __init__(

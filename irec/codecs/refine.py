@@ -1,4 +1,5 @@
-"""Encoder-side refinement of the level-1 posterior's mean, per image, before iREC codes it.
+"""Encoder-side refinement of the posteriors, per image, before iREC codes them: the lossy model's level-1 mean
+(:func:`refine_posterior`) and every level of the lossless RVAE (:func:`refine_levels`).
 
 Beyond the paper (its section 4 codes the amortized posterior q(z1 | x, z2) as the analysis network gives it).
 iREC codes any Gaussian the encoder chooses: the decoder only regenerates candidates from p(z1 | z2), so the
@@ -18,6 +19,16 @@ because the distortion at the mean understates that of a sample. A step that doe
 undone. The gain comes from the amortization gap of the analysis network, not from the coder; at the lowest rates
 the refinement mostly moves along the R-D curve. The settings (:data:`irec.settings.DEFAULT_REFINEMENT`), what each
 alternative gave on Kodak, and what was tried and dropped: docs/lossy-coder-history.md.
+
+The lossless RVAE's posterior q(z_l | x, z_<l) adds the bottom-up pass's location and log-scale of level l to terms
+of the top-down state, so :func:`refine_levels` refines the bottom-up pass's outputs, all levels at once, by Adam on
+
+    -log p(x | z)  +  kappa * sum_l KL(q(z_l | x, z_<l) || p(z_l | z_<l))    (nats, z drawn from q, reparameterized)
+
+with kappa = ``LosslessRefinement.kl_weight`` (the coder pays about 1.2 bits per bit of KL and one per bit of
+-log p(x|z)). The objective is a one-sample estimate, so the result is kept only if its objective under fixed noise
+(common random numbers) is below the amortized posterior's. Measured, and why it is off by default:
+docs/reference-run.md, "Refining the lossless posteriors".
 """
 
 from __future__ import annotations
@@ -27,8 +38,9 @@ import torch
 
 from irec.codecs.container import pinned
 from irec.distributions import DiagGaussian
+from irec.models.rvae import RVAE, InferenceTerms
 from irec.models.vae2 import TwoLevelVAE
-from irec.settings import Refinement
+from irec.settings import LosslessRefinement, Refinement
 
 
 def refine_posterior(
@@ -63,3 +75,52 @@ def refine_posterior(
             gradient = gradient + refinement.kl_weight * (loc - p_loc) * p_precision
             loc = (loc - refinement.step_size * variance * gradient).detach()
     return DiagGaussian(best, q1.scale)
+
+
+def _lossless_objective(model: RVAE, x_uint8: torch.Tensor, up: InferenceTerms, kl_weight: float,
+                        generator: torch.Generator) -> torch.Tensor:
+    """-log p(x|z) + kl_weight * sum of the levels' analytic KL, in nats, z one reparameterized sample of q."""
+    state = model.top_down_init(1, tuple(x_uint8.shape[2:]))
+    kl = x_uint8.new_zeros((), dtype=torch.float32)
+    for level in range(model.n_levels):
+        p, q = model.level_distributions(state, level, up)
+        kl = kl + q.kl(p).sum()
+        z = q.loc + q.scale * torch.randn(q.loc.shape, generator=generator)
+        state = model.top_down_step(state, level, z)
+    return -model.pixel_params(state).log_prob(x_uint8).sum() + kl_weight * kl
+
+
+def refine_levels(model: RVAE, x_uint8: torch.Tensor, up: InferenceTerms,
+                  refinement: LosslessRefinement) -> InferenceTerms:
+    """The bottom-up terms ``up`` of one image ``x_uint8`` (1, 3, H, W), refined for coding (module docstring).
+
+    Encoder only: the decoder never sees q. ``model`` is the float RVAE (an exact model's float twin); the result is
+    ``up`` itself when ``refinement.steps`` is 0 or when the refined terms are not better under fixed noise, so it
+    never codes a worse posterior than the amortized one by that measure. Deterministic on one machine (seeded,
+    one thread).
+    """
+    if refinement.steps == 0:
+        return up
+    loc = [t.detach().clone().requires_grad_(True) for t in up.loc]
+    log_scale = [t.detach().clone().requires_grad_(True) for t in up.log_scale]
+    leaves = loc + log_scale
+    optimizer = torch.optim.Adam(leaves, lr=refinement.lr)
+    generator = torch.Generator().manual_seed(refinement.seed)
+
+    def fixed_noise_objective(terms: InferenceTerms) -> float:
+        with torch.no_grad():
+            noise = torch.Generator().manual_seed(refinement.seed + 1)
+            return float(_lossless_objective(model, x_uint8, terms, refinement.kl_weight, noise))
+
+    with pinned(model), torch.enable_grad():
+        before = fixed_noise_objective(up)
+        for _ in range(refinement.steps):
+            objective = _lossless_objective(model, x_uint8, InferenceTerms(tuple(loc), tuple(log_scale)),
+                                            refinement.kl_weight, generator)
+            gradients = torch.autograd.grad(objective, leaves)
+            for leaf, gradient in zip(leaves, gradients):
+                leaf.grad = gradient
+            optimizer.step()
+        refined = InferenceTerms(tuple(t.detach() for t in loc), tuple(t.detach() for t in log_scale))
+        after = fixed_noise_objective(refined)
+    return refined if after < before else up

@@ -15,7 +15,9 @@ benchmark (``python -m irec.bench lossless``) and the suite's compression step (
   sample's -log p(x|z), no free bits); ``real_over_elbo``: ``bpd`` / ``negative_elbo_bpd``;
 - ``encode_peak_mib``, ``decode_peak_mib``: peak memory above the start of each;
 - the coder setting (also in ``params``): ``n_beams``, ``extra_samples``, ``kl_per_step``, ``block_size``,
-  ``n_candidates``, ``coder_seed``, ``sampler`` and ``setting`` (:func:`setting_label`).
+  ``n_candidates``, ``coder_seed``, ``sampler`` and ``setting`` (:func:`setting_label`);
+- the encoder's refinement of the posteriors (:mod:`irec.codecs.refine`): ``refine_steps`` (0: none, the paper),
+  ``refine_lr``, ``refine_kl_weight``, ``refine_seed``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from irec.codecs.lossless import LosslessCodec
 from irec.coder.params import CoderParams
 from irec.evaluation.coding import code_image, schema_columns
 from irec.provenance import stamp
+from irec.settings import LosslessRefinement
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,12 @@ CODEC_NAME = "irec-lossless"
 CODEC_LABEL = "iREC lossless"
 
 
-def setting_label(params: CoderParams) -> str:
-    """A short name for a coder setting, e.g. ``B20 1+eps=1.2 Omega=3 block=8192 (N=36)``."""
+def setting_label(params: CoderParams, refinement: LosslessRefinement | None = None) -> str:
+    """A short name for a coder setting, e.g. ``B20 1+eps=1.2 Omega=3 block=8192 (N=36)``, and `` refine=30`` after
+    it when the encoder refines the posteriors (:mod:`irec.codecs.refine`)."""
+    refined = f" refine={refinement.steps}" if refinement is not None and refinement.steps else ""
     return (f"B{params.n_beams} 1+eps={params.extra_samples:g} Omega={params.kl_per_step:g} "
-            f"block={params.block_size} (N={params.n_candidates})")
+            f"block={params.block_size} (N={params.n_candidates}){refined}")
 
 
 def model_name(codec: LosslessCodec) -> str:
@@ -74,7 +79,7 @@ def evaluate_image(codec: LosslessCodec, name: str, image: np.ndarray, *, datase
         "exact": coded.exact, "error": coded.error,
         "n_beams": p.n_beams, "extra_samples": p.extra_samples, "kl_per_step": p.kl_per_step,
         "block_size": p.block_size, "n_candidates": p.n_candidates, "coder_seed": p.seed, "sampler": p.sampler,
-        "setting": setting_label(p),
+        "setting": setting_label(p, codec.refinement), **codec.refinement.columns(),
     })
     return {**row, **stamp()}
 

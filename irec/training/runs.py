@@ -99,11 +99,13 @@ def photo_crops(crop: int, seed: int, limit: int | None = None,
 
 
 def _lossless(preset_name: str, limit: int | None = None, finetune: bool = False, crop_size: int | None = None,
-              seed: int | None = None):
+              seed: int | None = None, kl_weight: float | None = None):
     from irec.models.rvae import RVAE
     from irec.settings import lossless_preset
 
     p = lossless_preset(preset_name)
+    if kl_weight is not None:
+        p = dataclasses.replace(p, model=dataclasses.replace(p.model, kl_weight=kl_weight))
     if not p.photos:
         if finetune:
             raise ValueError(
@@ -145,7 +147,8 @@ def _lossy(preset_name: str, beta: float, distortion: str, limit: int | None, fi
 
 
 def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "mse", limit: int | None = None,
-          finetune: bool = False, crop_size: int | None = None, seed: int | None = None):
+          finetune: bool = False, crop_size: int | None = None, seed: int | None = None,
+          kl_weight: float | None = None):
     """(model, TrainConfig, dataset, data description) for a kind of model and a preset.
 
     ``limit``: train on a seeded subset of that many photos per source (smoke runs; the lossy model and the lossless
@@ -153,13 +156,17 @@ def build(kind: str, preset_name: str, beta: float = 0.01, distortion: str = "ms
     fine-tuning settings (lossy; a lossless photos preset's own settings are its fine-tuning settings, the CIFAR-10
     ones have none). ``crop_size``: the side of the training crops instead of the preset's (lossy: a multiple of 64;
     lossless photos presets: even). ``seed``: seeds the initial weights (None: the preset's ``TrainConfig.seed``).
+    ``kl_weight``: the lossless model's ``RVAEConfig.kl_weight`` instead of the preset's (a run resumes only with the
+    weight it started with: the model configuration must match).
 
     The lossless ``photos`` preset (paper Section 4.1 codes Kodak with the RVAE; method note Section 5) returns
     :func:`photo_crops` of BSDS500 train + test and Sun-Hays 80: BSDS500 val is held out, Kodak never trained on."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "lossless":
-        return _lossless(preset_name, limit, finetune, crop_size, seed)
+        return _lossless(preset_name, limit, finetune, crop_size, seed, kl_weight)
+    if kl_weight is not None:
+        raise ValueError("kl_weight is a setting of the lossless model; the lossy model weighs its rate by beta")
     return _lossy(preset_name, beta, distortion, limit, finetune, crop_size, seed)
 
 
@@ -192,14 +199,14 @@ def _start_from(model, init_from: str | Path, run_dir: Path) -> str:
 
 def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float = 0.01, distortion: str = "mse",
                 limit: int | None = None, init_from: str | Path | None = None, crop_size: int | None = None,
-                **overrides) -> TrainResult:
+                kl_weight: float | None = None, **overrides) -> TrainResult:
     """Train (or resume) one model into ``run_dir``; ``overrides`` replace TrainConfig fields (e.g. n_steps).
 
     ``init_from``: fine-tune the weights of that model (a ``model.pt`` path or a shipped name, e.g.
     ``lossless-cifar10`` for the lossless ``photos`` preset) with the preset's fine-tuning settings instead of
-    training from scratch; a resumed run continues from its own checkpoint."""
+    training from scratch; a resumed run continues from its own checkpoint. ``kl_weight``: as :func:`build`'s."""
     model, config, dataset, data = build(kind, preset_name, beta, distortion, limit, finetune=init_from is not None,
-                                         crop_size=crop_size, seed=overrides.get("seed"))
+                                         crop_size=crop_size, seed=overrides.get("seed"), kl_weight=kl_weight)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +231,7 @@ def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = Non
     entry = {
         "name": name, "file": f"{name}.pt", "kind": kind,
         **_save_exact(source, paths.SHIPPED_MODELS / f"{name}.pt", kind, info),
-        "preset": preset, "beta": model_config.get("beta"), "steps": extra.get("step"), "weights": extra.get("weights"),
+        "preset": preset, "beta": model_config.get("beta"), "kl_weight": model_config.get("kl_weight"), "steps": extra.get("step"), "weights": extra.get("weights"),
         "finetuned_from": json.loads(origin.read_text()) if (origin := run_dir / "init.json").is_file() else None,
         "data": (run_dir / "data.txt").read_text().strip() if (run_dir / "data.txt").is_file() else "",
         "git_commit": provenance.git_commit(), "figures": figures or {},
