@@ -142,7 +142,7 @@ def test_coding_one_lossy_model_keeps_the_rows_of_the_others_whatever_commit_mad
         choices.append(pipeline.ModelChoice("lossy", name, str(path), "a tiny model"))
     out = results_path("lossy", "kodak", "smoke")
     pipeline.compress_lossy(choices[:1], "smoke", final="best-q", workers=1)
-    before = pd.read_csv(out)
+    before, before_text = pd.read_csv(out), pd.read_csv(out, keep_default_na=False, dtype=str)
     coding_step["commit"]["sha"] = "b" * 40  # later code adds the second model only
     coding_step["coded"].clear()
     pipeline.compress_lossy(choices[1:], "smoke", final="best-q", workers=1)
@@ -150,6 +150,8 @@ def test_coding_one_lossy_model_keeps_the_rows_of_the_others_whatever_commit_mad
     assert len(coding_step["coded"]) == pipeline.LOSSY_IMAGES["smoke"]
     assert sorted(after["model"].unique()) == ["first", "second"]
     assert after[after["model"] == "first"].reset_index(drop=True)[before.columns].equals(before)
+    kept_text = pd.read_csv(out, keep_default_na=False, dtype=str)  # the cells as written: empty ones stay empty
+    assert kept_text[kept_text["model"] == "first"].reset_index(drop=True)[before_text.columns].equals(before_text)
     assert (after[after["model"] == "second"]["git_commit"] == "b" * 40).all()
     coding_step["coded"].clear()  # coding the first again at this commit replaces only its own rows
     pipeline.compress_lossy(choices[:1], "smoke", final="best-q", workers=1)

@@ -175,7 +175,8 @@ def _keep(out: Path, kept: list[pd.DataFrame]) -> None:
     """Rewrite ``out`` with only the kept rows (atomically, so an interruption here loses nothing either)."""
     from irec.evaluation.results import write_rows
 
-    rows = [r for frame in kept for r in frame.to_dict("records")]
+    # an empty cell, which pandas read as NaN, stays empty (not "nan"); so does a NaN (e.g. MS-SSIM of a small image)
+    rows = [{k: None if v != v else v for k, v in r.items()} for frame in kept for r in frame.to_dict("records")]
     staged = out.with_name(f".{out.name}.resume")
     staged.unlink(missing_ok=True)
     if rows:
