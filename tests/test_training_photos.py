@@ -75,8 +75,10 @@ def test_a_smoke_sized_model_fine_tunes_on_photo_crops_from_a_smoke_checkpoint_a
     assert zero.fingerprint == init_fingerprint  # no steps: the weights it started from
     first = train_model("lossless", "smoke-photos", run, init_from=init, limit=2, n_steps=2)
     assert (first.step, first.finished) == (2, True) and first.fingerprint != init_fingerprint
-    resumed = train_model("lossless", "smoke-photos", run, init_from=init, limit=2, n_steps=3)
-    assert resumed.step == 3  # continued from the checkpoint of step 2
+    other = tmp_path / "other.pt"
+    save_small("lossless", other, seed=1)
+    resumed = train_model("lossless", "smoke-photos", run, init_from=other, limit=2, n_steps=3)
+    assert resumed.step == 3  # continued from the checkpoint of step 2, which started from init, not other
     data = (run / "data.txt").read_text()
     assert "bsds500 (train, test) + sun_hays80" in data and "fine-tuned from" in data and "16x16 crops" in data
     assert json.loads((run / "init.json").read_text())["fingerprint"] == init_fingerprint

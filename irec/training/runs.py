@@ -210,9 +210,12 @@ def train_model(kind: str, preset_name: str, run_dir: str | Path, *, beta: float
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if init_from is not None:
-        data += "; " + _start_from(model, init_from, run_dir)
-    (run_dir / "data.txt").write_text(data + "\n")
+    if (run_dir / "checkpoint.pt").is_file() and (run_dir / "data.txt").is_file():
+        data = (run_dir / "data.txt").read_text().strip()  # resuming: the run started from what it recorded then
+    else:
+        if init_from is not None:
+            data += "; " + _start_from(model, init_from, run_dir)
+        (run_dir / "data.txt").write_text(data + "\n")
     log.info("training %s/%s on %s into %s (%d steps)", kind, preset_name, data, run_dir, config.n_steps)
     return train(model, None, dataset, config, run_dir)
 
