@@ -101,7 +101,7 @@ class LosslessRefinement:
         return {f"refine_{f.name}": getattr(self, f.name) for f in fields(self)}
 
 
-# Off by default: 30 steps code photos in about 1.3% fewer bits for about 2.5 times the encode time
+# Off by default: 30 steps code photos in about 0.9% fewer bits for 2.1 times the encode time
 # (docs/reference-run.md, "Refining the lossless posteriors").
 LOSSLESS_REFINEMENT = LosslessRefinement()
 
