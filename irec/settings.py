@@ -53,25 +53,30 @@ LOSSY_FINALS = ("best-q", "beams", "mse", "rd")
 LOSSY_FINAL = "best-q"
 
 
+class _EncoderRefinement:
+    """What both encoders' refinement settings share: ``steps`` >= 0, every float field finite and >= 0, and the
+    setting as result columns."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"refinement steps must be 0 (off) or more, got {self.steps}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", float) and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"refinement {f.name} must be a finite number >= 0, got {value}")
+
+    def columns(self) -> dict[str, float]:
+        """The setting as result columns (and ``params`` keys): ``refine_steps``, ``refine_<field>``, ..."""
+        return {f"refine_{f.name}": getattr(self, f.name) for f in fields(self)}
+
+
 @dataclass(frozen=True)
-class Refinement:
+class Refinement(_EncoderRefinement):
     """How the encoder refines q(z1 | x, z2)'s mean before coding it; ``steps = 0`` codes it as the model gives it."""
 
     steps: int = 6  # gradient steps (one synthesis pass and its backward each); 0: the amortized posterior (paper)
     step_size: float = 0.2  # eta: a step moves the mean by -eta * s_q^2 * gradient (gradient in nats)
     kl_weight: float = 1.5  # kappa: weight of KL(q || p) against beta * D in the refined objective
-
-    def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"refinement steps must be 0 (off) or more, got {self.steps}")
-        for name in ("step_size", "kl_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"refinement {name} must be a finite number >= 0, got {value}")
-
-    def columns(self) -> dict[str, float]:
-        """The setting as result columns (and ``params`` keys): ``refine_steps``, ``refine_step_size``, ..."""
-        return {f"refine_{f.name}": getattr(self, f.name) for f in fields(self)}
 
 
 NO_REFINEMENT = Refinement(steps=0)  # the paper: code the amortized posterior
@@ -79,7 +84,7 @@ DEFAULT_REFINEMENT = Refinement()
 
 
 @dataclass(frozen=True)
-class LosslessRefinement:
+class LosslessRefinement(_EncoderRefinement):
     """How the lossless encoder refines every level's q(z_l | x, z_<l) before coding it (irec.codecs.refine);
     ``steps = 0`` codes the posteriors as the bottom-up pass gives them (the paper)."""
 
@@ -87,18 +92,6 @@ class LosslessRefinement:
     lr: float = 1e-3  # Adam's learning rate on the bottom-up pass's locations and log-scales
     kl_weight: float = 1.2  # kappa: weight of the KL against -log p(x|z) (the coder pays ~1.2 bits per bit of KL)
     seed: int = 0  # seeds the reparameterized samples, so that the encoder's files are reproducible
-
-    def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"refinement steps must be 0 (off) or more, got {self.steps}")
-        for name in ("lr", "kl_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"refinement {name} must be a finite number >= 0, got {value}")
-
-    def columns(self) -> dict[str, float]:
-        """The setting as result columns: ``refine_steps``, ``refine_lr``, ``refine_kl_weight``, ``refine_seed``."""
-        return {f"refine_{f.name}": getattr(self, f.name) for f in fields(self)}
 
 
 # Off by default: 30 steps code photos in about 0.9% fewer bits for 2.1 times the encode time
