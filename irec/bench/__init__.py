@@ -45,4 +45,5 @@ def add_refinement_options(parser: argparse.ArgumentParser, default) -> None:
 
 def refinement_options(args: argparse.Namespace, default):
     """``default`` with the options of :func:`add_refinement_options` applied."""
-    return dataclasses.replace(default, **{f.name: getattr(args, f"refine_{f.name}") for f in dataclasses.fields(default)})
+    values = {f.name: getattr(args, f"refine_{f.name}") for f in dataclasses.fields(default)}
+    return dataclasses.replace(default, **values)

@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     _write(df, out)
     size = f"{args.crop}x{args.crop} centre crops" if args.crop else "full size"
     _show(f"Kodak, {len(images)} image(s) ({size}), model {info.get('name', args.model)} "
-          f"(fingerprint {fingerprint[:16]}), {setting_label(codec.params, codec.refinement)}, tiles of {args.tile_size}, "
+          f"(fingerprint {fingerprint[:16]}), {setting_label(codec.params, codec.refinement)}, "
+          f"tiles of {args.tile_size}, "
           f"{workers} worker(s) per image:", summary_table(df, workers))
     return finish(df, out)
 

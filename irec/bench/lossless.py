@@ -35,7 +35,13 @@ import numpy as np
 import pandas as pd
 
 from irec import provenance
-from irec.bench import add_coder_options, add_refinement_options, coder_options, comma_separated, refinement_options
+from irec.bench import (
+    add_coder_options,
+    add_refinement_options,
+    coder_options,
+    comma_separated,
+    refinement_options,
+)
 from irec.timing import measure
 from irec.codecs.classical import RoundTripError, make_codecs
 from irec.codecs.lossless import LosslessCodec
@@ -228,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                                  args.sweep_block_size)
         for n_beams, extra, omega, block in grid:
             params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_step=omega, block_size=block)
-            rows += code_images(args.sweep_dataset, images, LosslessCodec(model, fingerprint, params, refinement=refinement),
-                                [], columns,
+            codec = LosslessCodec(model, fingerprint, params, refinement=refinement)
+            rows += code_images(args.sweep_dataset, images, codec, [], columns,
                                 split=args.sweep_split)
         df = pd.DataFrame([{**stamp, **r} for r in rows])  # the iREC rows' own stamps kept
         _write(df, out.with_name(out.stem + "-sweep.csv"))

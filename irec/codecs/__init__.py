@@ -38,8 +38,8 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
     ``kind``: the kind the model must have (a file's), checked before any codec is imported; ``refine_steps``: the
     encoder's refinement steps (irec.codecs.refine: the lossy codec's of q(z1)'s mean, the lossless codec's of every
     level's posterior; None: the codec's default); ``strict``: an option the model's codec does not take is an error
-    (False: it is ignored, as the explorer's sliders are for whichever model is chosen); ``resolve``: ``model_ref -> (model, fingerprint, info)``
-    (:func:`irec.zoo.resolve_model`, or a cached one).
+    (False: it is ignored, as the explorer's sliders are for whichever model is chosen); ``resolve``:
+    ``model_ref -> (model, fingerprint, info)`` (:func:`irec.zoo.resolve_model`, or a cached one).
     """
     model, fingerprint, info = resolve(model_ref)
     if kind is not None and info["kind"] != kind:

@@ -234,7 +234,8 @@ def ship(run_dir: str | Path, name: str, preset: str, figures: dict | None = Non
     entry = {
         "name": name, "file": f"{name}.pt", "kind": kind,
         **_save_exact(source, paths.SHIPPED_MODELS / f"{name}.pt", kind, info),
-        "preset": preset, "beta": model_config.get("beta"), "kl_weight": model_config.get("kl_weight"), "steps": extra.get("step"), "weights": extra.get("weights"),
+        "preset": preset, "beta": model_config.get("beta"), "kl_weight": model_config.get("kl_weight"),
+        "steps": extra.get("step"), "weights": extra.get("weights"),
         "finetuned_from": json.loads(origin.read_text()) if (origin := run_dir / "init.json").is_file() else None,
         "data": (run_dir / "data.txt").read_text().strip() if (run_dir / "data.txt").is_file() else "",
         "git_commit": provenance.git_commit(), "figures": figures or {},
