@@ -107,8 +107,7 @@ def takes_refinement(model_ref: str) -> bool | None:
 def _codec(model_ref, params: CoderParams, refine_steps: int | None) -> tuple:
     """(codec, display name) for ``model_ref`` with ``params``."""
     refine_steps = refine_steps if takes_refinement(model_ref) else None
-    codec, info = make_codec(str(model_ref), asdict(params), refine_steps=refine_steps, strict=False,
-                             resolve=_resolve)
+    codec, info = make_codec(str(model_ref), asdict(params), refine_steps=refine_steps, resolve=_resolve)
     name = str(info.get("name", model_ref))
     if info.get("source") == "path" and name == "model":  # a run folder's model.pt: name it by its folder
         name = os.path.basename(os.path.dirname(os.path.abspath(os.path.expanduser(os.fspath(model_ref)))))

@@ -8,6 +8,8 @@ import argparse
 import dataclasses
 from collections.abc import Callable
 
+from irec.settings import LOSSLESS_REFINEMENT
+
 
 def comma_separated(cast: Callable[[str], float]) -> Callable[[str], tuple]:
     """An argparse ``type`` for comma-separated values, e.g. ``--sweep-n-beams 10,20`` with ``cast=int``."""
@@ -32,15 +34,22 @@ def coder_options(args: argparse.Namespace, default):
                          block_size=args.block_size)
 
 
-def add_refinement_options(parser: argparse.ArgumentParser, default) -> None:
-    """``--refine-<field>`` for every field of ``default`` (the lossless codec's
-    :class:`irec.settings.LosslessRefinement`: the encoder's refinement of every level's posterior), each defaulting
-    to ``default``'s."""
+def add_refinement_options(parser: argparse.ArgumentParser, default, subject: str, meanings: dict[str, str]) -> None:
+    """``--refine-<field>`` for every field of ``default`` (an encoder's refinement setting,
+    :class:`irec.settings.Refinement` or :class:`irec.settings.LosslessRefinement`), each defaulting to ``default``'s;
+    ``subject``: what the encoder refines; ``meanings``: each field's meaning, for the help."""
     for field in dataclasses.fields(default):
         value = getattr(default, field.name)
         parser.add_argument(f"--refine-{field.name.replace('_', '-')}", type=type(value), default=value,
-                            help=f"the encoder's refinement of the posteriors (irec.codecs.refine): {field.name} "
-                                 f"(default {value}; --refine-steps 0: the amortized posteriors, as the paper)")
+                            help=f"the encoder's refinement of {subject} (irec.codecs.refine): {meanings[field.name]} "
+                                 f"(default {value})")
+
+
+def add_lossless_refinement_options(parser: argparse.ArgumentParser) -> None:
+    """:func:`add_refinement_options` for the lossless codec (:data:`irec.settings.LOSSLESS_REFINEMENT`)."""
+    add_refinement_options(parser, LOSSLESS_REFINEMENT, "every level's posterior", {
+        "steps": "Adam steps (0: code the amortized posteriors, as the paper)", "lr": "Adam's learning rate",
+        "kl_weight": "weight kappa of the KL", "seed": "seed of the reparameterized samples"})
 
 
 def refinement_options(args: argparse.Namespace, default):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from irec import provenance
-from irec.bench import add_coder_options, add_refinement_options, coder_options, refinement_options
+from irec.bench import add_coder_options, add_lossless_refinement_options, coder_options, refinement_options
 from irec.bench.lossless import CLASSICAL, _model_columns, _show, _write, classical_row, finish
 from irec.codecs.classical import make_codecs
 from irec.codecs.lossless import LosslessCodec
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "centre-crop the images to this side (0: full size, as the targets mean; a crop is for quick looks and tests)"))
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="side of the tiles")
     add_coder_options(parser, LOSSLESS_DEFAULT)
-    add_refinement_options(parser, LOSSLESS_REFINEMENT)
+    add_lossless_refinement_options(parser)
     parser.add_argument("--no-classical", action="store_true", help="skip PNG / WebP / JPEG XL")
     parser.add_argument("--out", default=str(RESULTS / "bench" / "kodak-lossless.csv"), help="CSV of per-image rows")
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ import pandas as pd
 from irec import provenance
 from irec.bench import (
     add_coder_options,
-    add_refinement_options,
+    add_lossless_refinement_options,
     coder_options,
     comma_separated,
     refinement_options,
@@ -165,7 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=200, help="CIFAR-10 test images (seeded subset)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image subset")
     add_coder_options(parser, LOSSLESS_DEFAULT)
-    add_refinement_options(parser, LOSSLESS_REFINEMENT)
+    add_lossless_refinement_options(parser)
     parser.add_argument("--kodak", type=int, default=0, help="also code this many Kodak images (0: none)")
     parser.add_argument("--kodak-crop", type=int, default=0, help="centre-crop Kodak images to this side (0: full)")
     parser.add_argument("--no-classical", action="store_true", help="skip PNG / WebP / JPEG XL")

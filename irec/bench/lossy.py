@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 
 from irec import provenance
+from irec.bench import add_refinement_options, refinement_options
 from irec.evaluation.baselines import run_baselines
 from irec.checkpoint import read_model_info
 from irec.codecs.classical import make_codecs
 from irec.codecs.lossy import LossyCodec
 from irec.coder import CoderParams
-from irec.settings import DEFAULT_REFINEMENT, LOSSY_DEFAULT, LOSSY_FINAL, LOSSY_FINALS, LOSSY_LOW_RATE, PAPER_LOSSY, Refinement
+from irec.settings import DEFAULT_REFINEMENT, LOSSY_DEFAULT, LOSSY_FINAL, LOSSY_FINALS, LOSSY_LOW_RATE, PAPER_LOSSY
 from irec.data import load_images
 from irec.evaluation.lossy import evaluate_dataset, rows_coded_like
 from irec.paths import RESULTS
@@ -210,12 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                              ("--steps-per-block", float, "adaptive blocks' steps K_b per block (0: fixed)")):
         old = ("--kl-per-block",) if flag == "--kl-per-step" else ()  # the deprecated name, still accepted
         parser.add_argument(flag, *old, type=cast, help=f"override the --coder setting's {what}")
-    for field, what in (("steps", "gradient steps (0: code the amortized posterior, as the paper)"),
-                        ("step_size", "step size eta"), ("kl_weight", "weight kappa of the KL")):
-        default = getattr(DEFAULT_REFINEMENT, field)
-        parser.add_argument(f"--refine-{field.replace('_', '-')}", type=type(default), default=default,
-                            help=f"the encoder's refinement of q(z1)'s mean (irec.codecs.refine): {what} "
-                                 f"(default {default})")
+    add_refinement_options(parser, DEFAULT_REFINEMENT, "q(z1)'s mean", {
+        "steps": "gradient steps (0: code the amortized posterior, as the paper)", "step_size": "step size eta",
+        "kl_weight": "weight kappa of the KL"})
     parser.add_argument("--no-low-rate", action="store_true",
                         help="code every image with the --coder setting (default: low-rate images get their own)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -234,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                                  ("steps_per_block", args.steps_per_block)) if v is not None}
     params = CODERS[args.coder].with_(**changed)
     low_rate = LOSSY_LOW_RATE if args.coder == "default" and not changed and not args.no_low_rate else None
-    refinement = Refinement(args.refine_steps, args.refine_step_size, args.refine_kl_weight)
+    refinement = refinement_options(args, DEFAULT_REFINEMENT)
     coder = args.coder + "".join(f", {k}={v:g}" for k, v in changed.items())
     coder += ", --no-low-rate" if args.no_low_rate else ""
     if refinement != DEFAULT_REFINEMENT:

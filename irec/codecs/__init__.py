@@ -31,15 +31,14 @@ def codec_class(kind: str) -> type:
 
 
 def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None = None, refine_steps: int | None = None,
-               *, strict: bool = True, resolve=zoo.resolve_model):
+               *, resolve=zoo.resolve_model):
     """A codec for a model name or path, and the model's registry info; ``overrides`` change fields of the codec's
     default coder parameters.
 
     ``kind``: the kind the model must have (a file's), checked before any codec is imported; ``refine_steps``: the
     encoder's refinement steps (irec.codecs.refine: the lossy codec's of q(z1)'s mean, the lossless codec's of every
-    level's posterior; None: the codec's default); ``strict``: an option the model's codec does not take is an error
-    (False: it is ignored, as the explorer's sliders are for whichever model is chosen); ``resolve``:
-    ``model_ref -> (model, fingerprint, info)`` (:func:`irec.zoo.resolve_model`, or a cached one).
+    level's posterior; None: the codec's default); ``resolve``: ``model_ref -> (model, fingerprint, info)``
+    (:func:`irec.zoo.resolve_model`, or a cached one).
     """
     model, fingerprint, info = resolve(model_ref)
     if kind is not None and info["kind"] != kind:
@@ -49,11 +48,8 @@ def make_codec(model_ref: str, overrides: dict | None = None, kind: str | None =
             f"the file is {kind}, but model {info['name']} is a {info['kind']} model; pass a {kind} one")
     cls = codec_class(info["kind"])
     kwargs = {}
-    if refine_steps is not None:
-        if hasattr(cls, "default_refinement"):
-            kwargs["refinement"] = dataclasses.replace(cls.default_refinement, steps=refine_steps)
-        elif strict:
-            raise ValueError(f"--refine-steps does not apply to {info['name']}, a {info['kind']} model")
+    if refine_steps is not None:  # each codec's default_refinement: the setting whose steps change
+        kwargs["refinement"] = dataclasses.replace(cls.default_refinement, steps=refine_steps)
     if overrides:  # one setting for every image (the lossy codec's default also has one for low-rate images)
         kwargs["params"] = dataclasses.replace(cls.default_params, **overrides)
     return cls(model, fingerprint, **kwargs), info

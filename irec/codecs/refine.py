@@ -80,14 +80,9 @@ def refine_posterior(
 def _lossless_objective(model: RVAE, x_uint8: torch.Tensor, up: InferenceTerms, kl_weight: float,
                         generator: torch.Generator) -> torch.Tensor:
     """-log p(x|z) + kl_weight * sum of the levels' analytic KL, in nats, z one reparameterized sample of q."""
-    state = model.top_down_init(1, tuple(x_uint8.shape[2:]))
-    kl = x_uint8.new_zeros((), dtype=torch.float32)
-    for level in range(model.n_levels):
-        p, q = model.level_distributions(state, level, up)
-        kl = kl + q.kl(p).sum()
-        z = q.loc + q.scale * torch.randn(q.loc.shape, generator=generator)
-        state = model.top_down_step(state, level, z)
-    return -model.pixel_params(state).log_prob(x_uint8).sum() + kl_weight * kl
+    levels, px = model.posterior_pass(x_uint8, up, generator)
+    kl = sum(q.kl(p).sum() for p, q, _ in levels)
+    return -px.log_prob(x_uint8).sum() + kl_weight * kl
 
 
 def refine_levels(model: RVAE, x_uint8: torch.Tensor, up: InferenceTerms,
@@ -117,7 +112,7 @@ def refine_levels(model: RVAE, x_uint8: torch.Tensor, up: InferenceTerms,
         for _ in range(refinement.steps):
             objective = _lossless_objective(model, x_uint8, InferenceTerms(tuple(loc), tuple(log_scale)),
                                             refinement.kl_weight, generator)
-            gradients = torch.autograd.grad(objective, leaves)
+            gradients = torch.autograd.grad(objective, leaves)  # not backward(): no gradients of the weights
             for leaf, gradient in zip(leaves, gradients):
                 leaf.grad = gradient
             optimizer.step()

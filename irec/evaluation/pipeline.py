@@ -236,7 +236,7 @@ def _code_lossless(choice: ModelChoice, dataset: str, count: int, profile: str, 
     done = pd.DataFrame()
     if old is not None and "fingerprint" in old:
         same = ((old["fingerprint"].astype(str) == fingerprint)
-                & (old["setting"] == setting_label(codec.params))
+                & (old["setting"] == setting_label(codec.params, codec.refinement))
                 & old["image"].astype(str).isin([name for name, _ in images]))
         done = old[same].drop_duplicates("image", keep="last")
     _keep(out, [done])

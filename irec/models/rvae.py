@@ -237,15 +237,16 @@ class RVAE(nn.Module):
 
     # --- training and evaluation, through the same functions ------------------------------------------------
     def posterior_pass(
-        self, x_uint8: torch.Tensor
+        self, x_uint8: torch.Tensor, up: InferenceTerms | None = None, generator: torch.Generator | None = None
     ) -> tuple[list[tuple[DiagGaussian, DiagGaussian, torch.Tensor]], DiscretizedLogistic]:
-        """Every level's (p, q, z) with z ~ q (reparameterized, torch's global RNG), then p(x | z)."""
-        up = self.bottom_up(x_uint8)
+        """Every level's (p, q, z) with z ~ q (reparameterized, drawn from ``generator`` or torch's global RNG), then
+        p(x | z); q from the bottom-up terms ``up`` (None: this model's bottom-up pass over ``x_uint8``)."""
+        up = self.bottom_up(x_uint8) if up is None else up
         state = self.top_down_init(x_uint8.shape[0], tuple(x_uint8.shape[2:]))
         levels = []
         for level in range(self.n_levels):
             p, q = self.level_distributions(state, level, up)
-            z = q.sample()
+            z = q.sample(generator)
             levels.append((p, q, z))
             state = self.top_down_step(state, level, z)
         return levels, self.pixel_params(state)
