@@ -150,7 +150,8 @@ def test_the_search_scores_every_beam_and_candidate_as_a_float64_reference_does(
     key = randomness.block_keys(7, 1, np.array([2]), np.array([5]))[0]
     cand, weighted = np.empty((n_cand, dims), np.float32), np.empty((n_beams, dims), np.float32)
     scores = np.full(n_beams * n_cand, np.nan)
-    _score_block(key, dims, n_cand, randomness.normal_table(), std, u, l, beams, n_valid, gemm, cand, weighted, scores)
+    _score_block(key, dims, np.arange(dims), dims, n_cand, randomness.normal_table(), std, u, l, beams, n_valid, gemm,
+                 cand, weighted, scores)
     eps = randomness.normals(key[None], np.arange(n_cand)[None], np.array([dims]), dims)[0].numpy()
     a, s, u64, l64 = (eps * std).astype(np.float64), beams[:n_valid].astype(np.float64), u.astype(np.float64), l.astype(np.float64)
     f = (0.5 * u64 * s**2 + l64 * s).sum(1)

@@ -17,8 +17,8 @@ def comma_separated(cast: Callable[[str], float]) -> Callable[[str], tuple]:
 
 
 def add_coder_options(parser: argparse.ArgumentParser, default) -> None:
-    """``--n-beams``, ``--extra-samples``, ``--kl-per-step`` and ``--block-size``, each defaulting to ``default``'s
-    (a :class:`irec.coder.CoderParams`, the codec's default setting)."""
+    """``--n-beams``, ``--extra-samples``, ``--kl-per-step``, ``--block-size`` and ``--ignore-kl-below``, each
+    defaulting to ``default``'s (a :class:`irec.coder.CoderParams`, the codec's default setting)."""
     parser.add_argument("--n-beams", type=int, default=default.n_beams, help="B (default: the codec's)")
     parser.add_argument("--extra-samples", type=float, default=default.extra_samples,
                         help="1+eps (default: the codec's)")
@@ -26,12 +26,15 @@ def add_coder_options(parser: argparse.ArgumentParser, default) -> None:
                         help="Omega, nats per step (default: the codec's)")
     parser.add_argument("--block-size", type=int, default=default.block_size,
                         help="dimensions per block (default: the codec's)")
+    parser.add_argument("--ignore-kl-below", type=float, default=default.ignore_kl_below, help=(
+        "leave dimensions whose KL is below this many nats out of the search's scores (0: score all; default: "
+        "the codec's)"))
 
 
 def coder_options(args: argparse.Namespace, default):
     """``default`` with the options of :func:`add_coder_options` applied."""
     return default.with_(n_beams=args.n_beams, extra_samples=args.extra_samples, kl_per_step=args.kl_per_step,
-                         block_size=args.block_size)
+                         block_size=args.block_size, ignore_kl_below=args.ignore_kl_below)
 
 
 def add_refinement_options(parser: argparse.ArgumentParser, default, subject: str, meanings: dict[str, str]) -> None:

@@ -14,11 +14,11 @@ model's -ELBO in bpd (analytic KL + one posterior sample, no free bits), their r
 - encode <= 1 s and decode <= 0.5 s per 32x32 image on a 2-core CPU.
 
 ``--kodak N`` codes N Kodak images (full size, or centre crops with ``--kodak-crop``) with the same model.
-``--sweep`` instead codes a few images under a grid of B (n_beams), 1+eps (extra_samples), Omega (kl_per_step)
-and block size and prints real / -ELBO per setting: CIFAR-10 test images by default, or any dataset's images
-(``--sweep-dataset bsds500 --sweep-split val --sweep-crop 128``: held-out photos for the photo model). Rows (one
-per image and codec, with the coder settings, the model's fingerprint and registry info, and provenance) go to
-``--out`` (sweep: ``<out stem>-sweep.csv``).
+``--sweep`` instead codes a few images under a grid of B (n_beams), 1+eps (extra_samples), Omega (kl_per_step),
+block size and the search's KL floor (ignore_kl_below) and prints real / -ELBO per setting: CIFAR-10 test images by
+default, or any dataset's images (``--sweep-dataset bsds500 --sweep-split val --sweep-crop 128``: held-out photos
+for the photo model). Rows (one per image and codec, with the coder settings, the model's fingerprint and registry
+info, and provenance) go to ``--out`` (sweep: ``<out stem>-sweep.csv``).
 """
 
 from __future__ import annotations
@@ -182,6 +182,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated 1+eps")
     parser.add_argument("--sweep-kl-per-step", "--sweep-kl-per-block", type=comma_separated(float), default=SWEEP_GRID["kl_per_step"],
                         help="comma-separated Omega")
+    parser.add_argument("--sweep-ignore-kl-below", type=comma_separated(float), default=None, help=(
+        "comma-separated --ignore-kl-below values for --sweep (default: --ignore-kl-below's)"))
     parser.add_argument("--sweep-block-size", type=comma_separated(int), default=SWEEP_GRID["block_size"],
                         help="comma-separated block sizes")
     parser.add_argument("--out", default=str(RESULTS / "bench" / "lossless.csv"), help="CSV of per-image rows")
@@ -231,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(LosslessCodec(model, fingerprint, base), images[0][1])
         rows = []
         grid = itertools.product(args.sweep_n_beams, args.sweep_extra_samples, args.sweep_kl_per_step,
-                                 args.sweep_block_size)
-        for n_beams, extra, omega, block in grid:
-            params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_step=omega, block_size=block)
+                                 args.sweep_block_size, args.sweep_ignore_kl_below or (base.ignore_kl_below,))
+        for n_beams, extra, omega, block, floor in grid:
+            params = base.with_(n_beams=n_beams, extra_samples=extra, kl_per_step=omega, block_size=block,
+                                ignore_kl_below=floor)
             codec = LosslessCodec(model, fingerprint, params, refinement=refinement)
             rows += code_images(args.sweep_dataset, images, codec, [], columns,
                                 split=args.sweep_split)

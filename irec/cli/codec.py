@@ -50,6 +50,8 @@ CODER_OPTIONS = (
     ("--block-size", "block_size", int, "latent dimensions per block (the most, with --steps-per-block)"),
     ("--steps-per-block", "steps_per_block", float, "adaptive blocks: about this many steps K_b each; 0: fixed"),
     ("--seed", "seed", int, "seed of the shared randomness (recorded in the file)"),
+    ("--ignore-kl-below", "ignore_kl_below", float,
+     "leave dimensions whose KL is below this many nats out of the search's scores (encoder only; 0: score all)"),
 )
 
 

@@ -143,9 +143,10 @@ class LatentEncoder:
         layout = level_layout(self.params.seed, level, p_loc.numel(), block_size)
         n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_step)
         p_scale32 = _prior_scale32(p_scale, layout)
+        scored = layout.gather(kl, 0.0) >= self.params.ignore_kl_below if self.params.ignore_kl_below else None
         indices = search(
             self.params, level, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
-            layout.gather(p_s**2, 1.0), p_scale32, n_steps,
+            layout.gather(p_s**2, 1.0), p_scale32, n_steps, scored,
         )
         candidates = range(indices.shape[1] if select is not None else 1)
         zs = [_finish_sample(p_loc, reconstruct(self.params, level, layout, p_scale32, n_steps, indices[:, k]), layout)
@@ -288,6 +289,7 @@ def compress_latent(
     q_loc: torch.Tensor, q_scale: torch.Tensor, p_loc: torch.Tensor, p_scale: torch.Tensor, *,
     kl_per_step: float = 3.0, n_beams: int = 10, extra_samples: float = 1.0, block_size: int = 1000,
     seed: int = 0, sampler: str = "beam", steps_per_block: float = 0.0, kl_per_block: float | None = None,
+    ignore_kl_below: float = 0.0,
 ) -> tuple[bytes, torch.Tensor]:
     """Code a sample of N(q_loc, q_scale^2) against the prior N(p_loc, p_scale^2), tensors of any shape.
 
@@ -296,7 +298,7 @@ def compress_latent(
     """
     params = CoderParams(kl_per_step=kl_per_step, n_beams=n_beams, extra_samples=extra_samples,
                          block_size=block_size, seed=seed, sampler=sampler, steps_per_block=steps_per_block,
-                         kl_per_block=kl_per_block)
+                         kl_per_block=kl_per_block, ignore_kl_below=ignore_kl_below)
     if sampler == "pfr":
         if steps_per_block:
             raise ValueError("the pfr reference sampler has its own blocks; adaptive blocks (steps_per_block) are "

@@ -27,6 +27,9 @@ class CoderParams:
     steps_per_block: float = 0.0  # adaptive blocks: size each level's blocks to take about this many steps K_b; 0: off
     seed: int = 0  # seed of the shared randomness (and of the encoder's Gumbel noise for "sample")
     sampler: str = "beam"  # "beam" (iREC), "greedy" (B = 1), "sample" (Gumbel-top-B), "pfr" (exact reference)
+    # Encoder only: dimensions whose KL(q || p) is below this many nats are left out of the search's scores, as if
+    # q = p there (their sample follows the prior); most of a VAE's top levels are such dimensions. 0: score all.
+    ignore_kl_below: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -41,6 +44,9 @@ class CoderParams:
             raise ValueError(f"block_size must be at least 1, got {self.block_size}")
         if not (math.isfinite(self.steps_per_block) and self.steps_per_block >= 0):
             raise ValueError(f"steps_per_block must be 0 (fixed blocks) or positive, got {self.steps_per_block}")
+        if not (math.isfinite(self.ignore_kl_below) and self.ignore_kl_below >= 0):
+            raise ValueError(f"ignore_kl_below must be 0 (score every dimension) or a positive number of nats, "
+                             f"got {self.ignore_kl_below}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
         if self.sampler != "pfr" and not 2 <= self.n_candidates < 2**24:

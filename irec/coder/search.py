@@ -61,17 +61,18 @@ def _blas_pools() -> ThreadpoolController:
 
 
 @numba.njit(cache=True, fastmath=True)
-def _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, gemm, cand, weighted, scores):
+def _score_block(key, size, index, dims, n_cand, table, std, u, l, beams, n_valid, gemm, cand, weighted, scores):
     """scores[b * n_cand + c] = f(S_b) + g(a_c) + <u S_b, a_c> up to a constant (encoder side only).
 
-    Fills ``cand`` [n_cand, dims] with the step's candidates a_c; the cross term of all beams and candidates is one
-    float32 matrix product if ``gemm`` (BLAS sgemm, one thread per block: see :func:`search`), else a loop.
+    Fills ``cand`` [n_cand, dims] with the step's candidates a_c in the ``dims`` scored dimensions, the block's
+    dimensions ``index[:dims]`` of ``size``; the cross term of all beams and candidates is one float32 matrix product
+    if ``gemm`` (BLAS sgemm, one thread per block: see :func:`search`), else a loop.
     """
     g = np.empty(n_cand, dtype=np.float32)
     for c in range(n_cand):
         acc = np.float32(0.0)
         for d in range(dims):
-            a = table[randomness._word(key, c, dims, d) >> _SHIFT] * std[d]
+            a = table[randomness._word(key, c, size, index[d]) >> _SHIFT] * std[d]
             cand[c, d] = a
             acc += a * (np.float32(0.5) * u[d] * a + l[d])
         g[c] = acc
@@ -83,7 +84,7 @@ def _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, gemm, cand
             weighted[b, d] = u[d] * s
             acc64 += (0.5 * u[d] * s + l[d]) * s
         beam_term[b] = acc64
-    if gemm:
+    if gemm and dims > 0:
         cross = np.dot(weighted[:n_valid], cand.T)
         for b in range(n_valid):
             for c in range(n_cand):
@@ -121,8 +122,8 @@ def _top_k(values, n, k, order, top):
 
 
 @numba.njit(cache=True)
-def _search_block(seed, level, block, dims, n_steps, n_beams, n_cand, sample, table, q_mean, q_var, p_var,
-                  p_scale32, root_fraction, cumulative, out):
+def _search_block(seed, level, block, size, index, dims, n_steps, n_beams, n_cand, sample, table, q_mean, q_var,
+                  p_var, p_scale32, root_fraction, cumulative, out):
     beams = np.zeros((n_beams, dims), dtype=np.float32)
     extended = np.zeros((n_beams, dims), dtype=np.float32)
     score = np.zeros(n_beams, dtype=np.float64)
@@ -148,7 +149,7 @@ def _search_block(seed, level, block, dims, n_steps, n_beams, n_cand, sample, ta
             l[d] = q_mean[d] * rho / var
             std[d] = p_scale32[d] * root_fraction[t]
         key = randomness._key(seed, level, block, t)
-        _score_block(key, dims, n_cand, table, std, u, l, beams, n_valid, gemm, cand, weighted, scores)
+        _score_block(key, size, index, dims, n_cand, table, std, u, l, beams, n_valid, gemm, cand, weighted, scores)
         n_pairs = n_valid * n_cand
         ranking = scores
         if sample:
@@ -177,13 +178,14 @@ def _search_block(seed, level, block, dims, n_steps, n_beams, n_cand, sample, ta
 
 
 @numba.njit(parallel=True, cache=True)
-def _search(seed, level, sizes, n_steps, n_beams, n_cand, sample, table, q_mean, q_var, p_var, p_scale32,
-            root_fraction, cumulative, out):
+def _search(seed, level, sizes, index, scored, n_steps, n_beams, n_cand, sample, table, q_mean, q_var, p_var,
+            p_scale32, root_fraction, cumulative, out):
     for i in numba.prange(sizes.shape[0]):
         if n_steps[i] > 0:
-            dims = sizes[i]
-            _search_block(seed, level, i, dims, n_steps[i], n_beams, n_cand, sample, table, q_mean[i, :dims],
-                          q_var[i, :dims], p_var[i, :dims], p_scale32[i, :dims], root_fraction[i], cumulative[i], out[i])
+            dims = scored[i]
+            _search_block(seed, level, i, sizes[i], index[i], dims, n_steps[i], n_beams, n_cand, sample, table,
+                          q_mean[i, :dims], q_var[i, :dims], p_var[i, :dims], p_scale32[i, :dims], root_fraction[i],
+                          cumulative[i], out[i])
 
 
 @numba.njit(parallel=True, cache=True)
@@ -237,22 +239,37 @@ def reconstruct_torch(
     return total.cpu()
 
 
+def _scored_first(layout: BlockLayout, scored: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+    """(index, counts): each block's scored dimensions first, in their order, as positions in the block
+    (int64 [n_blocks, width]), and how many there are (int64 [n_blocks]); padding is never scored."""
+    inside = np.arange(layout.width)[None, :] < layout.sizes[:, None]
+    keep = inside if scored is None else inside & scored.numpy().astype(bool)
+    index = np.argsort(~keep, axis=1, kind="stable")
+    return np.ascontiguousarray(index, dtype=np.int64), keep.sum(1).astype(np.int64)
+
+
 def search(
     params: CoderParams, level: int, layout: BlockLayout, q_mean: torch.Tensor, q_var: torch.Tensor,
-    p_var: torch.Tensor, p_scale32: torch.Tensor, n_steps: np.ndarray,
+    p_var: torch.Tensor, p_scale32: torch.Tensor, n_steps: np.ndarray, scored: torch.Tensor | None = None,
 ) -> np.ndarray:
     """The encoder's search. Returns the candidate indices of every final beam, int64
     [n_blocks, beams, max(n_steps)], beams in rank order (0: the best, or the sampler's draw).
 
     ``q_mean`` is mu_q - mu_p and ``q_var``, ``p_var`` are s_q^2 and s_p^2, all [n_blocks, width] float64 in
-    the block layout; ``p_scale32`` is the decoder's float32 s_p.
+    the block layout; ``p_scale32`` is the decoder's float32 s_p. ``scored``: an optional bool [n_blocks, width]
+    mask of the dimensions whose terms enter the scores (default: all). A dimension left out is treated as if
+    q = p there, where its terms vanish: its candidates are neither generated nor scored, and the coded sample
+    follows the prior in it. The indices still address every dimension, so the decoder is unchanged.
     """
     root_fraction, cumulative = schedule_tables(n_steps)
     out = np.zeros((layout.n_blocks, params.beams, int(n_steps.max(initial=0))), dtype=np.int64)
+    index, counts = _scored_first(layout, scored)
+    q_mean, q_var, p_var, p_scale32 = (np.ascontiguousarray(np.take_along_axis(x.numpy(), index, axis=1))
+                                       for x in (q_mean, q_var, p_var, p_scale32))
     with _blas_pools().limit(limits=1, user_api="blas"):  # blocks run in parallel; each one's products in one thread
         _search(
-            np.uint64(params.seed), np.uint64(level), layout.sizes, n_steps, params.beams, params.n_candidates,
-            params.sampler == "sample", randomness.normal_table(), q_mean.numpy(), q_var.numpy(), p_var.numpy(),
-            p_scale32.numpy(), root_fraction.numpy(), cumulative.numpy(), out,
+            np.uint64(params.seed), np.uint64(level), layout.sizes, index, counts, n_steps, params.beams,
+            params.n_candidates, params.sampler == "sample", randomness.normal_table(), q_mean, q_var, p_var,
+            p_scale32, root_fraction.numpy(), cumulative.numpy(), out,
         )
     return out

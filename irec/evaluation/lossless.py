@@ -44,11 +44,13 @@ CODEC_LABEL = "iREC lossless"
 
 
 def setting_label(params: CoderParams, refinement: LosslessRefinement | None = None) -> str:
-    """A short name for a coder setting, e.g. ``B20 1+eps=1.2 Omega=3 block=8192 (N=36)``, and `` refine=30`` after
-    it when the encoder refines the posteriors (:mod:`irec.codecs.refine`)."""
+    """A short name for a coder setting, e.g. ``B20 1+eps=1.2 Omega=3 block=8192 (N=36)``, then `` scored
+    KL>=0.001`` when the search leaves the dimensions of smaller KL out (``ignore_kl_below``) and `` refine=30`` when
+    the encoder refines the posteriors (:mod:`irec.codecs.refine`)."""
+    scored = f" scored KL>={params.ignore_kl_below:g}" if params.ignore_kl_below else ""
     refined = f" refine={refinement.steps}" if refinement is not None and refinement.steps else ""
     return (f"B{params.n_beams} 1+eps={params.extra_samples:g} Omega={params.kl_per_step:g} "
-            f"block={params.block_size} (N={params.n_candidates}){refined}")
+            f"block={params.block_size} (N={params.n_candidates}){scored}{refined}")
 
 
 def model_name(codec: LosslessCodec) -> str:
@@ -79,6 +81,7 @@ def evaluate_image(codec: LosslessCodec, name: str, image: np.ndarray, *, datase
         "exact": coded.exact, "error": coded.error,
         "n_beams": p.n_beams, "extra_samples": p.extra_samples, "kl_per_step": p.kl_per_step,
         "block_size": p.block_size, "n_candidates": p.n_candidates, "coder_seed": p.seed, "sampler": p.sampler,
+        "ignore_kl_below": p.ignore_kl_below,
         "setting": setting_label(p, codec.refinement), **codec.refinement.columns(),
     })
     return {**row, **stamp()}
