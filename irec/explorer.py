@@ -107,7 +107,8 @@ def takes_refinement(model_ref: str) -> bool | None:
 def _codec(model_ref, params: CoderParams, refine_steps: int | None) -> tuple:
     """(codec, display name) for ``model_ref`` with ``params``."""
     refine_steps = refine_steps if takes_refinement(model_ref) else None
-    codec, info = make_codec(str(model_ref), asdict(params), refine_steps=refine_steps, resolve=_resolve)
+    overrides = {k: v for k, v in asdict(params).items() if k != "ignore_kl_below"}  # no control: the codec's
+    codec, info = make_codec(str(model_ref), overrides, refine_steps=refine_steps, resolve=_resolve)
     name = str(info.get("name", model_ref))
     if info.get("source") == "path" and name == "model":  # a run folder's model.pt: name it by its folder
         name = os.path.basename(os.path.dirname(os.path.abspath(os.path.expanduser(os.fspath(model_ref)))))

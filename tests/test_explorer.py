@@ -62,6 +62,16 @@ def test_run_once_codes_a_cifar_image_losslessly_and_splits_the_file_into_real_b
     assert result.overhead_percent == pytest.approx(100 * (8 * result.n_bytes - ideal) / ideal)
 
 
+def test_the_explorer_codes_at_the_codecs_own_kl_floor_which_it_has_no_control_for(lossless_path, lossy_path,
+                                                                                     cifar_image, photo_crop):
+    from irec.settings import LOSSLESS_DEFAULT, LOSSY_DEFAULT
+
+    lossless = run_once(lossless_path, cifar_image, n_beams=2, extra_samples=1.2, kl_per_step=3.0)
+    lossy = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=3.0)
+    assert lossless.params.ignore_kl_below == LOSSLESS_DEFAULT.ignore_kl_below > 0
+    assert lossy.params.ignore_kl_below == LOSSY_DEFAULT.ignore_kl_below
+
+
 def test_run_once_codes_a_photo_crop_lossily_with_bpp_psnr_and_an_error_map(lossy_path, photo_crop):
     result = run_once(lossy_path, photo_crop, n_beams=3, extra_samples=1.0, kl_per_step=3.0)
     assert result.kind == "lossy" and result.unit == "bpp" and result.exact
