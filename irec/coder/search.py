@@ -16,9 +16,10 @@ All blocks of a level are searched by one compiled kernel, in parallel over bloc
 blocks or steps; within a block, each step generates the N candidates from the shared randomness, scores them
 against all beams (the beam x candidate cross term is one float32 matrix product, BLAS sgemm in one thread per
 block, when B >= GEMM_MIN_BEAMS: 1.6 times faster than the loop it replaced at B = 50, and at B = 100 as fast as
-that loop was at B = 50), then top-B selection keeps the beams. Generating the candidates, N x dims values per step
-whatever B, now takes most of the time. A block's search is serial and deterministic, so the chosen indices do not
-depend on the thread count. They may depend on the CPU: another BLAS kernel (or vector width) rounds the scores
+that loop was at B = 50), then top-B selection keeps the beams. Both costs are per scored dimension: where q = p a
+dimension's terms vanish (u = l = 0), so the encoder may leave out the dimensions of negligible KL
+(``CoderParams.ignore_kl_below``), most of a VAE's top levels, without the decoder knowing. A block's search is
+serial and deterministic, so the chosen indices do not depend on the thread count. They may depend on the CPU: another BLAS kernel (or vector width) rounds the scores
 differently and can flip a near-tie, giving another valid file, which decodes exactly all the same (the switch from
 the loop to sgemm changed 1 of 6 Kodak files this way, at the same length). Samplers:
 
