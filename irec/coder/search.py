@@ -19,9 +19,10 @@ block, when B >= GEMM_MIN_BEAMS: 1.6 times faster than the loop it replaced at B
 that loop was at B = 50), then top-B selection keeps the beams. Both costs are per scored dimension: where q = p a
 dimension's terms vanish (u = l = 0), so the encoder may leave out the dimensions of negligible KL
 (``CoderParams.ignore_kl_below``), most of a VAE's top levels, without the decoder knowing. A block's search is
-serial and deterministic, so the chosen indices do not depend on the thread count. They may depend on the CPU: another BLAS kernel (or vector width) rounds the scores
-differently and can flip a near-tie, giving another valid file, which decodes exactly all the same (the switch from
-the loop to sgemm changed 1 of 6 Kodak files this way, at the same length). Samplers:
+serial and deterministic, so the chosen indices do not depend on the thread count. They may depend on the CPU:
+another BLAS kernel (or vector width) rounds the scores differently and can flip a near-tie, giving another valid
+file, which decodes exactly all the same (the switch from the loop to sgemm changed 1 of 6 Kodak files this way, at
+the same length). Samplers:
 
 - ``beam``: keep the B best (beam, candidate) pairs by cumulative score (iREC); ``greedy`` is B = 1;
 - ``sample``: Gumbel-top-B on the incremental log-weights score_t(b, c) - score_{t-1}(b), i.e. sequential
