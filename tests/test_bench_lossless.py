@@ -102,6 +102,17 @@ def test_the_sweep_codes_one_image_under_each_setting(saved_model, tmp_path, sha
     assert "real_over_elbo" in text and "B2 1+eps=1.2" in text and "B4 1+eps=1.2" in text
 
 
+def test_the_sweep_codes_each_kl_floor_and_labels_the_rows_with_it(saved_model, tmp_path, shared_data, capsys):
+    out = tmp_path / "lossless.csv"
+    code = lossless.main(["--model", str(saved_model[0]), "--sweep", "--sweep-images", "1", "--sweep-n-beams", "2",
+                          "--sweep-extra-samples", "1.2", "--sweep-block-size", "8192", "--sweep-ignore-kl-below",
+                          "0,0.01", "--out", str(out)])
+    assert code == 0
+    df = pd.read_csv(tmp_path / "lossless-sweep.csv")
+    assert sorted(df.ignore_kl_below) == [0.0, 0.01] and df.bit_exact.all()
+    assert sorted(df.setting.str.endswith("scored KL>=0.01")) == [False, True]
+
+
 def test_the_sweep_codes_centre_crops_of_any_dataset(saved_model, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
