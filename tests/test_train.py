@@ -178,14 +178,14 @@ def test_a_time_budget_stops_early_with_a_checkpoint_and_a_rerun_finishes(tmp_pa
     assert train(small_lossless(), None, _dataset(), CONFIG, tmp_path).step == 10
 
 
-def test_a_non_finite_loss_raises_a_clear_error(tmp_path):
+def test_a_non_finite_loss_raises_a_clear_error_naming_the_step_and_the_terms(tmp_path):
     model = small_lossless()
 
     def bad_loss(x):
         loss, metrics = model.training_loss(x)
-        return loss * float("nan"), metrics
+        return loss * float("nan"), {**metrics, "kl_bpd": torch.tensor(float("inf"))}
 
-    with pytest.raises(TrainingDivergedError, match="step 0"):
+    with pytest.raises(TrainingDivergedError, match=r"step 0 \(.*kl_bpd=inf"):
         train(model, bad_loss, _dataset(), CONFIG, tmp_path)
 
 

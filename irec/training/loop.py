@@ -299,7 +299,9 @@ def _train(
             if world > 1:
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             if flags[0]:
-                raise TrainingDivergedError(f"the loss became {loss.item()} at step {step}; lower lr or set grad_clip")
+                terms = ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
+                raise TrainingDivergedError(f"the loss became {loss.item()} at step {step} ({terms}); lower lr or set "
+                                            "grad_clip")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
