@@ -141,9 +141,10 @@ class LatentEncoder:
         block_size = adaptive_block_size(p_loc.numel(), float(kl.sum()), self.params.kl_per_step,
                                          self.params.steps_per_block, self.params.block_size)
         layout = level_layout(self.params.seed, level, p_loc.numel(), block_size)
-        n_steps = step_counts(layout.gather(kl, pad=0.0).sum(1).numpy(), self.params.kl_per_step)
+        block_kl = layout.gather(kl, pad=0.0)
+        n_steps = step_counts(block_kl.sum(1).numpy(), self.params.kl_per_step)
         p_scale32 = _prior_scale32(p_scale, layout)
-        scored = layout.gather(kl, 0.0) >= self.params.ignore_kl_below if self.params.ignore_kl_below else None
+        scored = block_kl >= self.params.ignore_kl_below if self.params.ignore_kl_below else None
         indices = search(
             self.params, level, layout, layout.gather(q_mu - p_mu, 0.0), layout.gather(q_s**2, 1.0),
             layout.gather(p_s**2, 1.0), p_scale32, n_steps, scored,
