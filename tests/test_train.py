@@ -189,6 +189,49 @@ def test_a_non_finite_loss_raises_a_clear_error_naming_the_step_and_the_terms(tm
         train(model, bad_loss, _dataset(), CONFIG, tmp_path)
 
 
+def _nan_at(model, steps: set[int]):
+    """The model's loss, made NaN at the given calls (counted from 0)."""
+    calls = iter(range(10**6))
+
+    def loss_fn(x):
+        loss, metrics = model.training_loss(x)
+        return (loss * float("nan"), metrics) if next(calls) in steps else (loss, metrics)
+    return loss_fn
+
+
+def test_a_step_with_a_non_finite_loss_is_skipped_without_an_update_when_skipping_is_allowed(tmp_path):
+    config = dataclasses.replace(CONFIG, n_steps=4, skip_nonfinite=2, log_every=4)
+    clean = small_lossless()
+    train(clean, _nan_at(clean, set()), _dataset(), dataclasses.replace(config, n_steps=2), tmp_path / "clean")
+    model = small_lossless()
+    result = train(model, _nan_at(model, {2, 3}), _dataset(), config, tmp_path / "run")  # steps 2 and 3 skipped
+    assert result.finished and result.step == 4 and result.metrics["skipped"] == 0.5
+    _assert_same_state(model.state_dict(), clean.state_dict())  # two updates, then none
+    assert checkpoint.load(result.checkpoint)["scheduler"]["last_epoch"] == 4  # the schedule follows the steps
+
+
+def test_more_non_finite_steps_in_a_row_than_allowed_raise_and_say_how_many(tmp_path):
+    model = small_lossless()
+    config = dataclasses.replace(CONFIG, skip_nonfinite=2)
+    with pytest.raises(TrainingDivergedError, match="at step 5 .*3 steps in a row"):
+        train(model, _nan_at(model, {1, 3, 4, 5}), _dataset(), config, tmp_path)
+
+
+def test_a_non_finite_gradient_of_a_finite_loss_raises_before_it_reaches_the_weights(tmp_path):
+    model = small_lossless()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = next(model.parameters())
+
+    def nan_gradient(x):
+        loss, metrics = model.training_loss(x)
+        return loss + torch.sqrt(first.flatten()[0] * 0.0), metrics  # value + 0, gradient inf * 0 = NaN
+
+    config = dataclasses.replace(CONFIG, grad_clip=20.0)
+    with pytest.raises(TrainingDivergedError, match=r"step 0 \(.*grad_norm=nan"):
+        train(model, nan_gradient, _dataset(), config, tmp_path)
+    _assert_same_state(model.state_dict(), before)
+
+
 def _ddp_worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
     os.environ["LOCAL_RANK"] = str(rank)

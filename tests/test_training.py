@@ -114,3 +114,13 @@ def test_lr_scales_give_the_parameters_they_name_their_own_learning_rate():
     assert len(_param_groups(model, TrainConfig(lr=1e-4))) == 1
     with pytest.raises(ValueError, match="lr_scales"):
         TrainConfig(lr_scales=(("x_coeff.", 0.0),))
+
+
+def test_the_cpu_rate_preset_continues_the_shipped_cifar10_model_for_the_coded_rate(tmp_path, shared_data):
+    run = tmp_path / "run"
+    assert main(["train", "lossless", str(run), "--preset", "cpu-rate", "--init-from", "lossless-cifar10",
+                 "--steps", "1", "--threads", "1"]) == 0
+    _, shipped_fingerprint, _ = zoo.resolve_model("lossless-cifar10")
+    assert json.loads((run / "init.json").read_text())["fingerprint"] == shipped_fingerprint
+    model, _, _ = zoo.resolve_model(run / "model.pt")
+    assert model.config.kl_weight == 1.2 and "CIFAR-10" in (run / "data.txt").read_text()

@@ -110,7 +110,7 @@ def test_the_kl_weight_of_a_lossless_preset_can_be_overridden_and_a_run_resumes_
 
 
 def test_fine_tuning_a_lossless_preset_that_trains_on_cifar10_is_a_clear_error(tmp_path, shared_data):
-    with pytest.raises(ValueError, match="fine-tune with a preset that trains on photos"):
+    with pytest.raises(ValueError, match="fine-tune with --preset cpu-rate .* or a preset that trains on photos"):
         train_model("lossless", "smoke", tmp_path / "run", init_from=tmp_path / "whatever.pt", n_steps=1)
 
 
@@ -120,6 +120,30 @@ def test_the_held_out_images_are_deterministic_square_crops_of_bsds500_val(share
     assert np.array_equal(images, heldout_images(3, 64, seed=1))
     with pytest.raises(ValueError, match="even"):
         heldout_images(3, 63)
+
+
+def test_the_cifar10_held_out_images_are_test_images_that_the_table_never_codes(shared_data):
+    from irec.data import load_images
+
+    images = heldout_images(40, dataset="cifar10")
+    assert images.shape == (40, 32, 32, 3) and np.array_equal(images, heldout_images(40, dataset="cifar10"))
+    table = {image.tobytes() for _, image in load_images("cifar10", limit=1000)}  # the cpu profile's images
+    assert not any(image.tobytes() in table for image in images)
+    with pytest.raises(ValueError, match="taken whole"):
+        heldout_images(4, 16, dataset="cifar10")
+    with pytest.raises(ValueError, match="between 1 and 5000"):
+        heldout_images(5001, dataset="cifar10")
+    with pytest.raises(ValueError, match="held-out set must be one of"):
+        heldout_images(4, dataset="kodak")
+
+
+def test_compare_on_cifar10_names_its_figures_after_the_cifar10_held_out_set(tmp_path, shared_data,
+                                                                           one_torch_thread):
+    save_small("lossless", tmp_path / "model.pt")
+    result = compare(tmp_path / "model.pt", "lossless-cifar10", n=3, measure="elbo", dataset="cifar10")
+    assert result["better"] is False and result["side"] == 32 and result["dataset"] == "cifar10"
+    assert result["figures"]["cifar10_heldout_negative_elbo_bpd"] == round(result["candidate_elbo_bpd"], 4)
+    assert "--dataset cifar10" in result["figures"]["measured_by"]
 
 
 def test_negative_elbo_bpd_is_deterministic_and_higher_for_an_untrained_model_than_for_the_shipped_one(

@@ -5,11 +5,16 @@ its negative ELBO, but not at exactly that: the coder pays about 1.2 bits per bi
 the pixels' -log p(x|z), so a model trained for the coded rate (``RVAEConfig.kl_weight``) can have the worse -ELBO and
 the smaller files. The real files on images no run trained on therefore decide whether a newly trained model should
 replace the shipped one (``measure="real"``, the default); the -ELBO is reported beside them, and can decide instead
-(``measure="elbo"``). The held-out images are BSDS500 val, which
-the lossless ``photos`` presets leave out of their training crops (irec.training.runs.PHOTOS_BSDS_SPLITS); Kodak,
-the test set, is not used here so that choosing a model does not look at the test set.
+(``measure="elbo"``). Two held-out sets (``dataset``):
 
-- :func:`heldout_images`: a seeded subset of BSDS500 val, each image centre-cropped to a square (deterministic);
+- ``bsds500``, for the photo models: BSDS500 val, which the lossless ``photos`` presets leave out of their training
+  crops (irec.training.runs.PHOTOS_BSDS_SPLITS); Kodak, the test set, is not used, so that choosing a model does
+  not look at the test set;
+- ``cifar10``, for the CIFAR-10 models: the training subset is the whole training set, so the held-out images are
+  CIFAR-10 test images that the results table does not code, the last ones of the seeded permutation whose first
+  1,000 the table codes (``irec.data.load_images("cifar10", limit=1000)``; the ``paper`` profile codes all 10,000).
+
+- :func:`heldout_images`: a seeded subset of the held-out set, each image centre-cropped to a square (deterministic);
 - :func:`negative_elbo_bpd`: the honest -ELBO (analytic KL per level, no free bits, plus one posterior sample's
   -log p(x|z), :meth:`irec.models.rvae.RVAE.negative_elbo`) in bits per subpixel over a set of images, summed in
   float64, with the posterior sample drawn under a fixed torch seed, so the same model and images give the same
@@ -33,19 +38,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from irec.data import centre_crop, load_images
+from irec.data import centre_crop, load_cifar10, load_images
 
-HELDOUT_DATASET = ("bsds500", "val")  # the held-out images: BSDS500 val, never in the photos presets' crops
+HELDOUT_DATASET = ("bsds500", "val")  # the held-out photos: BSDS500 val, never in the photos presets' crops
+DATASETS = ("bsds500", "cifar10")  # the held-out sets (module docstring): photos, or CIFAR-10 test images
 DEFAULT_IMAGES = 16  # held-out images evaluated by default (a seeded subset of the 100)
-DEFAULT_SIDE = 128  # side of the centre crop of each (even; 2x the photos preset's training crops)
+DEFAULT_SIDE = 128  # side of the centre crop of each BSDS500 image (even; 2x the photos preset's training crops)
+CIFAR_SIDE = 32  # CIFAR-10 images are taken whole
+CIFAR_MAX_IMAGES = 5000  # at most the last half of the permutation, so the table's first 1,000 are never among them
+FIGURE_PREFIX = {"bsds500": "bsds500_val", "cifar10": "cifar10_heldout"}  # names of the figures irec ship records
 DEFAULT_SEED = 0  # seeds both the image subset and the posterior sample
 DEFAULT_BATCH = 8  # images per forward pass
 
 
-def heldout_images(n: int | None = DEFAULT_IMAGES, side: int = DEFAULT_SIDE, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """The held-out images as a uint8 (N, side, side, 3) array: ``n`` images of BSDS500 val (None: all 100), chosen
-    as ``irec.data.load_images`` chooses a seeded subset (sorted indices of ``default_rng(seed).permutation``), each
-    centre-cropped to ``side`` x ``side`` (BSDS500 images are 481x321 or 321x481, so ``side`` <= 320)."""
+def heldout_images(n: int | None = DEFAULT_IMAGES, side: int | None = None, seed: int = DEFAULT_SEED,
+                   dataset: str = "bsds500") -> np.ndarray:
+    """The held-out images as a uint8 (N, side, side, 3) array.
+
+    ``bsds500``: ``n`` images of BSDS500 val (None: all 100), chosen as ``irec.data.load_images`` chooses a seeded
+    subset (sorted indices of ``default_rng(seed).permutation``), each centre-cropped to ``side`` x ``side`` (None:
+    DEFAULT_SIDE; BSDS500 images are 481x321 or 321x481, so ``side`` <= 320). ``cifar10``: the CIFAR-10 test images
+    at the sorted indices of the last ``n`` (None: CIFAR_MAX_IMAGES) of the same permutation, whole (``side`` None
+    or 32), so none is among the ``limit`` <= 5,000 that ``load_images("cifar10", limit=limit, seed=seed)`` takes."""
+    if dataset == "cifar10":
+        return _cifar_heldout(CIFAR_MAX_IMAGES if n is None else n, CIFAR_SIDE if side is None else side, seed)
+    if dataset != "bsds500":
+        raise ValueError(f"the held-out set must be one of {DATASETS}, got {dataset!r}")
+    side = DEFAULT_SIDE if side is None else side
     if side < 2 or side % 2:
         raise ValueError(f"the held-out crop side must be even and at least 2 (the RVAE needs even sizes), got {side}")
     if n is not None and n < 1:
@@ -56,6 +75,16 @@ def heldout_images(n: int | None = DEFAULT_IMAGES, side: int = DEFAULT_SIDE, see
     if small:
         raise ValueError(f"held-out images {small[:3]} are smaller than the {side}x{side} crop; choose a smaller side")
     return np.stack([centre_crop(image, side) for _, image in named])
+
+
+def _cifar_heldout(n: int, side: int, seed: int) -> np.ndarray:
+    if side != CIFAR_SIDE:
+        raise ValueError(f"CIFAR-10 held-out images are taken whole ({CIFAR_SIDE}x{CIFAR_SIDE}), not cropped to {side}")
+    if not 1 <= n <= CIFAR_MAX_IMAGES:
+        raise ValueError(f"the number of CIFAR-10 held-out images must be between 1 and {CIFAR_MAX_IMAGES}, got {n}")
+    images, _ = load_cifar10("test")
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images[np.sort(order[len(images) - n:])]
 
 
 def _float_model(model: nn.Module) -> nn.Module:
@@ -114,8 +143,8 @@ MEASURES = ("real", "elbo")  # what decides "better": real files (bpd) or the -E
 
 
 def compare(candidate: str | os.PathLike, shipped_name: str, n: int | None = DEFAULT_IMAGES,
-            side: int = DEFAULT_SIDE, seed: int = DEFAULT_SEED, batch: int = DEFAULT_BATCH,
-            measure: str = "real") -> dict:
+            side: int | None = None, seed: int = DEFAULT_SEED, batch: int = DEFAULT_BATCH,
+            measure: str = "real", dataset: str = "bsds500") -> dict:
     """The held-out figures (bits per subpixel) of ``candidate`` (a ``model.pt`` path or a model name) and of the
     shipped model ``shipped_name`` on the same :func:`heldout_images`: the -ELBO with the same posterior seed, and,
     with ``measure="real"``, the real files (:func:`real_bpd`), which then decide.
@@ -123,12 +152,13 @@ def compare(candidate: str | os.PathLike, shipped_name: str, n: int | None = DEF
     Returns ``candidate_bpd``, ``shipped_bpd`` (the deciding measure), ``better`` (candidate strictly lower),
     ``difference_bpd`` (candidate - shipped), the -ELBOs (``candidate_elbo_bpd``, ``shipped_elbo_bpd``), both
     fingerprints, the evaluation settings and ``figures``, the candidate's figures as ``irec ship --figures``
-    records them."""
+    records them (named by FIGURE_PREFIX of ``dataset``, the held-out set of :func:`heldout_images`)."""
     from irec.zoo import resolve_model
 
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    images = heldout_images(n, side, seed)
+    images = heldout_images(n, side, seed, dataset)
+    side = images.shape[1]
     cand_model, cand_fingerprint, _ = resolve_model(candidate)
     ship_model, ship_fingerprint, _ = resolve_model(shipped_name)
     cand_elbo = negative_elbo_bpd(cand_model, images, batch, seed)
@@ -141,18 +171,19 @@ def compare(candidate: str | os.PathLike, shipped_name: str, n: int | None = DEF
     how = "the -ELBO of the float weights"
     if measure == "real":
         how += "; real files of the exact model at the codec's default setting"
-    measured_by = (f"python -m irec.training.heldout {candidate} --against {shipped_name} --images {images_label} "
-                   f"--side {side} --seed {seed} --batch {batch} --measure {measure} ({how})")
-    figures = {"bsds500_val_negative_elbo_bpd": round(cand_elbo, 4)}
+    measured_by = (f"python -m irec.training.heldout {candidate} --against {shipped_name} --dataset {dataset} "
+                   f"--images {images_label} --side {side} --seed {seed} --batch {batch} --measure {measure} ({how})")
+    prefix = FIGURE_PREFIX[dataset]
+    figures = {f"{prefix}_negative_elbo_bpd": round(cand_elbo, 4)}
     if measure == "real":
-        figures["bsds500_val_bpd"] = round(cand, 4)
+        figures[f"{prefix}_bpd"] = round(cand, 4)
     return {
         "candidate": str(candidate), "shipped": shipped_name, "measure": measure,
         "candidate_bpd": cand, "shipped_bpd": shipped, "difference_bpd": cand - shipped, "better": cand < shipped,
         "candidate_elbo_bpd": cand_elbo, "shipped_elbo_bpd": shipped_elbo,
         "candidate_fingerprint": cand_fingerprint, "shipped_fingerprint": ship_fingerprint,
-        "images": len(images), "side": side, "seed": seed, "batch": batch,
-        "figures": {**figures, "bsds500_val_images": len(images), "bsds500_val_side": side, "measured_by": measured_by},
+        "images": len(images), "side": side, "seed": seed, "batch": batch, "dataset": dataset,
+        "figures": {**figures, f"{prefix}_images": len(images), f"{prefix}_side": side, "measured_by": measured_by},
     }
 
 
@@ -162,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m irec.training.heldout",
         description=(
-            "Compare a trained lossless model with a shipped one on held-out natural photos, centre crops of a "
-            "seeded subset of BSDS500 val, which the lossless photos presets never train on (Kodak, the test set, is "
-            "not looked at): the real files in bits per subpixel (the lossless codec at its default setting, each "
+            "Compare a trained lossless model with a shipped one on held-out images: centre crops of a seeded "
+            "subset of BSDS500 val, which the lossless photos presets never train on (Kodak, the test set, is not "
+            "looked at), or with --dataset cifar10 CIFAR-10 test images that the results table does not code: the "
+            "real files in bits per subpixel (the lossless codec at its default setting, each "
             "file decoded and checked; --measure real, the default, which decides) and the -ELBO (analytic KL + one "
             "posterior sample under a fixed seed, float64 sums, the float weights; --measure elbo to decide by it). "
             "Prints the figures and a JSON line; exits 0 when the candidate is better (strictly lower), 3 when it is "
@@ -174,10 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("candidate", help="the trained model: a run's model.pt, or a model name")
     parser.add_argument("--against", default="lossless-cifar10", metavar="NAME",
                         help="the shipped (or cached) model to beat (default: lossless-cifar10)")
+    parser.add_argument("--dataset", choices=DATASETS, default="bsds500", help=(
+        "the held-out set: bsds500 (val, for the photo models; default) or cifar10 (test images the table does not "
+        f"code, the last of its seeded permutation, at most {CIFAR_MAX_IMAGES}; for the CIFAR-10 models)"))
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES,
-                        help=f"held-out images, a seeded subset of the 100 of BSDS500 val (default {DEFAULT_IMAGES})")
-    parser.add_argument("--side", type=int, default=DEFAULT_SIDE,
-                        help=f"side of each image's centre crop, even, at most 320 (default {DEFAULT_SIDE})")
+                        help=f"held-out images, a seeded subset of the set (default {DEFAULT_IMAGES})")
+    parser.add_argument("--side", type=int, help=(
+        f"bsds500: side of each image's centre crop, even, at most 320 (default {DEFAULT_SIDE}); cifar10: 32"))
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seeds the image subset and the posterior sample (default 0)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="images per forward pass")
@@ -187,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = compare(args.candidate, args.against, args.images, args.side, args.seed, args.batch, args.measure)
+    result = compare(args.candidate, args.against, args.images, args.side, args.seed, args.batch, args.measure,
+                     args.dataset)
     verdict = "better" if result["better"] else "not better"
-    crops = f"{result['images']} BSDS500 val crops of {result['side']}x{result['side']}"
+    crops = (f"{result['images']} BSDS500 val crops of {result['side']}x{result['side']}" if args.dataset == "bsds500"
+             else f"{result['images']} held-out CIFAR-10 test images")
     print(f"held-out -ELBO on {crops}: candidate {result['candidate_elbo_bpd']:.4f} bpd, {result['shipped']} "
           f"{result['shipped_elbo_bpd']:.4f} bpd ({result['candidate_elbo_bpd'] - result['shipped_elbo_bpd']:+.4f})")
     what = "real files" if args.measure == "real" else "-ELBO"

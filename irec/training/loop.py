@@ -282,7 +282,7 @@ def _train(
             pin_memory=device.type == "cuda",
         )
         batches = (x.to(device, non_blocking=True) for x in loader)
-    sums, window, started = {}, 0, time.monotonic()
+    sums, counts, window, started, skipped = {}, {}, 0, time.monotonic(), 0
     window_start, first_step, warm_start = started, step, None
     bar = tqdm(total=config.n_steps, initial=step, disable=not (config.progress and rank == 0), desc="train")
     model.train()
@@ -298,25 +298,35 @@ def _train(
             flags = torch.tensor([float(not torch.isfinite(loss)), float(out_of_time)], device=device)
             if world > 1:
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            if flags[0]:
-                terms = ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
-                raise TrainingDivergedError(f"the loss became {loss.item()} at step {step} ({terms}); lower lr or set "
-                                            "grad_clip")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                metrics = {**metrics, "grad_norm": float(grad_norm)}
-            optimizer.step()
-            scheduler.step()
-            ema.update_parameters(model)
+            if not flags[0]:
+                loss.backward()
+                if config.grad_clip is not None:  # DDP has averaged the gradients: every process sees one norm
+                    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    metrics = {**metrics, "grad_norm": float(grad_norm)}
+                    flags[0] = float(not torch.isfinite(grad_norm))
+            skipped = skipped + 1 if flags[0] else 0
+            if skipped > config.skip_nonfinite:
+                terms = ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
+                raise TrainingDivergedError(
+                    f"the loss or its gradient became non-finite at step {step} (loss {loss.item()}; {terms}"
+                    f"{f'; {skipped} steps in a row' if skipped > 1 else ''}); lower lr or set grad_clip")
+            if skipped:  # every process skips the same steps (the flags are reduced), so all log the same keys
+                logger.warning("skipped step %d: its loss or gradient is not finite (%d in a row)", step, skipped)
+                metrics = {"skipped": 1.0}  # the other metrics are means over the steps that updated
+            else:
+                optimizer.step()
+                ema.update_parameters(model)
+                metrics = {**metrics, "skipped": 0.0}
+            scheduler.step()  # the schedule follows the steps, skipped or not
             step += 1
             bar.update(1)
             window += 1
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
+                counts[key] = counts.get(key, 0) + 1
             if step % config.log_every == 0 or step == config.n_steps:
-                last_metrics = _reduce({k: v / window for k, v in sums.items()}, world, device)
+                last_metrics = _reduce({k: v / counts[k] for k, v in sums.items()}, world, device)
                 now = time.monotonic()
                 last_metrics["steps_per_s"] = window / max(now - window_start, 1e-9)
                 if writer is not None:
@@ -324,7 +334,7 @@ def _train(
                         writer.add_scalar(f"train/{key}", value, step)
                     writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(last_metrics.items())[:2]})
-                sums, window, window_start = {}, 0, now
+                sums, counts, window, window_start = {}, {}, 0, now
             if step % config.checkpoint_every == 0 or step == config.n_steps or flags[1]:
                 if rank == 0:
                     save(step)

@@ -107,10 +107,10 @@ def _lossless(preset_name: str, limit: int | None = None, finetune: bool = False
     if kl_weight is not None:
         p = dataclasses.replace(p, model=dataclasses.replace(p.model, kl_weight=kl_weight))
     if not p.photos:
-        if finetune:
+        if finetune and not p.fine_tunes:
             raise ValueError(
                 f"the lossless {preset_name} preset trains from scratch on CIFAR-10 and has no fine-tuning settings; "
-                f"fine-tune with a preset that trains on photos (--preset photos)"
+                f"fine-tune with --preset cpu-rate (CIFAR-10) or a preset that trains on photos (--preset photos)"
             )
         if crop_size is not None:
             raise ValueError(
