@@ -215,6 +215,17 @@ def test_cpu_train_sh_trains_continues_and_compares_with_the_shipped_model_end_t
     assert json.loads((run / "init.json").read_text())["path"] == "models/lossless-cifar10.pt"
 
 
+def test_cpu_train_sh_continues_the_cifar10_model_and_compares_it_on_held_out_cifar10_images(tmp_path, shared_data):
+    env = {**os.environ, "RUN": str(tmp_path / "run"), "PRESET": "cpu-rate", "STEPS": "1", "THREADS": "1",
+           "EVAL_IMAGES": "2", "PYTHON": sys.executable, "NICE": "0"}
+    done = subprocess.run([str(REPO / "tools" / "cpu_train.sh")], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "from lossless-cifar10" in done.stdout and "2 held-out CIFAR-10 test images" in done.stdout
+    assert "--against lossless-cifar10 --dataset cifar10 --images 2 --side 32" in done.stdout
+    assert "lossless-cifar10 --preset cpu-rate" in done.stdout or "not shipping" in done.stdout
+
+
 def test_irec_train_takes_the_photos_presets_for_the_lossless_model_and_refuses_them_for_the_lossy_one(
         tmp_path, shared_data, smoke_photos, capsys):
     from irec.__main__ import main

@@ -4,10 +4,11 @@
 # et al. 2020, Section 4.1; docs/irec-method.md Section 5) on crops of natural photos for the Kodak experiment.
 #
 #   RUN=DIR [PRESET=photos] [INIT=lossless-cifar10] [HOURS=1] [THREADS=2] [NAME=lossless-photos] [AGAINST=MODEL]
-#   [NICE=10] [STEPS=N] [LR=X] [KL_WEIGHT=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [MEASURE=real] [PYTHON=python]
-#   tools/cpu_train.sh
+#   [NICE=10] [STEPS=N] [LR=X] [KL_WEIGHT=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [MEASURE=real] [SEED=N]
+#   [PYTHON=python] tools/cpu_train.sh
 #
 # In the background:  nohup env RUN=runs/photos HOURS=6 tools/cpu_train.sh > runs/photos.log 2>&1 &
+# The CIFAR-10 model:  RUN=runs/cifar-rate PRESET=cpu-rate THREADS=1 tools/cpu_train.sh  (NAME: lossless-cifar10)
 #
 # 1. Trains: `irec train lossless RUN --preset PRESET --init-from INIT --max-seconds HOURS*3600 --threads THREADS`
 #    under `nice -n NICE`. The first call starts from INIT's weights (a shipped name or a model.pt; a shipped exact
@@ -23,7 +24,8 @@
 #    models on EVAL_IMAGES centre crops (EVAL_SIDE px) of BSDS500 val, which the photos presets never train on
 #    (Kodak, the test set, is not looked at), the real files' bits per subpixel (MEASURE=real, the default, which
 #    decides: about 4 s per crop and model) and the honest -ELBO (MEASURE=elbo decides by it); its output is also
-#    kept in RUN/heldout.txt. AGAINST defaults to NAME when a model of that name is shipped, else lossless-cifar10.
+#    kept in RUN/heldout.txt. A CIFAR-10 preset (cpu-rate) is compared on EVAL_IMAGES CIFAR-10 test images that the
+#    results table does not code (`--dataset cifar10`; EVAL_SIDE does not apply). AGAINST defaults to NAME when a model of that name is shipped, else lossless-cifar10.
 #    The shipped lossless-photos is continued with PRESET=photos-rate INIT=lossless-photos (docs/models.md).
 # 3. If the candidate is better (strictly lower), prints the `irec ship RUN NAME --preset PRESET --figures ...`
 #    command to run; it does not ship by itself. Otherwise it says so: train longer (run it again) or leave it.
@@ -35,7 +37,6 @@ PRESET=${PRESET:-photos}
 INIT=${INIT:-lossless-cifar10}
 HOURS=${HOURS:-1}
 THREADS=${THREADS:-2}
-NAME=${NAME:-lossless-photos}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 py=${PYTHON:-$repo/.venv/bin/python}
 [[ -x "$py" ]] || py=python3
@@ -46,6 +47,14 @@ extra=()
 [[ -n "${LIMIT:-}" ]] && extra+=(--limit "$LIMIT")
 [[ -n "${LR:-}" ]] && extra+=(--lr "$LR")
 [[ -n "${KL_WEIGHT:-}" ]] && extra+=(--kl-weight "$KL_WEIGHT")
+[[ -n "${SEED:-}" ]] && extra+=(--seed "$SEED")
+kind=$("$py" -c 'import sys; from irec.settings import lossless_preset
+print("photos" if lossless_preset(sys.argv[1]).photos else "cifar10")' "$PRESET")  # fails on an unknown preset
+if [[ $kind == photos ]]; then
+  NAME=${NAME:-lossless-photos}; heldout=(--dataset bsds500 --side "${EVAL_SIDE:-128}")
+else
+  NAME=${NAME:-lossless-cifar10}; heldout=(--dataset cifar10)
+fi
 
 mkdir -p "$RUN"
 [[ -f "$RUN/checkpoint.pt" ]] && echo "continuing $RUN from its checkpoint" || echo "starting $RUN from $INIT"
@@ -60,7 +69,7 @@ shipped = {m["name"] for m in list_models() if m["source"] == "shipped"}
 print(sys.argv[1] if sys.argv[1] in shipped else "lossless-cifar10")' "$NAME")}
 status=0
 nice -n "${NICE:-10}" "$py" -m irec.training.heldout "$RUN/model.pt" --against "$against" --threads "$THREADS" \
-  --images "${EVAL_IMAGES:-16}" --side "${EVAL_SIDE:-128}" --measure "${MEASURE:-real}" > "$RUN/heldout.txt" \
+  --images "${EVAL_IMAGES:-16}" "${heldout[@]}" --measure "${MEASURE:-real}" > "$RUN/heldout.txt" \
   || status=$?
 cat "$RUN/heldout.txt"
 case $status in
@@ -68,11 +77,11 @@ case $status in
     figures=$("$py" -c '
 import json, sys
 print(json.dumps(json.loads(open(sys.argv[1]).read().splitlines()[-1])["figures"]))' "$RUN/heldout.txt")
-    echo "the candidate is better than $against on the held-out photos; to ship it as $NAME, run:"
+    echo "the candidate is better than $against on the held-out images; to ship it as $NAME, run:"
     quoted=${figures//\'/\'\\\'\'}  # the JSON in single quotes, any ' in it as '\''
     printf "  irec ship %q %q --preset %q --figures '%s'\n" "$RUN" "$NAME" "$PRESET" "$quoted"
     ;;
-  3) echo "not shipping: $RUN/model.pt is not better than $against on the held-out photos" \
+  3) echo "not shipping: $RUN/model.pt is not better than $against on the held-out images" \
        "(run again to train longer)" ;;
   *) echo "the held-out comparison failed (exit $status)" >&2; exit "$status" ;;
 esac
