@@ -8,14 +8,14 @@ and 4 (real files: the bits each level costs against its KL, the ideal rate), as
   contract for both kinds, returning an :class:`irec.codecs.encoding.Encoding`), decode the file ONCE, and return
   an :class:`ExplorerResult` whose times are the wall times the user waited for each;
 - :func:`sweep` codes one image at each value of one parameter (the paper's sensitivity analysis);
-- :func:`build_app` wires ipywidgets controls to them (each with a one-line explanation and the paper's symbol;
-  B on a log-like scale): a "start from" menu of :data:`irec.settings.CODER_SETTINGS` that reads "custom" once a
-  slider is moved off it, and an encode button whose callback draws the press (:mod:`irec.explorer_figures`: the
-  bits per level, the image comparison with a zero-based error map) and adds it to the history (a table and a
-  rate-quality plot, with the other models and the classical codecs on the image on demand, cached; clear and
-  CSV export). A failure clears the old result; refine steps are disabled for lossless models. Widgets carry CSS
-  classes (``irec-result``, ``irec-bits-chart``, ``irec-comparison``, ``irec-history``, ``irec-rate-quality``,
-  ``irec-sweep-*``, ``irec-progress``, ``irec-candidates``) so a browser test can find them.
+- :func:`build_app` wires ipywidgets controls to them (each with a one-line explanation and the paper's symbol; B on a
+  log-like scale): a "start from" menu of :data:`irec.settings.CODER_SETTINGS` that reads "custom" once a slider is
+  moved off it, and an encode button whose callback draws the press (:mod:`irec.explorer_figures`: the bits per level,
+  the image comparison with a zero-based error map) and adds it to the history (a table and a rate-quality plot, with
+  the other models and the classical codecs on the image on demand, cached; clear and CSV export). A failure clears
+  the old result; refine steps are disabled for lossless models. Widgets carry CSS classes (``irec-result``,
+  ``irec-bits-chart``, ``irec-comparison``, ``irec-history``, ``irec-rate-quality``, ``irec-sweep-*``,
+  ``irec-progress``, ``irec-candidates``) so a browser test can find them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from inspect import signature
 
 import ipywidgets as widgets
 import numpy as np
@@ -105,9 +106,9 @@ def takes_refinement(model_ref: str) -> bool | None:
 
 
 def _codec(model_ref, params: CoderParams, refine_steps: int | None) -> tuple:
-    """(codec, display name) for ``model_ref`` with ``params``."""
+    """(codec, display name) for ``model_ref`` with the fields of ``params`` the controls set (others: the codec's)."""
     refine_steps = refine_steps if takes_refinement(model_ref) else None
-    overrides = {k: v for k, v in asdict(params).items() if k != "ignore_kl_below"}  # no control: the codec's
+    overrides = {k: v for k, v in asdict(params).items() if k in signature(coder_params).parameters}
     codec, info = make_codec(str(model_ref), overrides, refine_steps=refine_steps, resolve=_resolve)
     name = str(info.get("name", model_ref))
     if info.get("source") == "path" and name == "model":  # a run folder's model.pt: name it by its folder
@@ -132,8 +133,7 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
     """Code ``image`` with the model ``model_ref`` (a path or a zoo name) under these settings; decode it back once.
 
     ``on_stage(i, name)`` is called as each of :data:`STAGES` starts (for a progress bar). ``refine_steps``: lossy
-    models only, the encoder's refinement steps of q(z1) (:mod:`irec.codecs.refine`; 0: none; None: the codec's).
-    """
+    models only, the encoder's refinement steps of q(z1) (:mod:`irec.codecs.refine`; 0: none; None: the codec's)."""
     report_stage = on_stage or (lambda i, name: None)
     params = coder_params(n_beams, extra_samples, kl_per_step, sampler, block_size, seed, steps_per_block)
     report_stage(0, STAGES[0])
@@ -159,10 +159,10 @@ def run_once(model_ref: str | os.PathLike, image: np.ndarray, n_beams: int, extr
         pixel_bits=encoding.bits.get(PIXELS), pixel_ideal_bits=encoding.ideal_bits.get(PIXELS),
         framing_bits=encoding.bits[HEADER] + encoding.bits[TAIL], n_bytes=encoding.n_bytes,
         rate=getattr(encoding, unit), ideal_rate=getattr(encoding, f"ideal_{unit}"), psnr=shown["psnr"],
-        ms_ssim=shown["ms_ssim"], ms_ssim_db=shown["ms_ssim_db"], encode_s=encode_s,
-        decode_s=decode_s, exact=bool(np.array_equal(decoded, encoding.image)), reconstruction=decoded,
-        error_map=error_map, refine_steps=getattr(codec, "refinement", NO_REFINEMENT).steps,
-        load_s=load_s, measure_s=time.perf_counter() - started,
+        ms_ssim=shown["ms_ssim"], ms_ssim_db=shown["ms_ssim_db"], encode_s=encode_s, decode_s=decode_s,
+        exact=bool(np.array_equal(decoded, encoding.image)), reconstruction=decoded, error_map=error_map,
+        refine_steps=getattr(codec, "refinement", NO_REFINEMENT).steps, load_s=load_s,
+        measure_s=time.perf_counter() - started,
     )
 
 
