@@ -19,7 +19,8 @@ from PIL import Image
 import irec.data.download as download
 from irec.data import (
     REGISTRY, ChecksumError, DatasetMissingError, ImageArrayDataset, ImageFormatError, RandomCropDataset,
-    dataset_status, load_cifar10, load_clic, load_images, load_imagenet32, load_kodak, read_image, write_png,
+    dataset_status, held_back_indices, load_cifar10, load_clic, load_images, load_imagenet32, load_kodak, read_image,
+    subset_indices, write_png,
 )
 from irec.data.download import sidecar_path
 from irec.data.registry import CIFAR10_TARBALL, CLIC_ZIPS, IMAGENET32_TARS, KODAK_PIXEL_SHA256
@@ -338,3 +339,12 @@ def test_random_crops_can_come_from_area_downsampled_images(rng):
     np.testing.assert_array_equal(dataset[0].numpy().transpose(1, 2, 0), image[::2, ::2])
     with pytest.raises(ValueError, match="smaller than the 8x8 crop"):
         RandomCropDataset([image], crop=8, length=3, downsample=2)
+
+
+def test_held_back_indices_are_the_end_of_the_seeded_order_and_never_in_the_subset_taken_from_its_start():
+    held = held_back_indices(100, 30, seed=4)
+    assert len(held) == 30 and list(held) == sorted(set(held)) and np.array_equal(held, held_back_indices(100, 30, 4))
+    assert not set(held) & set(subset_indices(100, 70, seed=4))
+    assert set(held) | set(subset_indices(100, 70, seed=4)) == set(range(100))
+    with pytest.raises(ValueError, match="between 1 and 100"):
+        held_back_indices(100, 0)

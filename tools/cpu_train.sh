@@ -25,7 +25,8 @@
 #    (Kodak, the test set, is not looked at), the real files' bits per subpixel (MEASURE=real, the default, which
 #    decides: about 4 s per crop and model) and the honest -ELBO (MEASURE=elbo decides by it); its output is also
 #    kept in RUN/heldout.txt. A CIFAR-10 preset (cpu-rate) is compared on EVAL_IMAGES CIFAR-10 test images that the
-#    results table does not code (`--dataset cifar10`; EVAL_SIDE does not apply). AGAINST defaults to NAME when a model of that name is shipped, else lossless-cifar10.
+#    results table does not code (`--dataset cifar10`; EVAL_SIDE does not apply). AGAINST defaults to NAME when a
+#    model of that name is shipped, else lossless-cifar10.
 #    The shipped lossless-photos is continued with PRESET=photos-rate INIT=lossless-photos (docs/models.md).
 # 3. If the candidate is better (strictly lower), prints the `irec ship RUN NAME --preset PRESET --figures ...`
 #    command to run; it does not ship by itself. Otherwise it says so: train longer (run it again) or leave it.

@@ -8,7 +8,7 @@
 """
 
 from irec.data.datasets import (
-    load_cifar10, load_clic, load_folder, load_images, load_imagenet32, load_kodak, subset_indices,
+    held_back_indices, load_cifar10, load_clic, load_folder, load_images, load_imagenet32, load_kodak, subset_indices,
 )
 from irec.data.download import ChecksumError, DatasetMissingError, RemoteFile
 from irec.data.images import (
@@ -32,6 +32,7 @@ __all__ = [
     "dataset_status",
     "decode_image",
     "downsample_area",
+    "held_back_indices",
     "load_cifar10",
     "load_clic",
     "load_folder",

@@ -37,7 +37,19 @@ def subset_indices(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
         raise ValueError(f"limit must be a positive number of images, got {limit}")
     if limit is None or limit >= n:
         return np.arange(n)
-    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+    return np.sort(_seeded_order(n, seed)[:limit])
+
+
+def held_back_indices(n: int, count: int, seed: int = 0) -> np.ndarray:
+    """Indices of the last ``count`` of the permutation that :func:`subset_indices` takes its first ``limit`` from,
+    sorted: none of them is in ``subset_indices(n, limit, seed)`` while ``limit + count <= n``."""
+    if not 1 <= count <= n:
+        raise ValueError(f"count must be between 1 and {n}, got {count}")
+    return np.sort(_seeded_order(n, seed)[n - count:])
+
+
+def _seeded_order(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(n)
 
 
 def _check_split(dataset: str, split: str | None) -> str:

@@ -38,15 +38,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from irec.data import centre_crop, load_cifar10, load_images
+from irec.data import centre_crop, held_back_indices, load_cifar10, load_images
 
 HELDOUT_DATASET = ("bsds500", "val")  # the held-out photos: BSDS500 val, never in the photos presets' crops
-DATASETS = ("bsds500", "cifar10")  # the held-out sets (module docstring): photos, or CIFAR-10 test images
 DEFAULT_IMAGES = 16  # held-out images evaluated by default (a seeded subset of the 100)
 DEFAULT_SIDE = 128  # side of the centre crop of each BSDS500 image (even; 2x the photos preset's training crops)
 CIFAR_SIDE = 32  # CIFAR-10 images are taken whole
 CIFAR_MAX_IMAGES = 5000  # at most the last half of the permutation, so the table's first 1,000 are never among them
 FIGURE_PREFIX = {"bsds500": "bsds500_val", "cifar10": "cifar10_heldout"}  # names of the figures irec ship records
+DATASETS = tuple(FIGURE_PREFIX)  # the held-out sets (module docstring): photos, or CIFAR-10 test images
 DEFAULT_SEED = 0  # seeds both the image subset and the posterior sample
 DEFAULT_BATCH = 8  # images per forward pass
 
@@ -83,8 +83,7 @@ def _cifar_heldout(n: int, side: int, seed: int) -> np.ndarray:
     if not 1 <= n <= CIFAR_MAX_IMAGES:
         raise ValueError(f"the number of CIFAR-10 held-out images must be between 1 and {CIFAR_MAX_IMAGES}, got {n}")
     images, _ = load_cifar10("test")
-    order = np.random.default_rng(seed).permutation(len(images))
-    return images[np.sort(order[len(images) - n:])]
+    return images[held_back_indices(len(images), n, seed)]
 
 
 def _float_model(model: nn.Module) -> nn.Module:
