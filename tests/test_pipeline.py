@@ -115,6 +115,27 @@ def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_t
     assert len(coded) == n_images
 
 
+def test_coding_with_a_refining_encoder_keeps_the_default_rows_of_the_same_model_and_a_new_model_replaces_both(
+        coding_step):
+    path = coding_step["root"] / "tiny-lossless.pt"
+    save_small("lossless", path, seed=0)
+    choice = pipeline.ModelChoice("lossless", "tiny", str(path), "a tiny model")
+    out = results_path("lossless", "cifar10", "smoke")
+    n_images = pipeline.LOSSLESS_IMAGES["smoke"][0]
+    pipeline.compress_lossless(choice, "smoke", workers=1)
+    coding_step["commit"]["sha"] = "b" * 40  # the refined rows come from other code: the default rows stay anyway
+    refined = pipeline.compress_lossless(choice, "smoke", workers=1, refine_steps=2)
+    assert (refined["refine_steps"] == 2).all() and refined["exact"].all() and len(refined) == n_images
+    rows = pd.read_csv(out)
+    assert sorted(rows["refine_steps"]) == [0] * n_images + [2] * n_images
+    assert (rows[rows["refine_steps"] == 0]["git_commit"] == "a" * 40).all()
+    save_small("lossless", path, seed=1)  # another model under the same path: the old model's rows go
+    coding_step["coded"].clear()
+    pipeline.compress_lossless(choice, "smoke", workers=1)
+    rows = pd.read_csv(out)
+    assert len(coding_step["coded"]) == n_images == len(rows) and (rows["refine_steps"] == 0).all()
+
+
 def test_without_a_shipped_photo_model_kodak_lossless_says_what_to_do_and_cifar_still_runs(shipped):
     choice = pipeline.lossless_photo_model("cpu")
     assert choice.path is None and "lossless-photos" in choice.status

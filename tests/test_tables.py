@@ -126,3 +126,25 @@ def test_the_committed_results_still_give_the_committed_lossless_table_to_the_by
 
     committed = (RESULTS / "tables" / "lossless_table.md").read_text()
     assert tables.to_markdown(tables.lossless_table(RESULTS, "cpu")) == committed  # the rows' commits, not the code's
+
+
+def test_files_of_a_refined_encoder_get_a_row_of_their_own_and_leave_the_irec_and_elbo_rows_to_the_papers(tmp_path):
+    plain = [{"image": f"a{i}", "model": "m", "bpd": bpd, "negative_elbo_bpd": 4.0, "refine_steps": 0}
+             for i, bpd in enumerate((4.5, 4.7))]
+    refined = [{"image": f"a{i}", "model": "m", "bpd": bpd, "negative_elbo_bpd": 3.0, "refine_steps": steps}
+               for steps, bpds in ((100, (4.2, 4.4)), (30, (4.3, 4.5))) for i, bpd in enumerate(bpds)]
+    write_rows(tmp_path / "lossless" / "cifar10.csv", plain + refined)
+    table = tables.lossless_table(tmp_path, "cpu")
+    methods = table.cells["method"].tolist()
+    assert methods[methods.index("iREC"):] == [
+        "iREC", tables.refined_label(30), tables.refined_label(100), "ELBO of the RVAE"]
+    assert cell(table, "iREC", "CIFAR-10", tables.MEASURED_HERE) == "4.600"
+    assert cell(table, "ELBO of the RVAE", "CIFAR-10", tables.MEASURED_HERE) == "4.000"
+    assert cell(table, tables.refined_label(100), "CIFAR-10", tables.MEASURED_HERE) == "4.300"
+    assert cell(table, tables.refined_label(30), "CIFAR-10", tables.MEASURED_HERE) == "4.400"
+    assert cell(table, tables.refined_label(100), KODAK, tables.MEASURED_HERE) == "not run yet"
+    assert cell(table, tables.refined_label(100), "CIFAR-10", tables.PAPER) == tables.NOT_REPORTED
+    assert table.n_images == {"cifar10": {"irec": 2}} and "Adam steps" in table.caption()
+    (tmp_path / "lossless" / "cifar10.csv").unlink()
+    write_rows(tmp_path / "lossless" / "cifar10.csv", plain)
+    assert "refines" not in tables.lossless_table(tmp_path, "cpu").caption()

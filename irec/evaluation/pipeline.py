@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from irec import zoo
 from irec.evaluation import shards
-from irec.evaluation.results import read_rows, results_path
+from irec.evaluation.kept_rows import keep_rows, other_models_rows, other_settings_rows, resumable_rows
+from irec.evaluation.results import results_path
 from irec.paths import RESULTS
 
 log = logging.getLogger(__name__)
@@ -142,52 +143,9 @@ def _shipped(kind: str, names: list[str], profile: str) -> list[ModelChoice]:
     return choices
 
 
-def _resumable(out: Path, resume: bool) -> pd.DataFrame | None:
-    """The rows an interrupted run left in ``out`` when resuming and the code is committed (rows of another commit,
-    or of uncommitted code, are never kept); None otherwise. ``out`` is removed when nothing is kept from it, or
-    when it cannot be read (a run killed in the middle of a row)."""
-    from irec import provenance
-
-    commit = provenance.git_commit()
-    if resume and out.is_file() and not commit.endswith(("+dirty", "(declared)")) and commit != "unknown":
-        try:
-            rows = read_rows(out)
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            log.warning("%s cannot be read (%s); coding every image again", out, err)
-            rows = pd.DataFrame()
-        if "git_commit" in rows:
-            return rows[rows["git_commit"].astype(str) == commit]
-    out.unlink(missing_ok=True)
-    return None
-
-
-def _other_models(out: Path, models: list[str]) -> pd.DataFrame:
-    """The rows of ``out`` made by models other than ``models``, whatever their commit (each row says which), so
-    that coding some models again leaves the others' rows; empty when ``out`` is missing or cannot be read."""
-    try:
-        rows = read_rows(out)
-    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-        return pd.DataFrame()
-    return rows[~rows["model"].astype(str).isin(models)] if "model" in rows else pd.DataFrame()
-
-
-def _keep(out: Path, kept: list[pd.DataFrame]) -> None:
-    """Rewrite ``out`` with only the kept rows (atomically, so an interruption here loses nothing either)."""
-    from irec.evaluation.results import write_rows
-
-    # an empty cell, which pandas read as NaN, stays empty (not "nan"); so does a NaN (e.g. MS-SSIM of a small image)
-    rows = [{k: None if v != v else v for k, v in r.items()} for frame in kept for r in frame.to_dict("records")]
-    staged = out.with_name(f".{out.name}.resume")
-    staged.unlink(missing_ok=True)
-    if rows:
-        write_rows(staged, rows).replace(out)
-    else:
-        out.unlink(missing_ok=True)
-
-
 def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: bool = True,
                       workers: int | None = 0, datasets: tuple[str, ...] | None = None,
-                      kodak: ModelChoice | None = None) -> pd.DataFrame | None:
+                      kodak: ModelChoice | None = None, refine_steps: int = 0) -> pd.DataFrame | None:
     """Code CIFAR-10 test images with ``choice`` and Kodak with ``kodak``, real files; rows to
     results/lossless/<dataset>.csv. Returns None when nothing could be coded (no model).
 
@@ -198,7 +156,9 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     images (:mod:`irec.evaluation.parallel`; 0: one per available core; 1: in this process), the same rows
     whatever the count. Under torchrun with several ranks (:mod:`irec.evaluation.shards`), each rank codes its share
     into its shard file (resuming from it), rank 0 merges the shards into the results file, and each rank returns
-    its own rows."""
+    its own rows. ``refine_steps``: the encoder's refinement of the posteriors (:mod:`irec.codecs.refine`; 0: none, as
+    the paper); on one machine the rows of the model's other settings stay in the results file (the table gives
+    each refined setting a row of its own)."""
     n_cifar, n_kodak = LOSSLESS_IMAGES[profile]
     if datasets is None:
         datasets = ("cifar10", "kodak") if n_kodak else ("cifar10",)
@@ -215,12 +175,12 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     frames = []
     with shards.process_group() as place:
         for c, dataset, count in plan:
-            frames.append(_code_lossless(c, dataset, count, profile, seed, resume, workers, place))
+            frames.append(_code_lossless(c, dataset, count, profile, seed, resume, workers, place, refine_steps))
     return pd.concat(frames, ignore_index=True)
 
 
 def _code_lossless(choice: ModelChoice, dataset: str, count: int, profile: str, seed: int, resume: bool,
-                   workers: int | None, place) -> pd.DataFrame:
+                   workers: int | None, place, refine_steps: int) -> pd.DataFrame:
     """:func:`compress_lossless` of one dataset with one model (this rank's share of the images)."""
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
@@ -228,18 +188,19 @@ def _code_lossless(choice: ModelChoice, dataset: str, count: int, profile: str, 
     from irec.evaluation.lossless import evaluate_images, setting_label
 
     model, fingerprint, _ = zoo.resolve_model(choice.path)
-    codec = LosslessCodec(model, fingerprint)
+    codec = LosslessCodec(model, fingerprint, refinement=replace(LosslessCodec.default_refinement, steps=refine_steps))
+    setting = setting_label(codec.params, codec.refinement)
     final_out = results_path("lossless", dataset, profile)
     every = load_images(dataset, limit=count, seed=seed)
     out, images = shards.shard_path(final_out, place), shards.share(every, place)
-    old = _resumable(out, resume)
+    others = other_settings_rows(out, fingerprint, setting) if place.world == 1 else pd.DataFrame()
+    old = resumable_rows(out, resume)
     done = pd.DataFrame()
     if old is not None and "fingerprint" in old:
-        same = ((old["fingerprint"].astype(str) == fingerprint)
-                & (old["setting"] == setting_label(codec.params, codec.refinement))
+        same = ((old["fingerprint"].astype(str) == fingerprint) & (old["setting"] == setting)
                 & old["image"].astype(str).isin([name for name, _ in images]))
         done = old[same].drop_duplicates("image", keep="last")
-    _keep(out, [done])
+    keep_rows(out, [others, done])
     if len(done):
         log.info("%s: %d of %d images kept from an interrupted run", out.name, len(done), len(images))
     rows = done.to_dict("records")
@@ -289,8 +250,8 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
         raise ValueError(f"unknown coder setting {coder!r}; choose one of {', '.join(CODER_SETTINGS)}")
     params = None if coder == "irec-lossy" and low_rate else CODER_SETTINGS[coder]  # None: the default pair
     final = LOSSY_FINAL if final is None else final
-    others = _other_models(out, [c.name for c in available]) if place.world == 1 else pd.DataFrame()
-    old = _resumable(out, resume)
+    others = other_models_rows(out, [c.name for c in available]) if place.world == 1 else pd.DataFrame()
+    old = resumable_rows(out, resume)
     codecs, done = [], []
     for choice in available:
         model, fingerprint, _ = zoo.resolve_model(choice.path)
@@ -298,7 +259,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
         kept = pd.DataFrame() if old is None else rows_coded_like(old[old["model"] == choice.name], codec, names)
         codecs.append((choice, codec))
         done.append(kept)
-    _keep(out, [others, *done])
+    keep_rows(out, [others, *done])
     runs = []
     for (choice, codec), kept in zip(codecs, done):
         skip = set(kept["image"].astype(str)) if len(kept) else set()
@@ -349,14 +310,19 @@ def main(argv: list[str] | None = None) -> int:
         "default: the profile's, CIFAR-10 test, and Kodak in the paper profile)"))
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes per rank (default 0: one per available core; 1: the rank itself)")
+    parser.add_argument("--refine-steps", type=int, default=0, metavar="N", help=(
+        "lossless: the encoder refines every level's posterior with N Adam steps before coding it (irec.codecs.refine;"
+        " default 0: none, as the paper); the rows of other settings stay, and the table gives N a row of its own"))
     parser.add_argument("--no-resume", action="store_true", help="code every image again (default: resume)")
     parser.add_argument("--merge", type=int, default=None, metavar="N",
                         help="only merge the shards of an N-rank run already in results/<kind>/shards/ (one "
                         "process, no coding; fails naming any rank whose shard is missing or incomplete)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.dataset is not None and args.kind != "lossless":
-        parser.error("--dataset is for the lossless step (the lossy step codes Kodak)")
+    if args.kind != "lossless" and (args.dataset is not None or args.refine_steps):
+        parser.error("--dataset and --refine-steps are for the lossless step (the lossy step codes Kodak)")
+    if args.refine_steps < 0:
+        parser.error(f"--refine-steps must be 0 or more, got {args.refine_steps}")
     kodak_only = args.dataset == "kodak"
     choices = (_choices(args.kind, args.profile, args.model) if not kodak_only or args.model
                else [lossless_photo_model(args.profile)])
@@ -389,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "lossless":
         datasets = (args.dataset,) if args.dataset else None
         rows = compress_lossless(choices[0], args.profile, resume=resume, workers=workers, datasets=datasets,
-                                 kodak=choices[0] if kodak_only else None)
+                                 kodak=choices[0] if kodak_only else None, refine_steps=args.refine_steps)
     else:
         rows = compress_lossy(choices, args.profile, resume=resume, workers=workers)
     return 0 if rows is not None else 1

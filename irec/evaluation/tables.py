@@ -9,7 +9,10 @@ Measured sources, relative to the results folder: classical codecs ``baselines/<
 :func:`irec.evaluation.results.lossless_summary`), iREC and its ELBO ``lossless/<dataset>.csv`` (columns ``bpd``: real
 file bits, ``negative_elbo_bpd``: the model's negative ELBO; files that name it ``elbo_bpd`` are read through
 ``irec.evaluation.results.LEGACY_NAMES``); the smoke profile reads ``<dataset>-smoke.csv``.
-Cells are mean per-image bits per dimension, formatted to three decimals.
+Cells are mean per-image bits per dimension, formatted to three decimals. The iREC row and the ELBO row read the
+files of the paper's encoder; files whose encoder refined the posteriors first (column ``refine_steps`` > 0,
+:mod:`irec.codecs.refine`; ``python -m irec.evaluation.pipeline lossless --refine-steps N``) get a row of their own
+below iREC's, one per step count (:func:`refined_label`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ ROWS: tuple[TableRow, ...] = (
     TableRow("iREC", "iREC", "", "bpd"),
     TableRow("ELBO of the RVAE", "RVAE ELBO", "", "negative_elbo_bpd"),
 )
+_IREC = [row.label for row in ROWS].index("iREC")  # the refined encoders' rows (refined_label) follow this one
+REFINED = "iREC, encoder refines q"  # label of the rows of files whose encoder refined the posteriors
 DATASETS: dict[str, str] = {"cifar10": "CIFAR-10", "imagenet32": "ImageNet32", "kodak": "Kodak"}
 MEASURED_HERE = "measured here"
 PAPER = "paper (published)"
@@ -82,9 +87,16 @@ class LosslessTable:
             "project's result CSVs; 'paper (published)': the paper's numbers (bits-back asymptotic cost in "
             "parentheses, ELBO in brackets). JPEG XL lossless stands in for FLIF, which has no encoder here. "
             f"Profile: {self.profile}. iREC models: {models}. {self._training()}Images measured: {'; '.join(counts)}. "
-            f"Rows coded at git {', '.join(self.row_commits) or 'unknown'}."
+            f"{self._refined()}Rows coded at git {', '.join(self.row_commits) or 'unknown'}."
         )
 
+
+    def _refined(self) -> str:
+        if not any(str(label).startswith(REFINED) for label in self.cells["method"]):
+            return ""
+        return ("'iREC, encoder refines q (N steps)': the same model, decoder and file format as 'iREC'; before "
+                "coding, the encoder takes N Adam steps on every level's posterior for the coded rate "
+                "(irec.codecs.refine), which the paper does not do. ")
 
     def _training(self) -> str:
         parts = [f"{DATASETS[key]}: {text}" for key, text in self.trained_on.items()]
@@ -137,6 +149,7 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
     models: list[str] = []
     commits: set[str] = set()
     trained_on: dict[str, str] = {}
+    refined_steps: set[int] = set()
     for dataset in DATASETS:
         baselines = results_path("baselines", dataset, profile, results_dir)
         summary = lossless_summary(read_rows(baselines), published) if baselines.is_file() else pd.DataFrame()
@@ -148,6 +161,10 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             if rows is not None and "git_commit" in rows.columns:
                 commits.update(str(c)[:12] for c in rows["git_commit"].dropna().astype(str) if c)
         if irec_rows is not None:
+            irec_rows, refined = _by_refinement(irec_rows)
+            refined_steps.update(refined)
+            for steps, rows in refined.items():
+                measured[(refined_label(steps), dataset)] = _number(float(rows["bpd"].mean()))
             n_images.setdefault(dataset, {})["irec"] = int(
                 irec_rows["image"].nunique() if "image" in irec_rows.columns else len(irec_rows))
             if "model" in irec_rows.columns:
@@ -166,6 +183,8 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             elif row.measured_column:
                 if irec_rows is None:
                     cell = _missing(dataset)
+                elif irec_rows.empty:
+                    cell = NOT_RUN
                 elif row.measured_column not in irec_rows.columns:
                     raise ResultsFormatError(f"{irec_path} lacks the column {row.measured_column!r}; "
                                              "an iREC lossless results file needs columns bpd and "
@@ -175,14 +194,30 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             else:
                 cell = PUBLISHED_ONLY
             measured[(row.label, dataset)] = cell
+    refined_rows = [TableRow(refined_label(steps), "", "", "bpd") for steps in sorted(refined_steps)]
+    rows = [*ROWS[:_IREC + 1], *refined_rows, *ROWS[_IREC + 1:]]
     records = []
-    for row in ROWS:
+    for row in rows:
         record = {"method": row.label}
         for dataset, name in DATASETS.items():
-            record[column(name, MEASURED_HERE)] = measured[(row.label, dataset)]
+            record[column(name, MEASURED_HERE)] = measured.get((row.label, dataset), _missing(dataset))
             record[column(name, PAPER)] = _published_cell(published, row.paper_method, dataset)
         records.append(record)
     return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), tuple(sorted(commits)), trained_on)
+
+
+def refined_label(steps: int) -> str:
+    """The row of iREC files whose encoder refined the posteriors with ``steps`` Adam steps (irec.codecs.refine)."""
+    return f"{REFINED} ({steps} steps)"
+
+
+def _by_refinement(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """An iREC results file's rows of the paper's encoder (no refinement), and those of each refined encoder by
+    its steps (``refine_steps``; files without the column hold only the former)."""
+    if "refine_steps" not in rows.columns:
+        return rows, {}
+    steps = pd.to_numeric(rows["refine_steps"], errors="coerce").fillna(0).astype(int)
+    return rows[steps == 0], {int(n): rows[steps == n] for n in sorted(set(steps) - {0})}
 
 
 def to_markdown(table: LosslessTable) -> str:
