@@ -5,14 +5,14 @@ sections 3 and 4 and its appendix; docs/irec-method.md sections 2 and 5) and for
 default imports it from here, so a setting is written once:
 
 - the coder (:class:`irec.coder.CoderParams`): :data:`PAPER_LOSSLESS`, :data:`PAPER_LOSSY`, the codecs' defaults
-  :data:`LOSSLESS_DEFAULT`, :data:`LOSSY_DEFAULT` and :data:`LOSSY_LOW_RATE`, all by name in :data:`CODER_SETTINGS`;
+  :data:`LOSSLESS_DEFAULT`, :data:`LOSSLESS_STRONG`, :data:`LOSSY_DEFAULT` and :data:`LOSSY_LOW_RATE`, all by name in
+  :data:`CODER_SETTINGS`;
 - the lossy encoder: :class:`Refinement` of q(z1)'s mean (:data:`DEFAULT_REFINEMENT`, :data:`NO_REFINEMENT`) and how
   the coded sample is chosen (:data:`LOSSY_FINAL`); the lossless encoder's :class:`LosslessRefinement` of every
   level's posterior (:data:`LOSSLESS_REFINEMENT`, off by default);
 - the models: :class:`RVAEPreset` / :class:`VAE2Preset` (architecture, :class:`TrainConfig`, data), by name in
   :data:`LOSSLESS_PRESETS` and :data:`LOSSY_PRESETS` (``paper``, ``cpu``, ``smoke``; the lossless ``photos``
-  fine-tunes on natural photos for Kodak), and the rate family
-  (:data:`MSE_BETAS`, :data:`MS_SSIM_BETAS`).
+  fine-tunes on natural photos for Kodak), and the rate family (:data:`MSE_BETAS`, :data:`MS_SSIM_BETAS`).
 
 Why the codecs' defaults are what they are is measured in docs/lossy-coder-history.md and docs/reference-run.md.
 """
@@ -35,17 +35,20 @@ PAPER_LOSSY = CoderParams(kl_per_step=3.0, n_beams=10, extra_samples=1.0, block_
 # "Why the lossless codec's default is what it is" and "What the Kodak encode time is made of").
 LOSSLESS_DEFAULT = CoderParams(kl_per_step=5.0, n_beams=100, extra_samples=1.1, block_size=384, seed=42,
                                ignore_kl_below=1e-3)
+# For small images, whose encode takes a second: B = 300, Omega = 6 (N = 735), 1.5% smaller CIFAR-10 files than
+# LOSSLESS_DEFAULT in about twice the time (docs/reference-run.md, "A stronger search for small images").
+LOSSLESS_STRONG = LOSSLESS_DEFAULT.with_(n_beams=300, kl_per_step=6.0)
 # The lossy codec's default: B = 100, 1+eps = 1, Omega = 6 nats (N = 403), adaptive blocks of about 40 steps
 # K_b and at most 384 dimensions.
 LOSSY_DEFAULT = CoderParams(kl_per_step=6.0, n_beams=100, extra_samples=1.0, block_size=384, seed=42,
                             steps_per_block=40.0)
-# For images whose z1 is so cheap that LOSSY_DEFAULT's blocks would be capped (below about 0.34 bpp of z1 with 96
-# channels): Omega = 7 nats (N = 1,096) and blocks of at most 768 dimensions.
+# For images whose z1 is so cheap that LOSSY_DEFAULT's blocks would be capped (below about 0.34 bpp of z1, 96
+# channels): Omega = 7 nats (N = 1,096), blocks of at most 768 dimensions.
 LOSSY_LOW_RATE = LOSSY_DEFAULT.with_(kl_per_step=7.0, block_size=768)
 # Every named coder setting (the explorer's "start from", the benchmarks' --coder).
 CODER_SETTINGS: dict[str, CoderParams] = {
     "paper-lossless": PAPER_LOSSLESS, "paper-lossy": PAPER_LOSSY, "irec-lossless": LOSSLESS_DEFAULT,
-    "irec-lossy": LOSSY_DEFAULT, "irec-lossy-low-rate": LOSSY_LOW_RATE,
+    "irec-lossless-strong": LOSSLESS_STRONG, "irec-lossy": LOSSY_DEFAULT, "irec-lossy-low-rate": LOSSY_LOW_RATE,
 }
 
 # ------------------------------------------------------------------------------------------------- lossy encoder
@@ -96,8 +99,7 @@ class LosslessRefinement(_EncoderRefinement):
     seed: int = 0  # seeds the reparameterized samples, so that the encoder's files are reproducible
 
 
-# Off by default: 30 steps code photos in about 0.9% fewer bits for 2.1 times the encode time
-# (docs/reference-run.md, "Refining the lossless posteriors").
+# Off by default: 30 steps code photos in 0.9% fewer bits for 2.1 times the encode time (docs/reference-run.md).
 LOSSLESS_REFINEMENT = LosslessRefinement()
 
 
@@ -275,12 +277,10 @@ LOSSLESS_PRESETS["photos-cond"] = replace(
     train=replace(LOSSLESS_PRESETS["photos"].train, lr_scales=(("x_coeff.", 30.0),)),
     note=LOSSLESS_PRESETS["photos"].note + "; p(x|z) with channel conditioning (irec.models.logistic)",
 )
-# The cpu preset continued for the coded rate on CIFAR-10: it fine-tunes lossless-cifar10 (the same architecture)
-# with the KL weighing 1.2 in the loss, as photos-rate does for photos. Adamax restarts at the rate the cpu preset
-# ended on (4e-3 x 0.3^2; its first steps move every weight by about lr: 40 steps at 1.2e-3 left the training -ELBO
-# far above the start, at 3.6e-4 0.3 bpd above, at 1e-4 level) and drops by 0.3 at step 10,000. n_steps is a horizon:
-# --max-seconds stops a call, and the run resumes. Models are chosen on CIFAR-10 test images that the table never
-# codes (irec.training.heldout --dataset cifar10), since the training subset is the whole training set.
+# The cpu preset continued for the coded rate: it fine-tunes lossless-cifar10 with the KL weighing 1.2 in the loss,
+# as photos-rate does for photos. Adamax restarts at the cpu preset's last rate (a fresh Adamax moves every weight by
+# about lr: 40 steps at 1.2e-3 left the -ELBO far above the start), dropping by 0.3 at step 10,000; n_steps is a
+# horizon (--max-seconds stops a call). Models are chosen on held-out CIFAR-10 test images (docs/models.md).
 LOSSLESS_PRESETS["cpu-rate"] = replace(
     LOSSLESS_PRESETS["cpu"], name="cpu-rate", fine_tunes=True,
     model=replace(LOSSLESS_PRESETS["cpu"].model, kl_weight=1.2),

@@ -115,7 +115,7 @@ def test_an_interrupted_lossless_coding_step_keeps_its_rows_of_this_commit_and_t
     assert len(coded) == n_images
 
 
-def test_coding_with_a_refining_encoder_keeps_the_default_rows_of_the_same_model_and_a_new_model_replaces_both(
+def test_coding_with_another_encoder_keeps_the_rows_of_the_same_models_other_settings_and_a_new_model_replaces_them(
         coding_step):
     path = coding_step["root"] / "tiny-lossless.pt"
     save_small("lossless", path, seed=0)
@@ -129,6 +129,10 @@ def test_coding_with_a_refining_encoder_keeps_the_default_rows_of_the_same_model
     rows = pd.read_csv(out)
     assert sorted(rows["refine_steps"]) == [0] * n_images + [2] * n_images
     assert (rows[rows["refine_steps"] == 0]["git_commit"] == "a" * 40).all()
+    stronger = pipeline.compress_lossless(choice, "smoke", workers=1, coder="paper-lossless")
+    assert (stronger["n_beams"] == 20).all() and len(pd.read_csv(out)) == 3 * n_images  # a third setting's rows
+    with pytest.raises(ValueError, match="unknown coder setting 'fast'"):
+        pipeline.compress_lossless(choice, "smoke", workers=1, coder="fast")
     save_small("lossless", path, seed=1)  # another model under the same path: the old model's rows go
     coding_step["coded"].clear()
     pipeline.compress_lossless(choice, "smoke", workers=1)

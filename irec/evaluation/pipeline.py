@@ -145,7 +145,8 @@ def _shipped(kind: str, names: list[str], profile: str) -> list[ModelChoice]:
 
 def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: bool = True,
                       workers: int | None = 0, datasets: tuple[str, ...] | None = None,
-                      kodak: ModelChoice | None = None, refine_steps: int = 0) -> pd.DataFrame | None:
+                      kodak: ModelChoice | None = None, coder: str = "irec-lossless",
+                      refine_steps: int = 0) -> pd.DataFrame | None:
     """Code CIFAR-10 test images with ``choice`` and Kodak with ``kodak``, real files; rows to
     results/lossless/<dataset>.csv. Returns None when nothing could be coded (no model).
 
@@ -156,9 +157,14 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     images (:mod:`irec.evaluation.parallel`; 0: one per available core; 1: in this process), the same rows
     whatever the count. Under torchrun with several ranks (:mod:`irec.evaluation.shards`), each rank codes its share
     into its shard file (resuming from it), rank 0 merges the shards into the results file, and each rank returns
-    its own rows. ``refine_steps``: the encoder's refinement of the posteriors (:mod:`irec.codecs.refine`; 0: none, as
-    the paper); on one machine the rows of the model's other settings stay in the results file (the table gives
-    each refined setting a row of its own)."""
+    its own rows. ``coder``: the search's setting, a name in ``irec.settings.CODER_SETTINGS`` (default: the codec's);
+    ``refine_steps``: the encoder's refinement of the posteriors (:mod:`irec.codecs.refine`; 0: none, as the paper).
+    On one machine the rows of the model's other settings stay in the results file (the table gives each encoder
+    setting a row of its own)."""
+    from irec.settings import CODER_SETTINGS
+
+    if coder not in CODER_SETTINGS:
+        raise ValueError(f"unknown coder setting {coder!r}; choose one of {', '.join(CODER_SETTINGS)}")
     n_cifar, n_kodak = LOSSLESS_IMAGES[profile]
     if datasets is None:
         datasets = ("cifar10", "kodak") if n_kodak else ("cifar10",)
@@ -175,12 +181,13 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     frames = []
     with shards.process_group() as place:
         for c, dataset, count in plan:
-            frames.append(_code_lossless(c, dataset, count, profile, seed, resume, workers, place, refine_steps))
+            frames.append(_code_lossless(c, dataset, count, profile, seed, resume, workers, place,
+                                         CODER_SETTINGS[coder], refine_steps))
     return pd.concat(frames, ignore_index=True)
 
 
 def _code_lossless(choice: ModelChoice, dataset: str, count: int, profile: str, seed: int, resume: bool,
-                   workers: int | None, place, refine_steps: int) -> pd.DataFrame:
+                   workers: int | None, place, params, refine_steps: int) -> pd.DataFrame:
     """:func:`compress_lossless` of one dataset with one model (this rank's share of the images)."""
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
@@ -188,7 +195,8 @@ def _code_lossless(choice: ModelChoice, dataset: str, count: int, profile: str, 
     from irec.evaluation.lossless import evaluate_images, setting_label
 
     model, fingerprint, _ = zoo.resolve_model(choice.path)
-    codec = LosslessCodec(model, fingerprint, refinement=replace(LosslessCodec.default_refinement, steps=refine_steps))
+    codec = LosslessCodec(model, fingerprint, params,
+                          refinement=replace(LosslessCodec.default_refinement, steps=refine_steps))
     setting = setting_label(codec.params, codec.refinement)
     final_out = results_path("lossless", dataset, profile)
     every = load_images(dataset, limit=count, seed=seed)
@@ -310,17 +318,20 @@ def main(argv: list[str] | None = None) -> int:
         "default: the profile's, CIFAR-10 test, and Kodak in the paper profile)"))
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes per rank (default 0: one per available core; 1: the rank itself)")
+    parser.add_argument("--coder", default=None, metavar="NAME", help=(
+        "lossless: the search's setting, a name in irec.settings.CODER_SETTINGS (default irec-lossless, the codec's)"))
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N", help=(
         "lossless: the encoder refines every level's posterior with N Adam steps before coding it (irec.codecs.refine;"
-        " default 0: none, as the paper); the rows of other settings stay, and the table gives N a row of its own"))
+        " default 0: none, as the paper). The model's rows of other settings stay, and the table gives each setting "
+        "a row of its own"))
     parser.add_argument("--no-resume", action="store_true", help="code every image again (default: resume)")
     parser.add_argument("--merge", type=int, default=None, metavar="N",
                         help="only merge the shards of an N-rank run already in results/<kind>/shards/ (one "
                         "process, no coding; fails naming any rank whose shard is missing or incomplete)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.kind != "lossless" and (args.dataset is not None or args.refine_steps):
-        parser.error("--dataset and --refine-steps are for the lossless step (the lossy step codes Kodak)")
+    if args.kind != "lossless" and (args.dataset is not None or args.refine_steps or args.coder):
+        parser.error("--dataset, --coder and --refine-steps are for the lossless step (the lossy step codes Kodak)")
     if args.refine_steps < 0:
         parser.error(f"--refine-steps must be 0 or more, got {args.refine_steps}")
     kodak_only = args.dataset == "kodak"
@@ -355,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "lossless":
         datasets = (args.dataset,) if args.dataset else None
         rows = compress_lossless(choices[0], args.profile, resume=resume, workers=workers, datasets=datasets,
-                                 kodak=choices[0] if kodak_only else None, refine_steps=args.refine_steps)
+                                 kodak=choices[0] if kodak_only else None, coder=args.coder or "irec-lossless",
+                                 refine_steps=args.refine_steps)
     else:
         rows = compress_lossy(choices, args.profile, resume=resume, workers=workers)
     return 0 if rows is not None else 1

@@ -10,9 +10,9 @@ Measured sources, relative to the results folder: classical codecs ``baselines/<
 file bits, ``negative_elbo_bpd``: the model's negative ELBO; files that name it ``elbo_bpd`` are read through
 ``irec.evaluation.results.LEGACY_NAMES``); the smoke profile reads ``<dataset>-smoke.csv``.
 Cells are mean per-image bits per dimension, formatted to three decimals. The iREC row and the ELBO row read the
-files of the paper's encoder; files whose encoder refined the posteriors first (column ``refine_steps`` > 0,
-:mod:`irec.codecs.refine`; ``python -m irec.evaluation.pipeline lossless --refine-steps N``) get a row of their own
-below iREC's, one per step count (:func:`refined_label`).
+files coded with the codec's default setting; files coded with another encoder setting (a named coder setting or the
+refinement of the posteriors, :mod:`irec.codecs.refine`: ``python -m irec.evaluation.pipeline lossless --coder NAME
+--refine-steps N``) get a row of their own below iREC's, one per setting (:func:`encoder_label`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pandas as pd
 
 from irec import provenance
 from irec.paths import RESULTS
+from irec.settings import LOSSLESS_DEFAULT
 from irec.evaluation.results import results_path, MEASURED, ResultsFormatError, load_published_lossless, lossless_summary, read_rows
 
 
@@ -49,8 +50,8 @@ ROWS: tuple[TableRow, ...] = (
     TableRow("iREC", "iREC", "", "bpd"),
     TableRow("ELBO of the RVAE", "RVAE ELBO", "", "negative_elbo_bpd"),
 )
-_IREC = [row.label for row in ROWS].index("iREC")  # the refined encoders' rows (refined_label) follow this one
-REFINED = "iREC, encoder refines q"  # label of the rows of files whose encoder refined the posteriors
+_IREC = [row.label for row in ROWS].index("iREC")  # the other encoders' rows (encoder_label) follow this one
+ENCODER = "iREC, encoder"  # label of the rows of files coded with another encoder setting (encoder_label)
 DATASETS: dict[str, str] = {"cifar10": "CIFAR-10", "imagenet32": "ImageNet32", "kodak": "Kodak"}
 MEASURED_HERE = "measured here"
 PAPER = "paper (published)"
@@ -87,15 +88,16 @@ class LosslessTable:
             "project's result CSVs; 'paper (published)': the paper's numbers (bits-back asymptotic cost in "
             "parentheses, ELBO in brackets). JPEG XL lossless stands in for FLIF, which has no encoder here. "
             f"Profile: {self.profile}. iREC models: {models}. {self._training()}Images measured: {'; '.join(counts)}. "
-            f"{self._refined()}Rows coded at git {', '.join(self.row_commits) or 'unknown'}."
+            f"{self._encoders()}Rows coded at git {', '.join(self.row_commits) or 'unknown'}."
         )
 
 
-    def _refined(self) -> str:
-        if not any(str(label).startswith(REFINED) for label in self.cells["method"]):
+    def _encoders(self) -> str:
+        if not any(str(label).startswith(ENCODER) for label in self.cells["method"]):
             return ""
-        return ("'iREC, encoder refines q (N steps)': the same model, decoder and file format as 'iREC'; before "
-                "coding, the encoder takes N Adam steps on every level's posterior for the coded rate "
+        return ("'iREC, encoder: ...': the same model, decoder and file format as 'iREC', another encoder setting: "
+                "B beams, steps of Omega nats, 1+eps candidates per step's e^Omega, blocks of that many dimensions "
+                "(irec.coder), or q refined: N Adam steps on every level's posterior for the coded rate before coding "
                 "(irec.codecs.refine), which the paper does not do. ")
 
     def _training(self) -> str:
@@ -149,7 +151,7 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
     models: list[str] = []
     commits: set[str] = set()
     trained_on: dict[str, str] = {}
-    refined_steps: set[int] = set()
+    encoders: set[str] = set()
     for dataset in DATASETS:
         baselines = results_path("baselines", dataset, profile, results_dir)
         summary = lossless_summary(read_rows(baselines), published) if baselines.is_file() else pd.DataFrame()
@@ -161,10 +163,10 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             if rows is not None and "git_commit" in rows.columns:
                 commits.update(str(c)[:12] for c in rows["git_commit"].dropna().astype(str) if c)
         if irec_rows is not None:
-            irec_rows, refined = _by_refinement(irec_rows)
-            refined_steps.update(refined)
-            for steps, rows in refined.items():
-                measured[(refined_label(steps), dataset)] = _number(float(rows["bpd"].mean()))
+            irec_rows, others = _by_encoder(irec_rows)
+            encoders.update(others)
+            for label, rows in others.items():
+                measured[(label, dataset)] = _number(float(rows["bpd"].mean()))
             n_images.setdefault(dataset, {})["irec"] = int(
                 irec_rows["image"].nunique() if "image" in irec_rows.columns else len(irec_rows))
             if "model" in irec_rows.columns:
@@ -194,8 +196,8 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             else:
                 cell = PUBLISHED_ONLY
             measured[(row.label, dataset)] = cell
-    refined_rows = [TableRow(refined_label(steps), "", "", "bpd") for steps in sorted(refined_steps)]
-    rows = [*ROWS[:_IREC + 1], *refined_rows, *ROWS[_IREC + 1:]]
+    encoder_rows = [TableRow(label, "", "", "bpd") for label in sorted(encoders)]
+    rows = [*ROWS[:_IREC + 1], *encoder_rows, *ROWS[_IREC + 1:]]
     records = []
     for row in rows:
         record = {"method": row.label}
@@ -206,18 +208,33 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
     return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), tuple(sorted(commits)), trained_on)
 
 
-def refined_label(steps: int) -> str:
-    """The row of iREC files whose encoder refined the posteriors with ``steps`` Adam steps (irec.codecs.refine)."""
-    return f"{REFINED} ({steps} steps)"
+def encoder_label(n_beams: int, kl_per_step: float, extra_samples: float, block_size: int, refine_steps: int) -> str:
+    """The row of iREC files coded with another encoder setting than the codec's default: what differs, e.g.
+    ``iREC, encoder: B = 150, Omega = 6, q refined (100 steps)``; ``iREC`` for the default."""
+    d = LOSSLESS_DEFAULT
+    parts = [f"{name} = {value:g}" for name, value, default in (
+        ("B", n_beams, d.n_beams), ("Omega", kl_per_step, d.kl_per_step), ("1+eps", extra_samples, d.extra_samples),
+        ("blocks of", block_size, d.block_size)) if value != default]
+    parts += [f"q refined ({refine_steps} steps)"] if refine_steps else []
+    return f"{ENCODER}: {', '.join(parts)}" if parts else _DEFAULT
 
 
-def _by_refinement(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
-    """An iREC results file's rows of the paper's encoder (no refinement), and those of each refined encoder by
-    its steps (``refine_steps``; files without the column hold only the former)."""
-    if "refine_steps" not in rows.columns:
+_DEFAULT = "iREC"  # encoder_label of the codec's default setting: the paper's iREC row
+
+
+def _by_encoder(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """An iREC results file's rows coded with the codec's default search setting and no refinement (the iREC row;
+    the search's KL floor, which changes files by about 0.04%, is not told apart), and the others by
+    :func:`encoder_label`. Files without the setting's columns hold only the former."""
+    columns = ["n_beams", "kl_per_step", "extra_samples", "block_size", "refine_steps"]
+    if not set(columns) <= set(rows.columns):
         return rows, {}
-    steps = pd.to_numeric(rows["refine_steps"], errors="coerce").fillna(0).astype(int)
-    return rows[steps == 0], {int(n): rows[steps == n] for n in sorted(set(steps) - {0})}
+    values = rows[columns].apply(pd.to_numeric, errors="coerce")
+    values = values.fillna({"refine_steps": 0})
+    labels = pd.Series([encoder_label(int(b), float(o), float(e), int(k), int(r)) for b, o, e, k, r in
+                        values.to_numpy()], index=rows.index)
+    others = {label: rows[labels == label] for label in labels.unique() if label != _DEFAULT}
+    return rows[labels == _DEFAULT], others
 
 
 def to_markdown(table: LosslessTable) -> str:
