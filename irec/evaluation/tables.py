@@ -96,7 +96,7 @@ class LosslessTable:
         if not any(str(label).startswith(ENCODER) for label in self.cells["method"]):
             return ""
         return ("'iREC, encoder: ...': the same model, decoder and file format as 'iREC', another encoder setting: "
-                "B beams, steps of Omega nats, 1+eps candidates per step's e^Omega, blocks of that many dimensions "
+                "B beams, steps of Omega nats with e^((1+eps) Omega) candidates each, blocks of that many dimensions "
                 "(irec.coder), or q refined: N Adam steps on every level's posterior for the coded rate before coding "
                 "(irec.codecs.refine), which the paper does not do. ")
 
