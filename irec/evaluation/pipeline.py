@@ -24,6 +24,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -32,6 +33,9 @@ from irec.evaluation import shards
 from irec.evaluation.kept_rows import keep_rows, other_models_rows, other_settings_rows, resumable_rows
 from irec.evaluation.results import results_path
 from irec.paths import RESULTS
+
+if TYPE_CHECKING:
+    from irec.coder import CoderParams
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +191,7 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
 
 
 def _code_lossless(choice: ModelChoice, dataset: str, count: int, profile: str, seed: int, resume: bool,
-                   workers: int | None, place, params, refine_steps: int) -> pd.DataFrame:
+                   workers: int | None, place, params: CoderParams, refine_steps: int) -> pd.DataFrame:
     """:func:`compress_lossless` of one dataset with one model (this rank's share of the images)."""
     from irec.codecs.lossless import LosslessCodec
     from irec.data import load_images
