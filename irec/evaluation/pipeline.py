@@ -147,6 +147,15 @@ def _shipped(kind: str, names: list[str], profile: str) -> list[ModelChoice]:
     return choices
 
 
+def _coder_setting(name: str) -> CoderParams:
+    """The coder setting named ``name`` in ``irec.settings.CODER_SETTINGS``; a ValueError naming the choices."""
+    from irec.settings import CODER_SETTINGS
+
+    if name not in CODER_SETTINGS:
+        raise ValueError(f"unknown coder setting {name!r}; choose one of {', '.join(CODER_SETTINGS)}")
+    return CODER_SETTINGS[name]
+
+
 def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: bool = True,
                       workers: int | None = 0, datasets: tuple[str, ...] | None = None,
                       kodak: ModelChoice | None = None, coder: str = "irec-lossless",
@@ -165,10 +174,7 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     ``refine_steps``: the encoder's refinement of the posteriors (:mod:`irec.codecs.refine`; 0: none, as the paper).
     On one machine the rows of the model's other settings stay in the results file (the table gives each encoder
     setting a row of its own)."""
-    from irec.settings import CODER_SETTINGS
-
-    if coder not in CODER_SETTINGS:
-        raise ValueError(f"unknown coder setting {coder!r}; choose one of {', '.join(CODER_SETTINGS)}")
+    params = _coder_setting(coder)
     n_cifar, n_kodak = LOSSLESS_IMAGES[profile]
     if datasets is None:
         datasets = ("cifar10", "kodak") if n_kodak else ("cifar10",)
@@ -186,7 +192,7 @@ def compress_lossless(choice: ModelChoice, profile: str, seed: int = 0, resume: 
     with shards.process_group() as place:
         for c, dataset, count in plan:
             frames.append(_code_lossless(c, dataset, count, profile, seed, resume, workers, place,
-                                         CODER_SETTINGS[coder], refine_steps))
+                                         params, refine_steps))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -248,7 +254,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     if not available:
         return None
     from irec.codecs.lossy import LossyCodec
-    from irec.settings import CODER_SETTINGS, LOSSY_FINAL, with_steps
+    from irec.settings import LOSSY_FINAL, with_steps
     from irec.data import load_images
     from irec.evaluation.lossy import evaluate_models, rows_coded_like
 
@@ -258,9 +264,7 @@ def compress_lossy(choices: list[ModelChoice], profile: str, final: str | None =
     out, images = shards.shard_path(final_out, place), shards.share(every, place)
     names = [name for name, _ in images]
     refinement = with_steps(refine_steps)
-    if coder not in CODER_SETTINGS:
-        raise ValueError(f"unknown coder setting {coder!r}; choose one of {', '.join(CODER_SETTINGS)}")
-    params = None if coder == "irec-lossy" and low_rate else CODER_SETTINGS[coder]  # None: the default pair
+    params = None if coder == "irec-lossy" and low_rate else _coder_setting(coder)  # None: the default pair
     final = LOSSY_FINAL if final is None else final
     others = other_models_rows(out, [c.name for c in available]) if place.world == 1 else pd.DataFrame()
     old = resumable_rows(out, resume)

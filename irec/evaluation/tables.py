@@ -52,6 +52,7 @@ ROWS: tuple[TableRow, ...] = (
 )
 _IREC = [row.label for row in ROWS].index("iREC")  # the other encoders' rows (encoder_label) follow this one
 ENCODER = "iREC, encoder"  # label of the rows of files coded with another encoder setting (encoder_label)
+_DEFAULT = ROWS[_IREC].label  # encoder_label of the codec's default setting: the iREC row itself
 DATASETS: dict[str, str] = {"cifar10": "CIFAR-10", "imagenet32": "ImageNet32", "kodak": "Kodak"}
 MEASURED_HERE = "measured here"
 PAPER = "paper (published)"
@@ -217,9 +218,6 @@ def encoder_label(n_beams: int, kl_per_step: float, extra_samples: float, block_
         ("blocks of", block_size, d.block_size)) if value != default]
     parts += [f"q refined ({refine_steps} steps)"] if refine_steps else []
     return f"{ENCODER}: {', '.join(parts)}" if parts else _DEFAULT
-
-
-_DEFAULT = "iREC"  # encoder_label of the codec's default setting: the paper's iREC row
 
 
 def _by_encoder(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
