@@ -155,3 +155,16 @@ def test_files_of_another_encoder_get_a_row_of_their_own_and_leave_the_irec_and_
     write_rows(tmp_path / "lossless" / "cifar10.csv", [{"image": "a", "model": "m", "bpd": 4.5,
                                                          "negative_elbo_bpd": 4.0, **default}])
     assert "Adam steps" not in tables.lossless_table(tmp_path, "cpu").caption()
+
+
+def test_another_encoder_that_coded_fewer_images_says_how_many_of_the_irec_rows_images_its_mean_covers(tmp_path):
+    default = {"n_beams": 100, "kl_per_step": 5.0, "extra_samples": 1.1, "block_size": 384, "refine_steps": 0}
+    refined = {**default, "refine_steps": 30}
+    write_rows(tmp_path / "lossless" / "kodak.csv", [
+        *({"image": f"k{i}", "model": "m", "bpd": 4.0 + i, "negative_elbo_bpd": 3.5, **default} for i in range(3)),
+        {"image": "k0", "model": "m", "bpd": 3.5, "negative_elbo_bpd": 3.5, **refined}])
+    label = tables.encoder_label(100, 5.0, 1.1, 384, 30)
+    assert cell(tables.lossless_table(tmp_path, "cpu"), label, KODAK, tables.MEASURED_HERE) == "3.500 (1 of 3 images)"
+    write_rows(tmp_path / "lossless" / "kodak.csv", [  # appended: the run goes on and codes the other two
+        {"image": f"k{i}", "model": "m", "bpd": 3.5, "negative_elbo_bpd": 3.5, **refined} for i in (1, 2)])
+    assert cell(tables.lossless_table(tmp_path, "cpu"), label, KODAK, tables.MEASURED_HERE) == "3.500"

@@ -166,10 +166,9 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
         if irec_rows is not None:
             irec_rows, others = _by_encoder(irec_rows)
             encoders.update(others)
+            n_images.setdefault(dataset, {})["irec"] = _count(irec_rows)
             for label, rows in others.items():
-                measured[(label, dataset)] = _number(float(rows["bpd"].mean()))
-            n_images.setdefault(dataset, {})["irec"] = int(
-                irec_rows["image"].nunique() if "image" in irec_rows.columns else len(irec_rows))
+                measured[(label, dataset)] = _number(float(rows["bpd"].mean())) + _share(_count(rows), _count(irec_rows))
             if "model" in irec_rows.columns:
                 used = list(irec_rows["model"].astype(str).unique())
                 models.extend(m for m in used if m not in models)
@@ -207,6 +206,17 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
             record[column(name, PAPER)] = _published_cell(published, row.paper_method, dataset)
         records.append(record)
     return LosslessTable(pd.DataFrame(records), profile, n_images, tuple(models), tuple(sorted(commits)), trained_on)
+
+
+def _count(rows: pd.DataFrame) -> int:
+    """How many images a results file's rows cover."""
+    return int(rows["image"].nunique() if "image" in rows.columns else len(rows))
+
+
+def _share(count: int, of: int) -> str:
+    """The suffix ' (12 of 24 images)' when another encoder's rows cover fewer images than the iREC row's (a run
+    still going, or stopped), so that a mean over other images says so; empty otherwise."""
+    return f" ({count} of {of} images)" if 0 < count < of else ""
 
 
 def encoder_label(n_beams: int, kl_per_step: float, extra_samples: float, block_size: int, refine_steps: int) -> str:
