@@ -166,9 +166,9 @@ def lossless_table(results_dir: str | Path = "", profile: str = "cpu") -> Lossle
         if irec_rows is not None:
             irec_rows, others = _by_encoder(irec_rows)
             encoders.update(others)
-            n_images.setdefault(dataset, {})["irec"] = _count(irec_rows)
+            n_irec = n_images.setdefault(dataset, {})["irec"] = _count(irec_rows)
             for label, rows in others.items():
-                measured[(label, dataset)] = _number(float(rows["bpd"].mean())) + _share(_count(rows), _count(irec_rows))
+                measured[(label, dataset)] = _number(float(rows["bpd"].mean())) + _share(_count(rows), n_irec)
             if "model" in irec_rows.columns:
                 used = list(irec_rows["model"].astype(str).unique())
                 models.extend(m for m in used if m not in models)
