@@ -11,8 +11,7 @@ default imports it from here, so a setting is written once:
   the coded sample is chosen (:data:`LOSSY_FINAL`); the lossless encoder's :class:`LosslessRefinement` of every
   level's posterior (:data:`LOSSLESS_REFINEMENT`, off by default);
 - the models: :class:`RVAEPreset` / :class:`VAE2Preset` (architecture, :class:`TrainConfig`, data), by name in
-  :data:`LOSSLESS_PRESETS` and :data:`LOSSY_PRESETS` (``paper``, ``cpu``, ``smoke``; the lossless ``photos``
-  fine-tunes on natural photos for Kodak), and the rate family (:data:`MSE_BETAS`, :data:`MS_SSIM_BETAS`).
+  :data:`LOSSLESS_PRESETS` and :data:`LOSSY_PRESETS`, and the rate family (:data:`MSE_BETAS`, :data:`MS_SSIM_BETAS`).
 
 Why the codecs' defaults are what they are is measured in docs/lossy-coder-history.md and docs/reference-run.md.
 """
@@ -180,6 +179,8 @@ class RVAEPreset:
     # None: whole 32x32 CIFAR-10 images, from scratch unless fine_tunes
     fine_tunes: bool = False  # True: a CIFAR-10 preset whose settings continue a model given with init_from (the
     # photos presets always fine-tune); False: a CIFAR-10 preset trains from scratch and refuses init_from
+    bsds_downsample: int = 1  # photos presets: area-downsample factor of BSDS500 before cropping (2: full-resolution
+    # chroma, as Kodak's; 1: its JPEG 4:2:0 chroma, a quarter of Kodak's chroma detail relative to luma)
 
     @property
     def photos(self) -> bool:
@@ -226,11 +227,8 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
         # the cpu preset's architecture exactly, so that it fine-tunes from the shipped lossless-cifar10
         model=RVAEConfig(n_layers=8, hidden=64, latent_channels=16, free_bits=0.1, kl_estimate="analytic"),
         train=TrainConfig(
-            # n_steps is a horizon, not a plan: tools/cpu_train.sh continues the run for as many hours as it is given
-            # lr 1e-4, a fine-tuning rate: Adamax's first step moves every weight by about lr, and from
-            # lossless-cifar10 on these crops (a pilot of 16 steps, batch 8) lr 1e-3 took the training -ELBO from 3.5
-            # to 70 bpd at once, 1e-4 up by 2.1 bpd (level with 3e-5 by step 100), 3e-5 by 0.18; over 4,886 and 4,842
-            # steps side by side (one thread each, 78 minutes) 1e-4 reached a held-out -ELBO of 3.722 bpd, 3e-5 3.780
+            # n_steps is a horizon, not a plan: tools/cpu_train.sh continues the run for as many hours as it is given;
+            # lr 1e-4, a fine-tuning rate (the note; pilots of 1e-3, 1e-4 and 3e-5 in docs/models.md)
             n_steps=100_000, batch_size=8, optimizer="adamax", lr=1e-4, ema_decay=0.999, grad_clip=20.0,
             checkpoint_every=200, log_every=50, num_threads=None, max_seconds=12 * 3600,
             # a run at lr 1e-4 met one batch with an infinite loss at step 13,564 (docs/models.md): skip such steps
@@ -249,7 +247,7 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
             "Measured on the 2-core development machine while it was busy (load average about 4): 1.0 s per step "
             "(batch 8 of 64x64 crops, one torch thread, forward, backward and Adamax; 6 steps), so one hour is "
             "about 3,500 steps. Adamax at lr 1e-4 (a fine-tuning rate, chosen over 3e-5 by a side-by-side run; 1e-3 "
-            "wrecks the model's first steps, see the comment at lr), weight EMA 0.999 (its decay warms up), "
+            "wrecks the model's first steps: docs/models.md), weight EMA 0.999 (its decay warms up), "
             "gradients clipped to norm 20 as the cpu preset; max_seconds caps one call, tools/cpu_train.sh "
             "continues a run in the background and compares it with the shipped model on the held-out BSDS500 val"
         ),
@@ -267,19 +265,17 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
 }
 
 
-# The photos preset with PixelCNN++'s channel conditioning in p(x|z): it fine-tunes lossless-photos (or
-# lossless-cifar10), whose independent p(x|z) it starts from exactly (the channel coefficients start at zero).
-# The coefficients learn at 30 times the rate of the rest (at the preset's 1e-4, Adamax moves a weight by about lr a
-# step). Piloted and not shipped: the coefficients settled near 0.01 and the -ELBO did not improve (docs/models.md).
+# The photos preset with PixelCNN++'s channel conditioning in p(x|z), starting exactly from the independent p(x|z) of
+# the model it fine-tunes (coefficients at zero, learning at 30 times the rate of the rest). Piloted, not shipped: the
+# coefficients settled near 0.01 and the -ELBO did not improve (docs/models.md).
 LOSSLESS_PRESETS["photos-cond"] = replace(
     LOSSLESS_PRESETS["photos"], name="photos-cond",
     model=replace(LOSSLESS_PRESETS["photos"].model, pixel_channels="conditioned"),
     train=replace(LOSSLESS_PRESETS["photos"].train, lr_scales=(("x_coeff.", 30.0),)),
     note=LOSSLESS_PRESETS["photos"].note + "; p(x|z) with channel conditioning (irec.models.logistic)",
 )
-# The cpu preset continued for the coded rate: it fine-tunes lossless-cifar10 with the KL weighing 1.2 in the loss,
-# as photos-rate does for photos. Adamax restarts at the cpu preset's last rate (a fresh Adamax moves every weight by
-# about lr: 40 steps at 1.2e-3 left the -ELBO far above the start), dropping by 0.3 at step 10,000; n_steps is a
+# The cpu preset continued for the coded rate (KL weighing 1.2, as photos-rate). Adamax restarts at the cpu preset's
+# last rate (at 1.2e-3, 40 steps left the -ELBO far above the start), dropping by 0.3 at step 10,000; n_steps is a
 # horizon (--max-seconds stops a call). Models are chosen on held-out CIFAR-10 test images (docs/models.md).
 LOSSLESS_PRESETS["cpu-rate"] = replace(
     LOSSLESS_PRESETS["cpu"], name="cpu-rate", fine_tunes=True,
@@ -296,11 +292,16 @@ LOSSLESS_PRESETS["photos-rate"] = replace(
     model=replace(LOSSLESS_PRESETS["photos"].model, kl_weight=1.2),
     note=LOSSLESS_PRESETS["photos"].note + "; the KL weighs 1.2 in the loss (RVAEConfig.kl_weight)",
 )
+# photos-rate on BSDS500 2x area-downsampled as Sun-Hays 80 is: BSDS500's JPEGs store chroma at half resolution,
+# which a model trained on them expects, and Kodak's chroma is full-resolution (docs/models.md).
+LOSSLESS_PRESETS["photos-2x"] = replace(
+    LOSSLESS_PRESETS["photos-rate"], name="photos-2x", bsds_downsample=2, dataset=LOSSLESS_PRESETS["photos"].dataset
+    .replace("test and", "test (2x area-downsampled: full-resolution chroma) and"),
+    note=LOSSLESS_PRESETS["photos-rate"].note + "; BSDS500 2x area-downsampled (full-resolution chroma)")
 
 
 def lossless_preset(name: str) -> RVAEPreset:
-    """The named lossless preset (``paper``, ``cpu``, ``cpu-rate``, ``photos``, ``photos-cond``, ``photos-rate`` or
-    ``smoke``)."""
+    """The named lossless preset, a key of :data:`LOSSLESS_PRESETS` (``paper``, ``cpu``, ``photos-rate``, ...)."""
     if name not in LOSSLESS_PRESETS:
         raise ValueError(f"unknown lossless preset {name!r}; choose one of {sorted(LOSSLESS_PRESETS)}")
     return LOSSLESS_PRESETS[name]
@@ -366,8 +367,7 @@ LOSSY_PRESETS: dict[str, VAE2Preset] = {
             "8,221) at 256-px crops, batch 8, on an H100 (16 steps/s each, six at once), which brought z2 to ~0.004 "
             "bpp and the ideal rate at beta 0.001 from 0.218 to 0.104 bpp on 6 Kodak images at the same PSNR "
             "(docs/lossy-coder-history.md). On the CPU, irec train --crop-size 256 --batch-size 2 keeps the pixels "
-            "per step. "
-            "N=96/M=64 is a judgement between model size and step count, not the result of an R-D sweep"
+            "per step. N=96/M=64 is a judgement between model size and step count, not the result of an R-D sweep"
         ),
         base_beta=0.01,
         finetune=TrainConfig(

@@ -66,6 +66,20 @@ def test_the_photos_preset_builds_64_px_uint8_crops_of_bsds500_train_test_and_su
     assert config == lossless_preset("photos").train
 
 
+def test_the_photos_2x_preset_area_downsamples_bsds500_by_two_as_sun_hays80_for_full_resolution_chroma(shared_data):
+    from irec.data.torch_datasets import downsample_area
+
+    _, _, dataset, data = build("lossless", "photos-2x", limit=2)
+    bsds, sun = dataset.datasets
+    first = load_images("bsds500", split="train", limit=2)[0][1]
+    assert np.array_equal(bsds.images[0], downsample_area(first, 2))
+    _, _, as_stored, _ = build("lossless", "photos-rate", limit=2)
+    assert np.array_equal(as_stored.datasets[0].images[0], first)
+    assert all(np.array_equal(a, b) for a, b in zip(sun.images, as_stored.datasets[1].images))
+    assert "bsds500 (train, test), 2x area-downsampled + sun_hays80" in data
+    assert lossless_preset("photos-2x").model == lossless_preset("photos-rate").model
+
+
 def test_a_smoke_sized_model_fine_tunes_on_photo_crops_from_a_smoke_checkpoint_and_resumes(
         tmp_path, shared_data, smoke_photos):
     init = tmp_path / "init.pt"
@@ -120,6 +134,21 @@ def test_the_held_out_images_are_deterministic_square_crops_of_bsds500_val(share
     assert np.array_equal(images, heldout_images(3, 64, seed=1))
     with pytest.raises(ValueError, match="even"):
         heldout_images(3, 63)
+
+
+def test_the_clic_held_out_images_are_a_seeded_subset_of_the_tiles_of_the_two_clic_validation_images(shared_data):
+    images = heldout_images(5, dataset="clic")
+    assert images.dtype == np.uint8 and images.shape == (5, 256, 256, 3)
+    assert np.array_equal(images, heldout_images(5, dataset="clic"))
+    photos = [image for _, image in load_images("clic_sample")]
+    every = heldout_images(None, 512, dataset="clic")  # 4 x 2 tiles of 2048 x 1363 and 2 x 1 of 1152 x 768
+    assert len(every) == 10 and np.array_equal(every[0], photos[0][:512, :512])
+    assert np.array_equal(every[9], photos[1][:512, 512:1024])
+    assert all(any(np.array_equal(tile, other) for other in heldout_images(None, dataset="clic")) for tile in images)
+    with pytest.raises(ValueError, match="between 1 and 10"):
+        heldout_images(11, 512, dataset="clic")
+    with pytest.raises(ValueError, match="even"):
+        heldout_images(3, 255, dataset="clic")
 
 
 def test_the_cifar10_held_out_images_are_test_images_that_the_table_never_codes(shared_data):
@@ -204,12 +233,12 @@ def test_cpu_train_sh_trains_continues_and_compares_with_the_shipped_model_end_t
     assert "starting" in out and "from lossless-cifar10" in out and "finished at step 1" in out
     # compared with the shipped photo model once there is one, else with the model it fine-tunes
     against = "lossless-photos" if "lossless-photos" in {m["name"] for m in list_models()} else "lossless-cifar10"
-    assert f"--against {against} " in (run / "heldout.txt").read_text()
+    assert f"--against {against} --dataset clic " in (run / "heldout.txt").read_text()
     out = script(STEPS="2")
     assert "continuing" in out and "finished at step 2" in out
     verdict = out.split("the candidate is ")[-1]
     if f"is better than {against}" in out:
-        assert "irec ship " in out and "lossless-photos --preset photos --figures '{" in out
+        assert "irec ship " in out and "lossless-photos --preset photos --figures '{\"clic_valid_tiles_" in out
     else:
         assert verdict.startswith("not better") and "not shipping" in out and "irec ship" not in out
     assert json.loads((run / "init.json").read_text())["path"] == "models/lossless-cifar10.pt"

@@ -4,7 +4,8 @@
 # et al. 2020, Section 4.1; docs/irec-method.md Section 5) on crops of natural photos for the Kodak experiment.
 #
 #   RUN=DIR [PRESET=photos] [INIT=lossless-cifar10] [HOURS=1] [THREADS=2] [NAME=lossless-photos] [AGAINST=MODEL]
-#   [NICE=10] [STEPS=N] [LR=X] [KL_WEIGHT=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_SIDE=128] [MEASURE=real] [SEED=N]
+#   [NICE=10] [STEPS=N] [LR=X] [KL_WEIGHT=X] [LIMIT=N] [EVAL_IMAGES=16] [EVAL_DATASET=clic] [EVAL_SIDE=N]
+#   [MEASURE=real] [SEED=N]
 #   [PYTHON=python] tools/cpu_train.sh
 #
 # In the background:  nohup env RUN=runs/photos HOURS=6 tools/cpu_train.sh > runs/photos.log 2>&1 &
@@ -21,13 +22,16 @@
 #    `photos` preset measured 1.0 s per step on one busy thread of the 2-core development machine (irec.settings),
 #    so an hour is about 3,500 steps.
 # 2. Compares: `python -m irec.training.heldout RUN/model.pt --against AGAINST --measure MEASURE` prints, for both
-#    models on EVAL_IMAGES centre crops (EVAL_SIDE px) of BSDS500 val, which the photos presets never train on
-#    (Kodak, the test set, is not looked at), the real files' bits per subpixel (MEASURE=real, the default, which
-#    decides: about 4 s per crop and model) and the honest -ELBO (MEASURE=elbo decides by it); its output is also
-#    kept in RUN/heldout.txt. A CIFAR-10 preset (cpu-rate) is compared on EVAL_IMAGES CIFAR-10 test images that the
-#    results table does not code (`--dataset cifar10`; EVAL_SIDE does not apply). AGAINST defaults to NAME when a
-#    model of that name is shipped, else lossless-cifar10.
-#    The shipped lossless-photos is continued with PRESET=photos-rate INIT=lossless-photos (docs/models.md).
+#    models on EVAL_IMAGES held-out images of EVAL_DATASET, the real files' bits per subpixel (MEASURE=real, the
+#    default, which decides) and the honest -ELBO (MEASURE=elbo decides by it); its output is also kept in
+#    RUN/heldout.txt. A photos preset is compared on tiles of 256 px (EVAL_SIDE) of the two CLIC validation images
+#    (EVAL_DATASET=clic, the default: a source no photos preset trains on, with full-resolution chroma as Kodak's;
+#    about 25 s per tile and model) or on centre crops of BSDS500 val (EVAL_DATASET=bsds500, EVAL_SIDE 128 by
+#    default), which the photos presets never train on; Kodak, the test set, is not looked at. A CIFAR-10 preset
+#    (cpu-rate) is compared on EVAL_IMAGES CIFAR-10 test images that the results table does not code
+#    (`--dataset cifar10`; EVAL_DATASET and EVAL_SIDE do not apply). AGAINST defaults to NAME when a model of that
+#    name is shipped, else lossless-cifar10.
+#    The shipped lossless-photos is continued with PRESET=photos-2x INIT=lossless-photos (docs/models.md).
 # 3. If the candidate is better (strictly lower), prints the `irec ship RUN NAME --preset PRESET --figures ...`
 #    command to run; it does not ship by itself. Otherwise it says so: train longer (run it again) or leave it.
 #
@@ -52,7 +56,8 @@ extra=()
 kind=$("$py" -c 'import sys; from irec.settings import lossless_preset
 print("photos" if lossless_preset(sys.argv[1]).photos else "cifar10")' "$PRESET")  # fails on an unknown preset
 if [[ $kind == photos ]]; then
-  NAME=${NAME:-lossless-photos}; heldout=(--dataset bsds500 --side "${EVAL_SIDE:-128}")
+  NAME=${NAME:-lossless-photos}; heldout=(--dataset "${EVAL_DATASET:-clic}")
+  [[ -n "${EVAL_SIDE:-}" ]] && heldout+=(--side "$EVAL_SIDE")
 else
   NAME=${NAME:-lossless-cifar10}; heldout=(--dataset cifar10)
 fi

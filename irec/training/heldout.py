@@ -5,11 +5,13 @@ its negative ELBO, but not at exactly that: the coder pays about 1.2 bits per bi
 the pixels' -log p(x|z), so a model trained for the coded rate (``RVAEConfig.kl_weight``) can have the worse -ELBO and
 the smaller files. The real files on images no run trained on therefore decide whether a newly trained model should
 replace the shipped one (``measure="real"``, the default); the -ELBO is reported beside them, and can decide instead
-(``measure="elbo"``). Two held-out sets (``dataset``):
+(``measure="elbo"``). Three held-out sets (``dataset``):
 
 - ``bsds500``, for the photo models: BSDS500 val, which the lossless ``photos`` presets leave out of their training
   crops (irec.training.runs.PHOTOS_BSDS_SPLITS); Kodak, the test set, is not used, so that choosing a model does
-  not look at the test set;
+  not look at the test set. Its JPEGs store chroma at half resolution, as the photos presets' BSDS500 crops do;
+- ``clic``, for the photo models too: tiles of Kodak's tile size from the two CLIC professional validation images of
+  the prepared data (``clic_sample``), a source no photos preset trains on, with full-resolution chroma as Kodak's;
 - ``cifar10``, for the CIFAR-10 models: the training subset is the whole training set, so the held-out images are
   CIFAR-10 test images that the results table does not code, the last ones of the seeded permutation whose first
   1,000 the table codes (``irec.data.load_images("cifar10", limit=1000)``; the ``paper`` profile codes all 10,000).
@@ -43,9 +45,11 @@ from irec.data import centre_crop, held_back_indices, load_cifar10, load_images
 HELDOUT_DATASET = ("bsds500", "val")  # the held-out photos: BSDS500 val, never in the photos presets' crops
 DEFAULT_IMAGES = 16  # held-out images evaluated by default (a seeded subset of the 100)
 DEFAULT_SIDE = 128  # side of the centre crop of each BSDS500 image (even; 2x the photos preset's training crops)
+CLIC_SIDE = 256  # side of the CLIC tiles: Kodak's tile size (irec.codecs.tiles)
 CIFAR_SIDE = 32  # CIFAR-10 images are taken whole
 CIFAR_MAX_IMAGES = 5000  # at most the last half of the permutation, so the table's first 1,000 are never among them
-FIGURE_PREFIX = {"bsds500": "bsds500_val", "cifar10": "cifar10_heldout"}  # names of the figures irec ship records
+# names of the figures irec ship records, per held-out set
+FIGURE_PREFIX = {"bsds500": "bsds500_val", "cifar10": "cifar10_heldout", "clic": "clic_valid_tiles"}
 DATASETS = tuple(FIGURE_PREFIX)  # the held-out sets (module docstring): photos, or CIFAR-10 test images
 DEFAULT_SEED = 0  # seeds both the image subset and the posterior sample
 DEFAULT_BATCH = 8  # images per forward pass
@@ -59,9 +63,13 @@ def heldout_images(n: int | None = DEFAULT_IMAGES, side: int | None = None, seed
     subset (sorted indices of ``default_rng(seed).permutation``), each centre-cropped to ``side`` x ``side`` (None:
     DEFAULT_SIDE; BSDS500 images are 481x321 or 321x481, so ``side`` <= 320). ``cifar10``: the CIFAR-10 test images
     at the sorted indices of the last ``n`` (None: CIFAR_MAX_IMAGES) of the same permutation, whole (``side`` None
-    or 32), so none is among the ``limit`` <= 5,000 that ``load_images("cifar10", limit=limit, seed=seed)`` takes."""
+    or 32), so none is among the ``limit`` <= 5,000 that ``load_images("cifar10", limit=limit, seed=seed)`` takes.
+    ``clic``: ``n`` (None: all) of the ``side`` x ``side`` tiles (None: CLIC_SIDE) of the ``clic_sample`` images, cut
+    from the top left in raster order, a seeded subset in that order."""
     if dataset == "cifar10":
         return _cifar_heldout(CIFAR_MAX_IMAGES if n is None else n, CIFAR_SIDE if side is None else side, seed)
+    if dataset == "clic":
+        return _clic_tiles(n, CLIC_SIDE if side is None else side, seed)
     if dataset != "bsds500":
         raise ValueError(f"the held-out set must be one of {DATASETS}, got {dataset!r}")
     side = DEFAULT_SIDE if side is None else side
@@ -84,6 +92,17 @@ def _cifar_heldout(n: int, side: int, seed: int) -> np.ndarray:
         raise ValueError(f"the number of CIFAR-10 held-out images must be between 1 and {CIFAR_MAX_IMAGES}, got {n}")
     images, _ = load_cifar10("test")
     return images[held_back_indices(len(images), n, seed)]
+
+
+def _clic_tiles(n: int | None, side: int, seed: int) -> np.ndarray:
+    if side < 2 or side % 2:
+        raise ValueError(f"the held-out tile side must be even and at least 2 (the RVAE needs even sizes), got {side}")
+    tiles = [image[y:y + side, x:x + side] for _, image in load_images("clic_sample")
+             for y in range(0, image.shape[0] - side + 1, side) for x in range(0, image.shape[1] - side + 1, side)]
+    if n is not None and not 1 <= n <= len(tiles):
+        raise ValueError(f"the number of CLIC held-out tiles of {side} px must be between 1 and {len(tiles)}, got {n}")
+    keep = range(len(tiles)) if n is None else sorted(np.random.default_rng(seed).permutation(len(tiles))[:n])
+    return np.stack([tiles[i] for i in keep])
 
 
 def _float_model(model: nn.Module) -> nn.Module:
@@ -194,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         description=(
             "Compare a trained lossless model with a shipped one on held-out images: centre crops of a seeded "
             "subset of BSDS500 val, which the lossless photos presets never train on (Kodak, the test set, is not "
-            "looked at), or with --dataset cifar10 CIFAR-10 test images that the results table does not code: the "
+            "looked at), with --dataset clic tiles of the two CLIC validation images (full-resolution chroma, as "
+            "Kodak's), or with --dataset cifar10 CIFAR-10 test images that the results table does not code: the "
             "real files in bits per subpixel (the lossless codec at its default setting, each "
             "file decoded and checked; --measure real, the default, which decides) and the -ELBO (analytic KL + one "
             "posterior sample under a fixed seed, float64 sums, the float weights; --measure elbo to decide by it). "
@@ -206,12 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", default="lossless-cifar10", metavar="NAME",
                         help="the shipped (or cached) model to beat (default: lossless-cifar10)")
     parser.add_argument("--dataset", choices=DATASETS, default="bsds500", help=(
-        "the held-out set: bsds500 (val, for the photo models; default) or cifar10 (test images the table does not "
+        "the held-out set: bsds500 (val, for the photo models; default), clic (tiles of the two CLIC validation "
+        "images of clic_sample, for the photo models) or cifar10 (test images the table does not "
         f"code, the last of its seeded permutation, at most {CIFAR_MAX_IMAGES}; for the CIFAR-10 models)"))
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES,
                         help=f"held-out images, a seeded subset of the set (default {DEFAULT_IMAGES})")
     parser.add_argument("--side", type=int, help=(
-        f"bsds500: side of each image's centre crop, even, at most 320 (default {DEFAULT_SIDE}); cifar10: 32"))
+        f"bsds500: side of each image's centre crop, even, at most 320 (default {DEFAULT_SIDE}); clic: of the tiles "
+        f"(default {CLIC_SIDE}); cifar10: 32"))
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seeds the image subset and the posterior sample (default 0)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="images per forward pass")
@@ -224,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     result = compare(args.candidate, args.against, args.images, args.side, args.seed, args.batch, args.measure,
                      args.dataset)
     verdict = "better" if result["better"] else "not better"
-    crops = (f"{result['images']} BSDS500 val crops of {result['side']}x{result['side']}" if args.dataset == "bsds500"
-             else f"{result['images']} held-out CIFAR-10 test images")
+    crops = {"bsds500": f"{result['images']} BSDS500 val crops of {result['side']}x{result['side']}",
+             "clic": f"{result['images']} CLIC validation tiles of {result['side']}x{result['side']}",
+             "cifar10": f"{result['images']} held-out CIFAR-10 test images"}[args.dataset]
     print(f"held-out -ELBO on {crops}: candidate {result['candidate_elbo_bpd']:.4f} bpd, {result['shipped']} "
           f"{result['shipped_elbo_bpd']:.4f} bpd ({result['candidate_elbo_bpd'] - result['shipped_elbo_bpd']:+.4f})")
     what = "real files" if args.measure == "real" else "-ELBO"

@@ -56,8 +56,8 @@ class PhotoCrops(ConcatDataset):
         self.sources = sources  # every photo the crops are drawn from
 
 
-def photo_crops(crop: int, seed: int, limit: int | None = None,
-                bsds_splits: tuple[str, ...] | None = None) -> tuple[PhotoCrops, str]:
+def photo_crops(crop: int, seed: int, limit: int | None = None, bsds_splits: tuple[str, ...] | None = None,
+                bsds_downsample: int = 1) -> tuple[PhotoCrops, str]:
     """Random ``crop`` x ``crop`` training crops of the natural photos of the prepared data folder, and their
     description: BSDS500 (``bsds_splits``, None: all 500 images) and Sun-Hays 80, 2x area-downsampled against its JPEG
     blocking (README-training-data.md), without those smaller than ``crop`` after the downsample; where BSDS500 is
@@ -65,7 +65,9 @@ def photo_crops(crop: int, seed: int, limit: int | None = None,
     method note Section 5) and the lossless ``photos`` presets train on these; Kodak is never among them.
 
     ``seed`` seeds the crops (BSDS500 or CLIC with ``seed``, Sun-Hays with ``seed + 1``); ``limit``: a seeded subset
-    of that many photos per source (per BSDS500 split when ``bsds_splits`` is given), for smoke runs."""
+    of that many photos per source (per BSDS500 split when ``bsds_splits`` is given), for smoke runs.
+    ``bsds_downsample``: area-downsample BSDS500 by this factor too (2: its JPEG 4:2:0 chroma becomes full-resolution
+    chroma, as Kodak's; 1: as stored)."""
     parts: list[Dataset] = []
     sources: list[str] = []
     if (paths.data_root() / "bsds500").is_dir():
@@ -80,7 +82,10 @@ def photo_crops(crop: int, seed: int, limit: int | None = None,
                 bsds += named
                 sources += [f"bsds500/{split}/{name}" for name, _ in named]
             data = f"bsds500 ({', '.join(bsds_splits)})"
-        parts.append(RandomCropDataset([image for _, image in bsds], crop, CROPS_PER_EPOCH, seed=seed))
+        parts.append(RandomCropDataset([image for _, image in bsds], crop, CROPS_PER_EPOCH, seed=seed,
+                                       downsample=bsds_downsample))
+        if bsds_downsample != 1:
+            data += f", {bsds_downsample}x area-downsampled"
         sun = load_images("sun_hays80", limit=limit)
         kept = [(name, image) for name, image in sun if min(image.shape[:2]) // 2 >= crop]  # one is 213 px after 2x
         parts.append(RandomCropDataset([image for _, image in kept], crop, CROPS_PER_EPOCH // 5, seed=seed + 1,
@@ -124,7 +129,8 @@ def _lossless(preset_name: str, limit: int | None = None, finetune: bool = False
     if crop < 2 or crop % 2:
         raise ValueError(f"the lossless crop size must be even and at least 2 (the RVAE's latents are at 1/2), "
                          f"got {crop}")
-    dataset, data = photo_crops(crop, p.train.seed, limit, bsds_splits=PHOTOS_BSDS_SPLITS)
+    dataset, data = photo_crops(crop, p.train.seed, limit, bsds_splits=PHOTOS_BSDS_SPLITS,
+                                bsds_downsample=p.bsds_downsample)
     model = _seeded(lambda: RVAE(p.model), p.train.seed if seed is None else seed)
     return model, p.train, dataset, data + "; bsds500/val held out, no Kodak"
 
