@@ -181,7 +181,7 @@ def test_the_paper_preset_has_the_papers_settings():
     t = paper.train
     assert (t.optimizer, t.lr, t.batch_size, t.n_steps, t.ema_decay) == ("adamax", 1e-3, 8, 500_000, 0.999)
     assert t.lr_milestones == (50_000, 100_000, 150_000, 200_000) and t.lr_gamma == 0.3
-    assert set(PRESETS) == {"paper", "cpu", "cpu-rate", "photos", "photos-cond", "photos-rate", "smoke"}
+    assert set(PRESETS) == {"paper", "cpu", "cpu-rate", "photos", "photos-cond", "photos-rate", "photos-2x", "smoke"}
 
 
 def test_unknown_presets_and_invalid_configs_raise_a_clear_error():
