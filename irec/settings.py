@@ -249,7 +249,7 @@ LOSSLESS_PRESETS: dict[str, RVAEPreset] = {
             "about 3,500 steps. Adamax at lr 1e-4 (a fine-tuning rate, chosen over 3e-5 by a side-by-side run; 1e-3 "
             "wrecks the model's first steps: docs/models.md), weight EMA 0.999 (its decay warms up), "
             "gradients clipped to norm 20 as the cpu preset; max_seconds caps one call, tools/cpu_train.sh "
-            "continues a run in the background and compares it with the shipped model on the held-out BSDS500 val"
+            "continues a run in the background and compares it with the shipped model on held-out photos"
         ),
     ),
     "smoke": RVAEPreset(
