@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from irec.data import centre_crop, held_back_indices, load_cifar10, load_images
+from irec.data import centre_crop, held_back_indices, load_cifar10, load_images, subset_indices
 
 HELDOUT_DATASET = ("bsds500", "val")  # the held-out photos: BSDS500 val, never in the photos presets' crops
 DEFAULT_IMAGES = 16  # held-out images evaluated by default (a seeded subset of the 100)
@@ -69,12 +69,10 @@ def heldout_images(n: int | None = DEFAULT_IMAGES, side: int | None = None, seed
     if dataset == "cifar10":
         return _cifar_heldout(CIFAR_MAX_IMAGES if n is None else n, CIFAR_SIDE if side is None else side, seed)
     if dataset == "clic":
-        return _clic_tiles(n, CLIC_SIDE if side is None else side, seed)
+        return _clic_tiles(n, _even_side(CLIC_SIDE if side is None else side, "tile"), seed)
     if dataset != "bsds500":
         raise ValueError(f"the held-out set must be one of {DATASETS}, got {dataset!r}")
-    side = DEFAULT_SIDE if side is None else side
-    if side < 2 or side % 2:
-        raise ValueError(f"the held-out crop side must be even and at least 2 (the RVAE needs even sizes), got {side}")
+    side = _even_side(DEFAULT_SIDE if side is None else side, "crop")
     if n is not None and n < 1:
         raise ValueError(f"the number of held-out images must be at least 1, got {n}")
     dataset, split = HELDOUT_DATASET
@@ -94,15 +92,18 @@ def _cifar_heldout(n: int, side: int, seed: int) -> np.ndarray:
     return images[held_back_indices(len(images), n, seed)]
 
 
-def _clic_tiles(n: int | None, side: int, seed: int) -> np.ndarray:
+def _even_side(side: int, what: str) -> int:
     if side < 2 or side % 2:
-        raise ValueError(f"the held-out tile side must be even and at least 2 (the RVAE needs even sizes), got {side}")
+        raise ValueError(f"the held-out {what} side must be even and at least 2 (the RVAE needs even sizes), got {side}")
+    return side
+
+
+def _clic_tiles(n: int | None, side: int, seed: int) -> np.ndarray:
     tiles = [image[y:y + side, x:x + side] for _, image in load_images("clic_sample")
              for y in range(0, image.shape[0] - side + 1, side) for x in range(0, image.shape[1] - side + 1, side)]
     if n is not None and not 1 <= n <= len(tiles):
         raise ValueError(f"the number of CLIC held-out tiles of {side} px must be between 1 and {len(tiles)}, got {n}")
-    keep = range(len(tiles)) if n is None else sorted(np.random.default_rng(seed).permutation(len(tiles))[:n])
-    return np.stack([tiles[i] for i in keep])
+    return np.stack([tiles[i] for i in subset_indices(len(tiles), n, seed)])
 
 
 def _float_model(model: nn.Module) -> nn.Module:
