@@ -94,7 +94,8 @@ def _cifar_heldout(n: int, side: int, seed: int) -> np.ndarray:
 
 def _even_side(side: int, what: str) -> int:
     if side < 2 or side % 2:
-        raise ValueError(f"the held-out {what} side must be even and at least 2 (the RVAE needs even sizes), got {side}")
+        raise ValueError(f"the held-out {what} side must be even and at least 2 (the RVAE needs even sizes), "
+                         f"got {side}")
     return side
 
 
